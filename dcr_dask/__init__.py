@@ -1,0 +1,12 @@
+"""dcr_dask: DCR-corrected coadds of the sky, computed with Dask.
+
+Differential Chromatic Refraction (DCR) stretches every source toward the
+zenith by an amount that depends on its colour and on the airmass. dcr_dask
+forward-models the sky in a few sub-bands of a filter, as Rubin's
+``DcrAssembleCoaddTask`` does, and evaluates every step as lazy Dask graphs
+over tiles that may be larger than memory.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,135 @@
+"""Exceptions that tell a user which file, keyword or value is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Self
+
+
+class DcrDaskError(Exception):
+    """Base class of every error dcr_dask raises on purpose."""
+
+
+class InputError(DcrDaskError, ValueError):
+    """One problem with one input file.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and, where it helps, what to do about it.
+    filename : str or None
+        The file at fault.
+    keyword : str or None
+        The header keyword or HDU name at fault.
+    """
+
+    def __init__(self, message: str, *, filename: str | None = None, keyword: str | None = None):
+        self.filename = filename
+        self.keyword = keyword
+        self.message = message
+        where = []
+        if filename is not None:
+            where.append(str(filename))
+        if keyword is not None:
+            where.append(keyword)
+        prefix = ": ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class InputErrors(DcrDaskError, ValueError):
+    """Every problem found in a set of inputs, raised together before any work starts.
+
+    Parameters
+    ----------
+    errors : sequence of InputError
+        The individual problems, one per file and keyword.
+    """
+
+    def __init__(self, errors: Sequence[InputError]):
+        self.errors = list(errors)
+        lines = [f"{len(self.errors)} problem(s) with the inputs:"]
+        lines += [f"  - {error}" for error in self.errors]
+        super().__init__("\n".join(lines))
+
+
+class ConfigError(DcrDaskError, ValueError):
+    """A configuration field holds a value it may not hold.
+
+    Parameters
+    ----------
+    field : str
+        Dotted name of the field (``detect.thresholdValue``).
+    value : object
+        The offending value.
+    message : str
+        Why it is not allowed.
+    """
+
+    def __init__(self, field: str, value: object, message: str):
+        self.field = field
+        self.value = value
+        super().__init__(f"config field {field!r} = {value!r}: {message}")
+
+
+def raise_collected(errors: Iterable[InputError]) -> None:
+    """Raise the problems found, if any.
+
+    Parameters
+    ----------
+    errors : iterable of InputError
+        Problems collected while checking inputs.
+
+    Raises
+    ------
+    InputError
+        If there is exactly one problem.
+    InputErrors
+        If there are several; it lists them all.
+    """
+    errors = list(errors)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise InputErrors(errors)
+
+
+class ConfigErrors(ExceptionGroup, ConfigError):
+    """Several problems with one configuration, raised together.
+
+    It is a :class:`~dcr_dask.errors.ConfigError`, so ``except ConfigError``
+    catches it (its message lists every problem), and an ``ExceptionGroup`` of the
+    individual :class:`~dcr_dask.errors.ConfigError` instances, so
+    ``except* ConfigError`` handles them one by one.
+
+    Parameters
+    ----------
+    errors : iterable of ConfigError
+        The individual problems, each naming its dotted field and value.
+
+    Attributes
+    ----------
+    errors : list of ConfigError
+        The individual problems (the same objects as ``exceptions``).
+    field : str
+        The dotted names of the fields at fault, comma-separated.
+    value : tuple
+        The offending values, in the order of ``errors``.
+    """
+
+    def __new__(cls, errors: Iterable[ConfigError]) -> Self:
+        errors = list(errors)
+        lines = [f"{len(errors)} problems with the configuration:"]
+        lines += [f"  - {error}" for error in errors]
+        return super().__new__(cls, "\n".join(lines), errors)
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors = list(self.exceptions)
+        self.field = ", ".join(error.field for error in self.errors)
+        self.value = tuple(error.value for error in self.errors)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def derive(self, excs: Iterable[ConfigError]) -> ConfigErrors:
+        """Return a ConfigErrors of a subset of the problems (``ExceptionGroup`` API)."""
+        return ConfigErrors(excs)
