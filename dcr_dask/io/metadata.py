@@ -1,0 +1,464 @@
+"""Visit metadata in FITS headers: parse and validate, and write back.
+
+The primary header of a warp carries the visit metadata of
+DATA_CONTRACT.md (section 1), with afw's VisitInfo keyword names.
+:func:`check_visit_header` reads them into a :class:`~dcr_dask.visit.VisitInfo`
+and collects *every* problem it finds; :func:`parse_visit_header` raises them.
+:func:`visit_to_header` is the inverse, for writers and the simulator.
+
+Time and Earth rotation angle
+-----------------------------
+The geometry needs only the Earth rotation angle (ERA) at mid-exposure. It is
+read from ``AVG-ERA`` when present; otherwise it is computed from the UT1 time
+with the IAU 2000 formula (``erfa.era00``). The UT1 time is ``MJD-AVG-UT1``
+when present, else ``DATE-AVG`` (in the ``TIMESYS`` scale; TAI when absent, as
+afw writes it) converted to UTC and corrected by UT1-UTC from the IERS-A table
+bundled with astropy. No IERS file is ever downloaded: for dates the bundled
+table does not cover, UT1 is taken equal to UTC. That error is below 0.9 s of
+time (UT1-UTC is kept within 0.9 s by leap seconds), i.e. below 14 arcsec of
+ERA, far below what matters for refraction.
+
+:attr:`VisitInfo.mjd <dcr_dask.visit.VisitInfo.mjd>` is always a UT1 MJD,
+whichever keyword it came from, so that ``visit_to_header`` writes back
+exactly what was read.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import erfa
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+from astropy.utils import iers
+
+from dcr_dask import geometry, refraction
+from dcr_dask.errors import InputError, raise_collected
+from dcr_dask.visit import Observatory, VisitInfo, Weather
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "check_visit_header",
+    "parse_visit_header",
+    "visit_to_header",
+]
+
+#: Time scales accepted in ``TIMESYS`` (FITS names); converted without IERS data.
+_TIMESYS = ("TAI", "UTC", "TT", "UT1")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+class _HeaderReader:
+    """Typed access to one header that records problems instead of raising."""
+
+    def __init__(self, header: Mapping[str, Any], filename: str):
+        self.header = header
+        self.filename = filename
+        self.errors: list[InputError] = []
+
+    def error(self, keyword: str | None, message: str) -> None:
+        self.errors.append(InputError(message, filename=self.filename, keyword=keyword))
+
+    def has(self, key: str) -> bool:
+        return key in self.header
+
+    def _value(self, key: str, required: bool) -> object | None:
+        if key not in self.header:
+            if required:
+                self.error(key, "required keyword is missing")
+            return None
+        value = self.header[key]
+        if value is None or isinstance(value, fits.card.Undefined):
+            self.error(key, "keyword has no value")
+            return None
+        return value
+
+    def number(
+        self,
+        key: str,
+        *,
+        required: bool = False,
+        check: Callable[[float], bool] | None = None,
+        expect: str = "",
+    ) -> float | None:
+        """A finite float; ``check`` and ``expect`` state an allowed range."""
+        value = self._value(key, required)
+        if value is None:
+            return None
+        if not _is_number(value):
+            self.error(key, f"expected a number, got {type(value).__name__} {value!r}")
+            return None
+        number = float(value)
+        if not math.isfinite(number):
+            self.error(key, f"value {value!r} is not finite")
+            return None
+        if check is not None and not check(number):
+            self.error(key, f"value {value!r} is outside the allowed range: {expect}")
+            return None
+        return number
+
+    def integer(self, key: str, *, required: bool = False) -> int | None:
+        value = self._value(key, required)
+        if value is None:
+            return None
+        if not _is_int(value):
+            self.error(key, f"expected an integer, got {type(value).__name__} {value!r}")
+            return None
+        return int(value)
+
+    def string(self, key: str, *, required: bool = False, nonempty: bool = False) -> str | None:
+        value = self._value(key, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.error(key, f"expected a string, got {type(value).__name__} {value!r}")
+            return None
+        value = value.strip()
+        if nonempty and not value:
+            self.error(key, "value is an empty string")
+            return None
+        return value
+
+    def first_of(self, keys: tuple[str, ...], getter: Callable[..., Any]) -> Any:
+        """The value of the first of ``keys`` present, or an error naming them all."""
+        present = [key for key in keys if self.has(key)]
+        if not present:
+            self.error(
+                "/".join(keys), f"required keyword is missing (give one of {', '.join(keys)})"
+            )
+            return None
+        values = [getter(key) for key in present]
+        known = [
+            (key, value) for key, value in zip(present, values, strict=True) if value is not None
+        ]
+        if len({value for _, value in known}) > 1:
+            text = ", ".join(f"{key} = {value!r}" for key, value in known)
+            self.error("/".join(present), f"keywords disagree: {text}")
+            return None
+        if len(known) < len(values):
+            return None
+        return values[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_iers_a() -> iers.IERS_A:
+    """The IERS-A table shipped with astropy (never downloaded)."""
+    return iers.IERS_A.open(iers.IERS_A_FILE)
+
+
+def _ut1_minus_utc_s(utc: Time) -> float:
+    """UT1-UTC from the bundled IERS-A table, or 0 s where it has no value.
+
+    Parameters
+    ----------
+    utc : astropy.time.Time
+        A scalar time in the UTC scale.
+
+    Returns
+    -------
+    float
+        UT1-UTC, seconds; 0 (error below 0.9 s) outside the table.
+    """
+    dut1, status = _bundled_iers_a().ut1_utc(utc, return_status=True)
+    if int(status) < 0:
+        log.debug("UT1-UTC unknown at MJD %.5f (no IERS download); using UT1 = UTC", utc.mjd)
+        return 0.0
+    return float(dut1.to_value("s"))
+
+
+def _ut1_mjd_from_date(date: str, timesys: str) -> float:
+    """UT1 MJD of an ISO-8601 date in a FITS time scale."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", erfa.ErfaWarning)
+        time = Time(date, format="fits", scale=timesys.lower())
+        if timesys == "UT1":
+            return float(time.mjd)
+        utc = time.utc
+        return float(utc.mjd) + _ut1_minus_utc_s(utc) / 86400.0
+
+
+def _date_from_ut1_mjd(mjd_ut1: float) -> str:
+    """TAI ISO-8601 date of a UT1 MJD (the inverse of :func:`_ut1_mjd_from_date`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", erfa.ErfaWarning)
+        guess = Time(mjd_ut1, format="mjd", scale="utc")
+        utc = Time(mjd_ut1 - _ut1_minus_utc_s(guess) / 86400.0, format="mjd", scale="utc")
+        return str(utc.tai.isot)
+
+
+def _era_deg(mjd_ut1: float) -> float:
+    """Earth rotation angle (IAU 2000, ``erfa.era00``) of a UT1 MJD, degrees in [0, 360)."""
+    return float(np.degrees(erfa.era00(2400000.5, mjd_ut1)))
+
+
+def _read_time(reader: _HeaderReader) -> tuple[float | None, float | None]:
+    """Return ``(mjd_ut1, era_deg)``; the ERA is computed from the time if not given."""
+    n_errors = len(reader.errors)
+    mjd = reader.number("MJD-AVG-UT1")
+    era = reader.number("AVG-ERA")
+    date = reader.string("DATE-AVG", nonempty=True)
+    date_mjd = None
+    if date is not None:
+        timesys = reader.string("TIMESYS")
+        if date.endswith("Z"):
+            date = date[:-1]
+            timesys = timesys or "UTC"
+        timesys = (timesys or "TAI").upper()
+        if timesys not in _TIMESYS:
+            reader.error("TIMESYS", f"time scale {timesys!r} is not one of {', '.join(_TIMESYS)}")
+        else:
+            try:
+                date_mjd = _ut1_mjd_from_date(date, timesys)
+            except (ValueError, TypeError) as exc:
+                reader.error("DATE-AVG", f"cannot parse {date!r} as an ISO-8601 date: {exc}")
+    if mjd is None:
+        mjd = date_mjd
+    ok = len(reader.errors) == n_errors
+    if (
+        ok
+        and mjd is None
+        and era is None
+        and not any(reader.has(key) for key in ("MJD-AVG-UT1", "AVG-ERA", "DATE-AVG"))
+    ):
+        reader.error(
+            "DATE-AVG/MJD-AVG-UT1",
+            "required keyword is missing: the mid-exposure time needs DATE-AVG (+ TIMESYS) "
+            "or MJD-AVG-UT1 (or AVG-ERA)",
+        )
+        ok = False
+    if ok and era is None and mjd is not None:
+        era = _era_deg(mjd)
+    return mjd, era
+
+
+def _read_pointing(reader: _HeaderReader) -> tuple[float | None, float | None]:
+    """Return ``(altitude_deg, airmass)``, each derived from the other if absent."""
+    alt = reader.number(
+        "BORE-ALT", check=lambda v: 0.0 < v <= 90.0, expect="altitude must be in (0, 90] deg"
+    )
+    airmass = reader.number("BORE-AIRMASS", check=lambda v: v >= 1.0, expect="airmass must be >= 1")
+    has_alt, has_airmass = reader.has("BORE-ALT"), reader.has("BORE-AIRMASS")
+    if not has_alt and not has_airmass:
+        reader.error(
+            "BORE-ALT/BORE-AIRMASS",
+            "required keyword is missing (give BORE-ALT or BORE-AIRMASS or both)",
+        )
+        return None, None
+    if alt is None and airmass is not None and not has_alt:
+        alt = float(geometry.elevation_from_airmass(airmass))
+    if airmass is None and alt is not None and not has_airmass:
+        airmass = float(geometry.airmass_from_altitude(alt))
+    return alt, airmass
+
+
+def check_visit_header(
+    header: Mapping[str, Any], filename: str | Path
+) -> tuple[VisitInfo | None, list[InputError]]:
+    """Read and validate the visit metadata of a primary header.
+
+    Parameters
+    ----------
+    header : mapping
+        The primary header (an :class:`astropy.io.fits.Header` or any mapping
+        of keyword to value).
+    filename : str or Path
+        The file the header came from; it names the culprit in messages and is
+        recorded in :attr:`VisitInfo.filename`.
+
+    Returns
+    -------
+    visit : VisitInfo or None
+        The metadata, or None if there was any problem.
+    errors : list of InputError
+        Every problem found, each naming the file and the keyword.
+
+    Notes
+    -----
+    Required: ``EXPID`` or ``VISIT`` (int), ``FILTER`` or ``BAND`` (str;
+    ``BAND`` wins when both are given), ``BORE-RA``, ``BORE-DEC`` (deg),
+    ``BORE-ALT`` (deg, in (0, 90]) or ``BORE-AIRMASS`` (>= 1), ``OBS-LONG``,
+    ``OBS-LAT`` (deg), ``OBS-ELEV`` (m), and the time: ``DATE-AVG`` (+
+    ``TIMESYS``, default TAI) or ``MJD-AVG-UT1`` (d), or at least ``AVG-ERA``
+    (deg). Numbers must be finite ints or floats (not strings, not booleans).
+    Missing weather (``AIRTEMP`` degC, ``AIRPRESS`` Pa, ``HUMIDITY`` %) is
+    filled in by :func:`dcr_dask.refraction.default_weather`.
+    """
+    name = str(filename)
+    reader = _HeaderReader(header, name)
+
+    visit = reader.first_of(("EXPID", "VISIT"), reader.integer)
+    band = None
+    if not (reader.has("BAND") or reader.has("FILTER")):
+        reader.error("FILTER/BAND", "required keyword is missing (give FILTER or BAND)")
+    else:
+        band = reader.string("BAND" if reader.has("BAND") else "FILTER", nonempty=True)
+    exptime = reader.number("EXPTIME", check=lambda v: v >= 0.0, expect="must be >= 0 s")
+    mjd, era = _read_time(reader)
+    ra = reader.number("BORE-RA", required=True)
+    dec = reader.number(
+        "BORE-DEC", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
+    )
+    az = reader.number("BORE-AZ")
+    alt, airmass = _read_pointing(reader)
+    rotang = reader.number("BORE-ROTANG")
+    rottype = reader.string("ROTTYPE")
+    longitude = reader.number(
+        "OBS-LONG", required=True, check=lambda v: -360.0 <= v <= 360.0, expect="[-360, 360] deg"
+    )
+    latitude = reader.number(
+        "OBS-LAT", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
+    )
+    elevation = reader.number("OBS-ELEV", required=True)
+    temperature = reader.number(
+        "AIRTEMP", check=lambda v: v > -273.15, expect="above absolute zero (degC)"
+    )
+    pressure = reader.number("AIRPRESS", check=lambda v: v > 0.0, expect="> 0 Pa")
+    humidity = reader.number("HUMIDITY", check=lambda v: 0.0 <= v <= 100.0, expect="[0, 100] %")
+    psf_fwhm = reader.number("PSF-FWHM", check=lambda v: v > 0.0, expect="> 0 pixel")
+    magzero = reader.number("MAGZERO")
+
+    if reader.errors:
+        return None, reader.errors
+    assert visit is not None and band is not None and era is not None
+    assert ra is not None and dec is not None and alt is not None and airmass is not None
+    assert longitude is not None and latitude is not None and elevation is not None
+    try:
+        weather: Weather = refraction.default_weather(
+            elevation,
+            temperature_c=temperature,
+            pressure_pa=pressure,
+            humidity_pct=humidity,
+        )
+    except ValueError as exc:
+        return None, [InputError(str(exc), filename=name, keyword="OBS-ELEV")]
+    info = VisitInfo(
+        visit=visit,
+        band=band,
+        observatory=Observatory(longitude, latitude, elevation),
+        weather=weather,
+        era_deg=era,
+        boresight_ra_deg=ra,
+        boresight_dec_deg=dec,
+        boresight_alt_deg=alt,
+        boresight_airmass=airmass,
+        mjd=mjd,
+        boresight_az_deg=az,
+        exptime_s=exptime,
+        rotang_deg=rotang,
+        rottype=rottype,
+        psf_fwhm_px=psf_fwhm,
+        magzero=magzero,
+        filename=name,
+    )
+    return info, []
+
+
+def parse_visit_header(header: Mapping[str, Any], filename: str | Path) -> VisitInfo:
+    """Read and validate the visit metadata of a primary header, or raise.
+
+    Parameters
+    ----------
+    header : mapping
+        The primary header.
+    filename : str or Path
+        The file the header came from, for messages.
+
+    Returns
+    -------
+    VisitInfo
+        The validated metadata, with missing optional values filled in.
+
+    Raises
+    ------
+    InputError
+        If there is one problem; it names the file and the keyword.
+    InputErrors
+        If there are several; all of them are listed.
+
+    See Also
+    --------
+    check_visit_header : the same, returning the problems instead.
+    """
+    info, errors = check_visit_header(header, filename)
+    raise_collected(errors)
+    assert info is not None
+    return info
+
+
+def visit_to_header(visit: VisitInfo) -> fits.Header:
+    """Write the visit metadata as afw-style primary-header keywords.
+
+    Parameters
+    ----------
+    visit : VisitInfo
+        The metadata.
+
+    Returns
+    -------
+    astropy.io.fits.Header
+        ``EXPID``, ``FILTER``, the time (``MJD-AVG-UT1`` and a derived TAI
+        ``DATE-AVG`` when :attr:`VisitInfo.mjd` is known, and ``AVG-ERA``),
+        pointing, site, the weather keywords that were *not* defaulted, and
+        the optional keywords that are known. Parsing it with
+        :func:`parse_visit_header` gives ``visit`` back (except
+        :attr:`VisitInfo.filename` and :attr:`VisitInfo.bunit`, which live
+        outside the primary header). Floats are exact whenever astropy can
+        write their shortest repr (20 characters at most).
+    """
+    header = fits.Header()
+    header["EXPID"] = (int(visit.visit), "visit identifier")
+    header["FILTER"] = (visit.band, "filter / band name")
+    optional: list[tuple[str, float | str | None, str]] = [
+        ("EXPTIME", visit.exptime_s, "exposure time (s)"),
+    ]
+    if visit.mjd is not None:
+        header["DATE-AVG"] = (_date_from_ut1_mjd(visit.mjd), "TAI date at middle of observation")
+        header["TIMESYS"] = "TAI"
+    optional += [
+        ("MJD-AVG-UT1", visit.mjd, "UT1 MJD date at ctr of obs"),
+        ("AVG-ERA", visit.era_deg, "Earth rot ang at ctr of obs (deg)"),
+        ("BORE-RA", visit.boresight_ra_deg, "ICRS RA (deg) at boresight"),
+        ("BORE-DEC", visit.boresight_dec_deg, "ICRS Dec (deg) at boresight"),
+        ("BORE-AZ", visit.boresight_az_deg, "Refr app topo az (deg) at bore"),
+        ("BORE-ALT", visit.boresight_alt_deg, "Refr app topo alt (deg) at bore"),
+        ("BORE-AIRMASS", visit.boresight_airmass, "Airmass at boresight"),
+        ("BORE-ROTANG", visit.rotang_deg, "Rotation angle (deg) at boresight"),
+        ("ROTTYPE", visit.rottype, "Type of rotation angle"),
+        ("OBS-LONG", visit.observatory.longitude_deg, "Telescope longitude (+E, deg)"),
+        ("OBS-LAT", visit.observatory.latitude_deg, "Telescope latitude (deg)"),
+        ("OBS-ELEV", visit.observatory.elevation_m, "Telescope elevation (m)"),
+    ]
+    weather = visit.weather
+    for key, value, comment in (
+        ("AIRTEMP", weather.temperature_c, "Outside air temperature (C)"),
+        ("AIRPRESS", weather.pressure_pa, "Outdoor air pressure (Pa)"),
+        ("HUMIDITY", weather.humidity_pct, "Relative humidity (%)"),
+    ):
+        if key not in weather.defaulted:
+            optional.append((key, value, comment))
+    optional += [
+        ("PSF-FWHM", visit.psf_fwhm_px, "PSF FWHM (pixel)"),
+        ("MAGZERO", visit.magzero, "photometric zero point (mag)"),
+    ]
+    for key, value, comment in optional:
+        if value is not None:
+            card = f"HIERARCH {key}" if len(key) > 8 else key
+            header[card] = (float(value) if _is_number(value) else value, comment)
+    return header
