@@ -1,0 +1,249 @@
+"""Regularization of the DCR model: steps 5 and 6 of one iteration (ALGORITHM.md, section 3).
+
+Two degeneracies make the forward-modelling fit wander: a sub-band plane can
+jump far from its previous value in one iteration, and one sub-band can take
+flux that belongs to another (a hole beside a source in one plane, a wing in
+the next). The reference (``lsst.ip.diffim.dcrModel.DcrModel``,
+``regularizeModelIter``, ``regularizeModelFreq``, ``applyImageThresholds``,
+``calculateNoiseCutoff``) limits both, and so do these kernels, with the same
+order of operations, filters and edge modes:
+
+* :func:`regularize_iterations` clamps each new plane to a factor of its old
+  value;
+* :func:`regularize_frequency` clamps each plane to a factor of the smoothed
+  mean of the old planes, then rebuilds it as a smooth, sharpened relative
+  spectrum times that mean;
+* :func:`apply_thresholds` is the clamp both share: only regions that survive
+  a binary opening are clamped, so isolated noisy pixels are left alone;
+* :func:`background_noise` is the noise level both this module and the
+  convergence significance use.
+
+All functions take and return plain arrays of one block (a subregion grown by
+its buffer) and never modify their inputs. Model planes have shape
+``(S, ny, nx)``; values are fluxes in the units of the images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "FREQUENCY_NOISE_BORDER_PX",
+    "apply_thresholds",
+    "background_noise",
+    "regularize_frequency",
+    "regularize_iterations",
+]
+
+#: Border excluded from the noise estimate of :func:`regularize_frequency`, pixels
+#: (a constant of the reference's ``regularizeModelFreq``, not a config field).
+FREQUENCY_NOISE_BORDER_PX = 5
+
+#: Sharpening strength of the relative model (a constant of the reference).
+_SHARPEN_ALPHA = 3.0
+
+#: Offset, in units of the smoothed noise, added before dividing by a smoothed image.
+_NOISE_OFFSET_SIGMA = 3.0
+
+
+def _opening_structure(width: int) -> np.ndarray:
+    """Cross iterated ``width`` times (a diamond of radius ``width``), acting within each plane."""
+    cross = ndimage.generate_binary_structure(2, 1)
+    return ndimage.iterate_structure(cross, width)[None, :, :]
+
+
+def _surviving(flags: np.ndarray, width: int) -> np.ndarray:
+    """Flags of a ``(S, ny, nx)`` stack that survive a per-plane opening of radius ``width``."""
+    if width <= 0:
+        return flags
+    return ndimage.binary_opening(flags, structure=_opening_structure(width))
+
+
+def apply_thresholds(
+    planes: np.ndarray,
+    low: np.ndarray | None,
+    high: np.ndarray | None,
+    width: int,
+) -> np.ndarray:
+    """Clamp image values to per-pixel limits, on extended regions only.
+
+    The pixels above ``high`` are flagged; the flags are opened (eroded, then
+    dilated) with a cross-shaped structure iterated ``width`` times, so that
+    groups narrower than that are dropped; the surviving pixels are set to
+    ``high``. The pixels below ``low`` are then treated in the same way, on the
+    already clamped values (the reference's ``applyImageThresholds`` order).
+    Pixels outside the array count as unflagged in the erosion.
+
+    Parameters
+    ----------
+    planes : numpy.ndarray
+        ``(ny, nx)`` image or ``(S, ny, nx)`` stack of planes, flux.
+    low, high : numpy.ndarray or None
+        Lower and upper limits, flux, broadcastable to ``planes``; None skips
+        that side. A NaN limit never clamps.
+    width : int
+        ``regularizationWidth``, pixels: radius of the opening; 0 or less
+        clamps every flagged pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 copy of ``planes`` with the clamped values.
+    """
+    out = np.array(planes, dtype=np.float64)
+    stack = out if out.ndim == 3 else out[None]
+    for limit, outside in ((high, np.greater), (low, np.less)):
+        if limit is None:
+            continue
+        bound = np.broadcast_to(np.asarray(limit, dtype=np.float64), out.shape)
+        bound = bound if bound.ndim == 3 else bound[None]
+        flagged = _surviving(outside(stack, bound), width)
+        stack[flagged] = bound[flagged]
+    return out
+
+
+def regularize_iterations(
+    new: np.ndarray, old: np.ndarray, factor: float, width: int
+) -> np.ndarray:
+    """Limit the change of each sub-band plane between two iterations (step 5).
+
+    Each new plane is clamped (:func:`apply_thresholds`) to
+    ``[old / factor, |old| · factor]``, as the reference's
+    ``regularizeModelIter``. Callers skip this step when
+    ``regularizeModelIterations`` is 0.
+
+    Parameters
+    ----------
+    new : numpy.ndarray
+        ``(S, ny, nx)`` planes after the update of this iteration, flux.
+    old : numpy.ndarray
+        ``(S, ny, nx)`` planes of the previous iteration, flux.
+    factor : float
+        ``regularizeModelIterations``: largest relative change allowed, > 0.
+    width : int
+        ``regularizationWidth``, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 ``(S, ny, nx)`` regularized planes.
+    """
+    if not factor > 0:
+        raise ValueError(f"regularizeModelIterations must be > 0 to regularize, got {factor!r}")
+    old = np.asarray(old, dtype=np.float64)
+    return apply_thresholds(new, old / factor, np.abs(old) * factor, width)
+
+
+def background_noise(
+    plane: np.ndarray, background: np.ndarray, *, border: int = FREQUENCY_NOISE_BORDER_PX
+) -> float:
+    """Standard deviation of an image over its background pixels.
+
+    As the reference's ``calculateNoiseCutoff``: the population standard
+    deviation (``ddof=0``) of ``plane`` over the ``background`` pixels, after
+    removing ``border`` pixels from every edge. NaN values among them make the
+    result NaN, as in the reference.
+
+    Parameters
+    ----------
+    plane : numpy.ndarray
+        ``(ny, nx)`` image, flux.
+    background : numpy.ndarray of bool
+        ``(ny, nx)``: True where the model mask has none of the bad planes and
+        no ``DETECTED`` (the caller turns mask bits into this).
+    border : int
+        Pixels excluded at each edge: 5 in the frequency regularization, the
+        buffer size in the convergence significance.
+
+    Returns
+    -------
+    float
+        Noise level, flux. 0 if no pixel qualifies (the reference returns NaN
+        there, which would turn the whole block NaN; 0 disables the noise
+        offset instead).
+    """
+    plane = np.asarray(plane, dtype=np.float64)
+    background = np.asarray(background, dtype=bool)
+    if plane.shape != background.shape or plane.ndim != 2:
+        raise ValueError(
+            f"plane {plane.shape} and background {background.shape} must be 2-D of one shape"
+        )
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    ny, nx = plane.shape
+    inner = (slice(border, max(ny - border, border)), slice(border, max(nx - border, border)))
+    values = plane[inner][background[inner]]
+    if values.size == 0:
+        return 0.0
+    return float(np.std(values))
+
+
+def regularize_frequency(
+    new: np.ndarray, old: np.ndarray, factor: float, width: int, noise: float
+) -> np.ndarray:
+    """Restrict each sub-band plane to a smooth spectrum times the mean of the old planes (step 6).
+
+    The reference's ``regularizeModelFreq``, step by step:
+
+    1. ``ref`` = mean of the old planes, with NaN or non-positive pixels set to
+       0. If no pixel is left, the planes are returned unchanged.
+    2. ``n = noise / (2·width)``: the noise of an image smoothed over about
+       ``2·width`` pixels.
+    3. ``smooth_ref = gauss(ref, width) + 3n`` (zeros outside the block).
+    4. Each plane is clamped (:func:`apply_thresholds`) to
+       ``[smooth_ref / √factor, smooth_ref · √factor]`` (``factor`` bounds the
+       ratio of two planes, so each may differ from the mean by its root).
+    5. ``rel = (gauss(plane, width) + 3n) / smooth_ref`` (zeros outside), sharpened:
+       ``rel += 3·(rel − gauss(rel, width/3))`` (this one with scipy's default
+       ``mode="reflect"``, as in the reference), and the plane becomes ``rel · ref``.
+
+    Gaussians are ``scipy.ndimage.gaussian_filter`` with its default
+    truncation at 4 σ.
+
+    Parameters
+    ----------
+    new : numpy.ndarray
+        ``(S, ny, nx)`` planes of this iteration after step 5, flux.
+    old : numpy.ndarray
+        ``(S, ny, nx)`` planes of the previous iteration, flux.
+    factor : float
+        ``regularizeModelFrequency``: largest ratio allowed between two
+        sub-band planes, > 0.
+    width : int
+        ``regularizationWidth``, pixels, >= 1: σ of the smoothing and radius
+        of the opening.
+    noise : float
+        Background noise of ``new[0]``, flux (:func:`background_noise` with
+        its default 5-pixel border); the division by ``2·width`` is done here.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 ``(S, ny, nx)`` regularized planes. Where ``smooth_ref`` is 0
+        (no noise and no positive flux nearby) the plane is 0; the reference
+        gives NaN there, which then spreads through later iterations.
+    """
+    if not factor > 0:
+        raise ValueError(f"regularizeModelFrequency must be > 0 to regularize, got {factor!r}")
+    if width < 1:
+        raise ValueError(
+            f"regularizationWidth must be >= 1 for frequency regularization, got {width}"
+        )
+    new = np.asarray(new, dtype=np.float64)
+    reference = np.mean(np.asarray(old, dtype=np.float64), axis=0)
+    unusable = np.isnan(reference) | (reference <= 0.0)
+    if np.all(unusable):
+        return new.copy()
+    reference[unusable] = 0.0
+    offset = _NOISE_OFFSET_SIGMA * float(noise) / (2.0 * width)
+    smooth_ref = ndimage.gaussian_filter(reference, width, mode="constant") + offset
+    max_ratio = np.sqrt(factor)
+    clamped = apply_thresholds(new, smooth_ref / max_ratio, smooth_ref * max_ratio, width)
+    smooth = ndimage.gaussian_filter(clamped, (0, width, width), mode="constant") + offset
+    relative = np.zeros_like(smooth)
+    np.divide(smooth, smooth_ref, out=relative, where=smooth_ref > 0)
+    sharp_sigma = width / _SHARPEN_ALPHA
+    detail = relative - ndimage.gaussian_filter(relative, (0, sharp_sigma, sharp_sigma))
+    relative += _SHARPEN_ALPHA * detail
+    return relative * reference

@@ -1,0 +1,149 @@
+"""Regularization kernels: clamps hit extended outliers only, colourless and smoothly
+coloured models pass unchanged, and the noise level matches a direct loop."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dcr_dask.regularize import (
+    apply_thresholds,
+    background_noise,
+    regularize_frequency,
+    regularize_iterations,
+)
+
+
+def _gaussian(shape, yc, xc, sigma):
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return np.exp(-0.5 * ((yy - yc) ** 2 + (xx - xc) ** 2) / sigma**2)
+
+
+def _sources(shape=(42, 40), seed=5, n_planes=3, noise=5.0, flux_range=2.0):
+    """Planes with the same point sources at different fluxes, plus uniform noise."""
+    rng = np.random.default_rng(seed)
+    positions = rng.uniform(6, min(shape) - 6, size=(5, 2))
+    planes = []
+    for _ in range(n_planes):
+        plane = rng.uniform(0, noise, size=shape)
+        for yc, xc in positions:
+            plane += rng.uniform(1, flux_range) * 20 * noise * _gaussian(shape, yc, xc, 2.0)
+        planes.append(plane)
+    return np.array(planes)
+
+
+def test_isolated_outliers_are_left_alone_and_extended_ones_clamped():
+    image = np.ones((30, 30))
+    image[5, 5] = 10.0  # one noisy pixel
+    yy, xx = np.mgrid[0:30, 0:30]
+    excess = np.abs(yy - 18) + np.abs(xx - 18) <= 3  # an extended excess: a diamond of radius 3
+    image[excess] = 10.0
+    image[3:5, 20:22] = -5.0  # a small deficit, narrower than the opening
+    deficit = np.abs(yy - 25) + np.abs(xx - 6) <= 2  # an extended deficit: exactly the structure
+    image[deficit] = -5.0
+    out = apply_thresholds(image, np.zeros_like(image), np.full_like(image, 2.0), width=2)
+    assert out[5, 5] == 10.0
+    assert np.all(out[excess] == 2.0)
+    assert np.all(out[3:5, 20:22] == -5.0)
+    assert np.all(out[deficit] == 0.0)
+    untouched = ~(excess | deficit)
+    np.testing.assert_array_equal(out[untouched], image[untouched])
+
+
+def test_thresholds_clamp_exactly_the_pixels_surviving_an_iterated_opening():
+    rng = np.random.default_rng(1)
+    image = ndimage.gaussian_filter(rng.normal(size=(3, 40, 40)), 2.0) * 10
+    high = np.full_like(image, 0.5)
+    out = apply_thresholds(image, None, high, width=2)
+    for s in range(3):
+        # independent: scipy's opening with the default cross iterated twice
+        flagged = ndimage.binary_opening(image[s] > 0.5, iterations=2)
+        expected = np.where(flagged, 0.5, image[s])
+        np.testing.assert_array_equal(out[s], expected)
+        assert flagged.any() and not np.all(image[s][~flagged] <= 0.5)
+
+
+def test_regularize_iterations_limits_large_changes_but_not_everything():
+    old = _sources()
+    rng = np.random.default_rng(7)
+    new = old + rng.uniform(0, 1, size=old.shape) * old.max()
+    out = regularize_iterations(new, old, 2.0, 2)
+    assert np.max(new) > np.max(out - old)
+    assert np.all(out <= new)
+    clamped = out == np.abs(old) * 2.0
+    still_high = out > np.abs(old) * 2.0
+    assert clamped.mean() > 0.5, "the extended excess is clamped"
+    assert still_high.any(), "narrow excursions (here along the border) survive"
+
+
+def test_regularize_iterations_leaves_an_unchanged_model_alone():
+    old = _sources()
+    np.testing.assert_array_equal(regularize_iterations(old, old, 2.0, 2), old)
+
+
+def test_frequency_regularization_keeps_a_colourless_model():
+    flat = np.full((3, 24, 26), 4.0)
+    out = regularize_frequency(flat, flat, 4.0, 2, noise=1.5)
+    np.testing.assert_allclose(out, flat, rtol=1e-12)
+
+
+def test_frequency_regularization_keeps_a_smooth_colour_without_noise():
+    # every plane a fixed multiple of one positive image: the relative spectrum is
+    # constant, so with no noise offset each plane is rebuilt exactly
+    profile = 1.0 + 50 * _gaussian((32, 32), 15.3, 16.2, 4.0)
+    colours = np.array([1.2, 1.0, 0.8])
+    planes = colours[:, None, None] * profile
+    out = regularize_frequency(planes, planes, 4.0, 2, noise=0.0)
+    np.testing.assert_allclose(out, planes, rtol=1e-9)
+
+
+def test_frequency_regularization_reduces_large_variations_between_planes():
+    planes = _sources(flux_range=10.0)
+    template = planes.mean(axis=0)
+    background = template < 30
+    noise = background_noise(planes[0], background)
+    out = regularize_frequency(planes, planes, 2.0, 2, noise)
+    for s in range(3):
+        assert np.max(out[s] - template) < np.max(planes[s] - template)
+
+
+def test_frequency_regularization_suppresses_chromatic_sidelobes():
+    planes = _sources(noise=0.1, flux_range=2.0)
+    template = planes.mean(axis=0)
+    rng = np.random.default_rng(11)
+    lobes = np.zeros_like(planes[0])
+    for yc, xc in rng.uniform(8, 32, size=(5, 2)):
+        lobes += 50 * _gaussian(lobes.shape, yc, xc, 1.5)
+    dirty = planes.copy()
+    for s, sign in enumerate([-1.0, 0.0, 1.0]):
+        dirty[s] += sign * (np.roll(lobes, 4, axis=1) + np.roll(lobes, -4, axis=1))
+    noise = background_noise(dirty[0], template < 1.0)
+    out = regularize_frequency(dirty, planes, 2.0, 2, noise)
+    for s in (0, 2):
+        assert np.sum(np.abs(out[s] - template)) < np.sum(np.abs(dirty[s] - template))
+
+
+def test_frequency_regularization_skips_a_block_without_positive_reference():
+    new = np.random.default_rng(0).normal(size=(2, 10, 10))
+    old = -np.ones((2, 10, 10))
+    np.testing.assert_array_equal(regularize_frequency(new, old, 4.0, 2, 1.0), new)
+
+
+def test_frequency_regularization_rejects_a_zero_width():
+    with pytest.raises(ValueError, match="regularizationWidth"):
+        regularize_frequency(np.ones((2, 8, 8)), np.ones((2, 8, 8)), 4.0, 0, 1.0)
+
+
+def test_background_noise_matches_a_direct_loop():
+    rng = np.random.default_rng(2)
+    plane = rng.normal(3.0, 2.0, size=(20, 23))
+    background = rng.uniform(size=plane.shape) > 0.3
+    values = []
+    for y in range(20):
+        for x in range(23):
+            if 5 <= y < 15 and 5 <= x < 18 and background[y, x]:
+                values.append(plane[y, x])
+    mean = sum(values) / len(values)
+    expected = (sum((value - mean) ** 2 for value in values) / len(values)) ** 0.5
+    assert background_noise(plane, background) == pytest.approx(expected, rel=1e-12)
+    assert background_noise(plane, np.zeros_like(background)) == 0.0
+    assert background_noise(plane, background, border=12) == 0.0
