@@ -1,0 +1,87 @@
+"""The ``dcr-dask`` command line.
+
+Each subcommand lives in its own module under :mod:`dcr_dask.commands` and
+exposes two functions: ``add_arguments(parser)`` and ``run(args) -> int``.
+This module only assembles them, sets up logging and turns the package's own
+errors into one readable line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from dcr_dask import __version__
+from dcr_dask.errors import DcrDaskError
+
+#: Subcommand name -> (module under dcr_dask.commands, one-line help).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "simulate a DCR tile and process it on a local Dask cluster"),
+    "simulate": ("simulate", "write a synthetic DCR tile (warps + truth) to a directory"),
+    "inspect": ("inspect", "show each visit's DCR geometry and sub-band shifts (no pixels read)"),
+    "config": ("config", "print, validate or compare configurations"),
+}
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``dcr-dask`` parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="dcr-dask",
+        description="DCR-corrected coadds of the sky with Dask.",
+    )
+    parser.add_argument("--version", action="version", version=f"dcr-dask {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", help="log warnings and errors only"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(f"dcr_dask.commands.{module_name}")
+        sub = subparsers.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(sub)
+        sub.set_defaults(_handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit code: 0 on success, 1 on a user-facing error, 2 on a usage error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._handler(args) or 0)
+    except DcrDaskError as error:
+        logging.getLogger("dcr_dask").debug("error details", exc_info=True)
+        print(f"dcr-dask {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``dcr-dask`` command line, one module each."""

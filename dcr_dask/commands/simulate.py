@@ -1,0 +1,37 @@
+"""Write a synthetic DCR tile: warps in the data contract's FITS layout, plus the truth."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``simulate`` options to ``parser``."""
+    parser.add_argument("output", help="directory to write warps/, holdout/ and truth files into")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(256, 256),
+        metavar=("NY", "NX"),
+        help="tile size, pixels",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate the demo tile and write it."""
+    spec = default_demo_spec(shape=args.size, seed=args.seed)
+    tile = simulate_tile(spec)
+    paths = write_simulation(tile, args.output, overwrite=args.overwrite)
+    print(f"wrote {len(paths['warps'])} warps to {args.output}/warps")
+    if paths["holdout"]:
+        print(f"wrote {len(paths['holdout'])} held-out visits to {args.output}/holdout")
+    print(f"truth: {paths['truth']} and {paths['catalog']}")
+    return 0
