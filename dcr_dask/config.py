@@ -2488,9 +2488,11 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         str,
         "spline",
         "dcr_dask extension. How images are shifted: 'spline' (spline interpolation of "
-        "order imageInterpOrder, as the reference) or 'fourier' (exact sub-pixel "
-        "translation by a phase ramp in Fourier space).",
-        allowed=("spline", "fourier"),
+        "order imageInterpOrder, as the reference), 'sinc' (a Kaiser-windowed sinc kernel "
+        "applied in Fourier space: as fast as 'fourier', and local, so results do not "
+        "depend on subregionSize) or 'fourier' (exact sub-pixel translation by a phase "
+        "ramp in Fourier space).",
+        allowed=("spline", "sinc", "fourier"),
         extension=True,
     )
     subbandShiftMode: str = _scalar(

@@ -23,14 +23,16 @@ input images):
     ``(V, S, 2)`` shifts at the middle of each sub-band, used in the reverse
     direction (back-projection and sub-band weights), as the reference does.
 
-Two shift methods are offered (:mod:`dcr_dask.shift`). ``"spline"`` reproduces
-the reference: each image is spline-prefiltered once and shifted with zeros
-coming in from outside. ``"fourier"`` works on the spectra: a forward model of
-V visits costs S real FFTs and V inverse FFTs, a back-projection V FFTs and S
-inverse FFTs, so one iteration costs about ``2·(V + S)`` FFTs plus element-wise
-products, whatever ``K``. Fourier shifts are periodic over the block; the
-caller's halo (``bufferSize``) keeps what wraps around out of the cropped
-result.
+Three shift methods are offered (:mod:`dcr_dask.shift`). ``"spline"``
+reproduces the reference: each image is spline-prefiltered once and shifted
+with zeros coming in from outside. ``"fourier"`` (exact phase ramps) and
+``"sinc"`` (windowed-sinc kernels applied through their transforms) work on the
+spectra: a forward model of V visits costs S real FFTs and V inverse FFTs, a
+back-projection V FFTs and S inverse FFTs, so one iteration costs about
+``2·(V + S)`` FFTs plus element-wise products, whatever ``K``. Both are
+periodic over the block; the caller's halo keeps what wraps around out of the
+cropped result, and only ``"sinc"`` has the compact support that makes the
+cropped result exactly independent of where the block was cut.
 
 Intermediate arrays are float64. Arrays the reference stores as ``ImageF``
 (model planes and variance, coadds, sub-band weights, model weights) are
@@ -51,7 +53,7 @@ from dcr_dask.regularize import background_noise
 from dcr_dask.shift import (
     SHIFT_METHODS,
     ShiftMethod,
-    fourier_phase_factors,
+    shift_factors,
     spline_prefilter,
     spline_shift,
 )
@@ -140,11 +142,15 @@ def _distinct(points: np.ndarray) -> np.ndarray:
 
 
 def _add_shifted_spectrum(
-    total: np.ndarray, spectrum: np.ndarray, points: np.ndarray, shape: tuple[int, int]
+    total: np.ndarray,
+    spectrum: np.ndarray,
+    points: np.ndarray,
+    shape: tuple[int, int],
+    method: ShiftMethod,
 ) -> None:
-    """``total += spectrum · mean_k ramp(points_k)``, in place, from separable ramps."""
+    """``total += spectrum · mean_k factor(points_k)``, in place, from separable factors."""
     points = _distinct(points)
-    y_factors, x_factors = fourier_phase_factors(shape, points)
+    y_factors, x_factors = shift_factors(shape, points, method)
     scale = 1.0 / len(points)
     for y_factor, x_factor in zip(y_factors, x_factors, strict=True):
         term = spectrum * x_factor[None, :]
@@ -165,7 +171,7 @@ def _shifted_copies(
         spectrum = np.fft.rfft2(image)
         for points in point_sets:
             total = np.zeros_like(spectrum)
-            _add_shifted_spectrum(total, spectrum, points, shape)
+            _add_shifted_spectrum(total, spectrum, points, shape, method)
             yield np.fft.irfft2(total, s=shape)
 
 
@@ -326,7 +332,7 @@ def subband_weights(
         ``(V, ny, nx)`` good-pixel flags ``g_v``.
     unsplit_shifts : numpy.ndarray
         ``(V, S, 2)`` unsplit sub-band shifts, pixels.
-    method : {"spline", "fourier"}
+    method : {"spline", "fourier", "sinc"}
         Shift method; must be the one :func:`back_project` uses.
     order : int
         Spline order (``imageInterpOrder``) for ``method="spline"``.
@@ -429,7 +435,7 @@ def forward_models(
         ``(V, S, K, 2)`` forward shifts, pixels.
     accelerate : float
         ``accelerateModel`` (see :func:`amplify`).
-    method : {"spline", "fourier"}
+    method : {"spline", "fourier", "sinc"}
         Shift method.
     order : int
         Spline order (``imageInterpOrder``) for ``method="spline"``.
@@ -456,7 +462,7 @@ def forward_models(
     for v in range(n_visits):
         total[...] = 0.0
         for s in range(n_subfilters):
-            _add_shifted_spectrum(total, spectra[s], shifts[v, s], (ny, nx))
+            _add_shifted_spectrum(total, spectra[s], shifts[v, s], (ny, nx), method)
         templates[v] = np.fft.irfft2(total, s=(ny, nx))
     return templates
 
@@ -479,7 +485,7 @@ def forward_model(
         ``(S, K, 2)`` forward shifts of the visit, pixels.
     accelerate : float
         ``accelerateModel``.
-    method : {"spline", "fourier"}
+    method : {"spline", "fourier", "sinc"}
         Shift method.
     order : int
         Spline order for ``method="spline"``.
@@ -560,7 +566,7 @@ def back_project(
     inverse_weight : numpy.ndarray
         ``(S, ny, nx)`` from :func:`subband_weights`, made with the same
         ``method`` and ``visit_weights``.
-    method : {"spline", "fourier"}
+    method : {"spline", "fourier", "sinc"}
         Shift method.
     order : int
         Spline order for ``method="spline"``.
@@ -603,7 +609,9 @@ def back_project(
             residual = residuals[v] if weights is None else residuals[v] * weights[v]
             spectrum = np.fft.rfft2(residual)
             for s in range(n_subfilters):
-                _add_shifted_spectrum(spectra[s], spectrum, -unsplit[v, s][None, :], (ny, nx))
+                _add_shifted_spectrum(
+                    spectra[s], spectrum, -unsplit[v, s][None, :], (ny, nx), method
+                )
         total = np.fft.irfft2(spectra, s=(ny, nx))
     return total * inverse_weight
 
@@ -769,7 +777,7 @@ def iterate_block(
         Gain of this iteration (:func:`dcr_dask.convergence.calculate_gain`).
     accelerate : float
         ``accelerateModel``.
-    method : {"spline", "fourier"}
+    method : {"spline", "fourier", "sinc"}
         Shift method.
     order : int
         Spline order (``imageInterpOrder``) for ``method="spline"``.

@@ -268,7 +268,7 @@ def test_field_listing():
     assert listing["detect.thresholdValue"].type_name == "float"
     assert listing["detect.thresholdValue"].default == 5.0
     assert listing["maxFractionEpochsLow"].bounds is not None
-    assert listing["shiftMethod"].allowed == ("spline", "fourier")
+    assert listing["shiftMethod"].allowed == ("spline", "sinc", "fourier")
     assert listing["doPsfMatch"].deprecated
     assert "modelPsf.defaultFwhm" in listing
     top = [spec.name for spec in DcrAssembleCoaddConfig.fields()]
