@@ -25,6 +25,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 from astropy.wcs import WCS
+from scipy import ndimage
 from scipy.special import erf
 
 from dcr_dask import geometry, refraction
@@ -108,9 +109,13 @@ class SimulationSpec:
         flagged ``SAT``; None disables.
     detected_plane : bool
         Set ``DETECTED`` where a visit's noise-free image exceeds
-        ``detection_sigma × sky_sigma``, as single-visit processing does.
+        ``detection_sigma × sky_sigma``, grown by ``detection_grow_sigma``
+        PSF sigmas, as single-visit source detection marks its footprints.
     detection_sigma : float
         See ``detected_plane``.
+    detection_grow_sigma : float
+        Growth of the detected footprints, in units of the visit's PSF sigma
+        (Rubin's detection grows them by 2.4).
     streak_visits : sequence of int
         Indices of visits crossed by a satellite streak (plain flux, not masked).
     cosmic_rays_per_visit : int
@@ -147,7 +152,8 @@ class SimulationSpec:
     gain: float = 1.0
     saturation: float | None = None
     detected_plane: bool = True
-    detection_sigma: float = 3.0
+    detection_sigma: float = 5.0
+    detection_grow_sigma: float = 2.4
     streak_visits: tuple[int, ...] = ()
     cosmic_rays_per_visit: int = 0
     bad_columns: int = 0
@@ -525,7 +531,12 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
         image = observed + rng.standard_normal(shape) * np.sqrt(variance)
         mask = np.zeros(shape, dtype=np.int32)
         if spec.detected_plane:
-            mask[true > spec.detection_sigma * spec.sky_sigma] |= 1 << planes.bit("DETECTED")
+            footprints = true > spec.detection_sigma * spec.sky_sigma
+            grow = round(spec.detection_grow_sigma * psf_sigma)
+            if grow > 0:
+                disk = np.hypot(*np.mgrid[-grow : grow + 1, -grow : grow + 1]) <= grow
+                footprints = ndimage.binary_dilation(footprints, structure=disk)
+            mask[footprints] |= 1 << planes.bit("DETECTED")
         if spec.saturation is not None:
             saturated = image > spec.saturation
             image[saturated] = spec.saturation
