@@ -9,4 +9,13 @@ over tiles that may be larger than memory.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "run"]
+
+
+def __getattr__(name: str):
+    # ``dcr_dask.run`` without importing Dask and distributed at ``import dcr_dask``.
+    if name == "run":
+        from dcr_dask.pipeline import run
+
+        return run
+    raise AttributeError(f"module 'dcr_dask' has no attribute {name!r}")

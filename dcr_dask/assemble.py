@@ -1,0 +1,666 @@
+"""The DCR fit as lazy Dask graphs over the tile's subregions.
+
+The tile is cut into blocks of ``subregionSize`` (:class:`TileGrid`). Every
+block is fitted on itself grown by a halo, with the kernels of
+:mod:`dcr_dask.model`, :mod:`dcr_dask.regularize` and
+:mod:`dcr_dask.convergence`; only its core is kept.
+
+How one pass works
+    The model of the whole tile is a Dask array. For each block still being
+    fitted, one task receives the block grown by the halo (model, visit
+    images, good pixels, sub-band weights, template, masks), computes the
+    forward models, the convergence metric of the current model, the gain,
+    and the updated model, and returns the new core with the metric and the
+    gain. The driver persists the new cores, reads the per-block metrics (a
+    few numbers per block), and decides for each block whether it stops
+    (ALGORITHM.md, section 4). A block that stops keeps the model whose
+    metric said so, as the reference does.
+
+How the neighbours are seen
+    All blocks of a pass read their halo from the model of the previous pass
+    (a Jacobi sweep), so the result does not depend on the order of the
+    blocks. The halo is wide enough that a block's core sees exactly what it
+    would see in one big block: twice the largest DCR shift (forward model
+    then back-projection), plus the reach of the interpolation and of the
+    regularization filters (:func:`halo_px`). The reference's ``bufferSize``
+    (largest shift + 1) is recorded but is too narrow for that.
+
+Memory
+    Blocks are processed in groups (:func:`plan_groups`) whose inputs fit in
+    the workers' memory. Each group is iterated to convergence and written to
+    a scratch Zarr store before the next one starts; blocks outside the group
+    are read from that store (initial or final values), as the reference
+    freezes the buffer around the subregion it fits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from dcr_dask import convergence as conv
+from dcr_dask import model as kernels
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.regularize import background_noise
+from dcr_dask.shift import SINC_HALF_WIDTH_PX
+from dcr_dask.subbands import RunShifts
+
+__all__ = [
+    "BlockFit",
+    "FitSettings",
+    "TileGrid",
+    "fit_tile",
+    "halo_px",
+    "plan_groups",
+]
+
+log = logging.getLogger(__name__)
+
+#: Reach of one shift beyond the shift itself, pixels: the spline prefilter's tails
+#: (cubic: 0.268^8 ≈ 3e-5 per application, twice per iteration), the windowed-sinc
+#: kernel's half width; the exact phase ramp has no finite reach, and gets the sinc's.
+_INTERPOLATION_REACH_PX = {
+    "spline": 8,
+    "sinc": SINC_HALF_WIDTH_PX,
+    "fourier": SINC_HALF_WIDTH_PX,
+}
+
+
+@attrs.frozen
+class FitSettings:
+    """Everything the per-block fit needs from the configuration, as plain values.
+
+    Build it with :meth:`from_config`; the fields are named after the config
+    fields they come from.
+    """
+
+    n_subfilters: int
+    method: str
+    order: int
+    accelerate: float
+    base_gain: float
+    use_progressive_gain: bool
+    regularize_iterations: float
+    regularize_frequency: float
+    regularization_width: int
+    use_model_weights: bool
+    model_weights_width: float
+    convergence_threshold: float
+    min_iter: int
+    max_iter: int
+    use_convergence: bool
+    residual_weighting: str
+
+    @classmethod
+    def from_config(cls, config: DcrAssembleCoaddConfig) -> FitSettings:
+        """Read the fit settings from a validated configuration."""
+        return cls(
+            n_subfilters=int(config.dcrNumSubfilters),
+            method=str(config.shiftMethod),
+            order=int(config.imageInterpOrder),
+            accelerate=float(config.accelerateModel),
+            base_gain=conv.resolve_base_gain(config.baseGain, config.dcrNumSubfilters),
+            use_progressive_gain=bool(config.useProgressiveGain),
+            regularize_iterations=float(config.regularizeModelIterations),
+            regularize_frequency=float(config.regularizeModelFrequency),
+            regularization_width=int(config.regularizationWidth),
+            use_model_weights=bool(config.useModelWeights),
+            model_weights_width=float(config.modelWeightsWidth),
+            convergence_threshold=float(config.convergenceThreshold),
+            min_iter=int(config.resolved_min_num_iter()),
+            max_iter=int(config.resolved_max_num_iter()),
+            use_convergence=bool(config.useConvergence),
+            residual_weighting=str(config.residualWeighting),
+        )
+
+
+def halo_px(max_shift_px: float, settings: FitSettings) -> int:
+    """Halo that makes a block's core independent of where the block boundaries are.
+
+    Parameters
+    ----------
+    max_shift_px : float
+        Largest DCR shift component of any visit and sub-band, pixels.
+    settings : FitSettings
+        The fit's settings (shift method, regularization width).
+
+    Returns
+    -------
+    int
+        ``2·(ceil(max shift) + interpolation reach)`` (forward model, then
+        back-projection) plus the reach of the regularization's opening and
+        Gaussian filters, pixels. With ``shiftMethod="sinc"`` or ``"spline"``
+        a block's core is then the same, to float32 rounding, however the tile
+        is cut; the ``"fourier"`` phase ramp couples every pixel of a block, so
+        its results change slightly with the cut.
+    """
+    reach = 2 * (math.ceil(max_shift_px) + _INTERPOLATION_REACH_PX[settings.method])
+    if settings.regularize_iterations > 0 or settings.regularize_frequency > 0:
+        reach += 4 * settings.regularization_width + 2
+    return int(reach)
+
+
+@attrs.frozen
+class TileGrid:
+    """The tile cut into subregions.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Tile size ``(ny, nx)``, pixels.
+    chunks_y, chunks_x : tuple of int
+        Sizes of the block rows and columns, pixels.
+    """
+
+    shape: tuple[int, int]
+    chunks_y: tuple[int, ...]
+    chunks_x: tuple[int, ...]
+
+    @classmethod
+    def from_subregion_size(cls, shape: Sequence[int], subregion_size: Sequence[int]) -> TileGrid:
+        """Cut a tile into blocks of ``subregionSize`` = (width, height), pixels."""
+        ny, nx = int(shape[0]), int(shape[1])
+        width, height = int(subregion_size[0]), int(subregion_size[1])
+
+        def cut(n: int, size: int) -> tuple[int, ...]:
+            return tuple(min(size, n - start) for start in range(0, n, size))
+
+        return cls((ny, nx), cut(ny, height), cut(nx, width))
+
+    @property
+    def n_blocks(self) -> tuple[int, int]:
+        """Number of block rows and columns."""
+        return len(self.chunks_y), len(self.chunks_x)
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Dask chunks ``(y, x)`` of arrays on this grid."""
+        return self.chunks_y, self.chunks_x
+
+    def blocks(self) -> Iterator[tuple[int, int]]:
+        """Every block index ``(i, j)``, row by row."""
+        for i in range(len(self.chunks_y)):
+            for j in range(len(self.chunks_x)):
+                yield i, j
+
+    def bounds(self, block: tuple[int, int]) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)`` of a block's core, tile pixels."""
+        i, j = block
+        y0 = sum(self.chunks_y[:i])
+        x0 = sum(self.chunks_x[:j])
+        return y0, y0 + self.chunks_y[i], x0, x0 + self.chunks_x[j]
+
+    def centre(self, block: tuple[int, int]) -> tuple[float, float]:
+        """``(y, x)`` centre of a block, 0-based tile pixels."""
+        y0, y1, x0, x1 = self.bounds(block)
+        return (y0 + y1 - 1) / 2.0, (x0 + x1 - 1) / 2.0
+
+
+@attrs.frozen
+class _Grown:
+    """Where a block grown by the halo lies in the tile, and the zero padding beyond it."""
+
+    ys: slice
+    xs: slice
+    pad: tuple[tuple[int, int], tuple[int, int]]
+    core: tuple[slice, slice]
+
+
+def _grown(grid: TileGrid, block: tuple[int, int], halo: int) -> _Grown:
+    y0, y1, x0, x1 = grid.bounds(block)
+    ny, nx = grid.shape
+    gy0, gy1, gx0, gx1 = (
+        max(y0 - halo, 0),
+        min(y1 + halo, ny),
+        max(x0 - halo, 0),
+        min(x1 + halo, nx),
+    )
+    pad = ((gy0 - (y0 - halo), (y1 + halo) - gy1), (gx0 - (x0 - halo), (x1 + halo) - gx1))
+    core = (slice(halo, halo + y1 - y0), slice(halo, halo + x1 - x0))
+    return _Grown(slice(gy0, gy1), slice(gx0, gx1), pad, core)
+
+
+def _pad(array: np.ndarray, pad: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    if not any(any(p) for p in pad):
+        return np.asarray(array)
+    widths = [(0, 0)] * (array.ndim - 2) + [pad[0], pad[1]]
+    return np.pad(np.asarray(array), widths)
+
+
+@attrs.frozen
+class BlockFit:
+    """How the fit of one block went.
+
+    Attributes
+    ----------
+    block : tuple of int
+        Block index ``(i, j)``.
+    metrics : list of float
+        Convergence metric of each model state, the starting model first.
+    gains : list of float
+        Gain of each iteration done.
+    iterations : int
+        Iterations whose model was kept.
+    reason : str
+        Why the fit stopped: ``converged``, ``diverged``, ``no data``,
+        ``max iterations``.
+    """
+
+    block: tuple[int, int]
+    metrics: list[float]
+    gains: list[float]
+    iterations: int
+    reason: str
+
+    def as_dict(self, grid: TileGrid) -> dict[str, Any]:
+        """JSON-ready record, with the block's tile bounds."""
+        y0, y1, x0, x1 = grid.bounds(self.block)
+        return {
+            "block": list(self.block),
+            "bounds_yx": [y0, y1, x0, x1],
+            "metrics": [float(m) for m in self.metrics],
+            "gains": [float(g) for g in self.gains],
+            "iterations": self.iterations,
+            "reason": self.reason,
+        }
+
+
+def _prepare_block(
+    images: np.ndarray,
+    good: np.ndarray,
+    convergence_mask: np.ndarray,
+    template: np.ndarray,
+    background: np.ndarray,
+    detected: np.ndarray,
+    *,
+    pad,
+    unsplit: np.ndarray,
+    settings: FitSettings,
+    visit_weights: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Everything about a grown block that stays fixed through the iterations."""
+    good = _pad(good, pad).astype(bool)
+    images = np.where(good, _pad(images, pad), 0.0).astype(np.float32)
+    inverse_weight, n_image = kernels.subband_weights(
+        good, unsplit, method=settings.method, order=settings.order, visit_weights=visit_weights
+    )
+    template = _pad(template, pad).astype(np.float32)
+    detected = _pad(detected, pad).astype(bool)
+    prepared = {
+        "images": images,
+        "good": good,
+        "convergence_mask": _pad(convergence_mask, pad).astype(bool),
+        "template": template,
+        "background": _pad(background, pad).astype(bool),
+        "inverse_weight": inverse_weight,
+        "n_image": n_image,
+    }
+    if settings.use_model_weights:
+        prepared["model_weights"] = kernels.model_weights(detected, settings.model_weights_width)
+    return prepared
+
+
+def _fit_step(
+    model: np.ndarray,
+    prepared: dict[str, np.ndarray],
+    *,
+    pad,
+    core: tuple[slice, slice],
+    shifts: np.ndarray,
+    unsplit: np.ndarray,
+    metrics: list[float],
+    gains: list[float],
+    settings: FitSettings,
+    visit_weights: np.ndarray | None,
+    buffer_px: int,
+) -> tuple[np.ndarray, float, float]:
+    """One pass on one grown block: metric of ``model``, gain, and the new core."""
+    model = _pad(model, pad).astype(np.float64)
+    templates = kernels.forward_models(
+        model, shifts, accelerate=settings.accelerate, method=settings.method, order=settings.order
+    )
+    if settings.use_convergence or settings.use_progressive_gain:
+        noise = background_noise(
+            model[min(1, model.shape[0] - 1)], prepared["background"], border=buffer_px
+        )
+        significance = conv.significance_image(model[(slice(None), *core)], noise)
+        metric, _ = conv.convergence_metric(
+            prepared["images"][(slice(None), *core)],
+            templates[(slice(None), *core)],
+            prepared["good"][(slice(None), *core)],
+            prepared["convergence_mask"][(slice(None), *core)],
+            significance,
+        )
+    else:
+        metric = float("nan")
+    gain = conv.calculate_gain(
+        [*metrics, metric], gains, settings.base_gain, settings.use_progressive_gain
+    )
+    new = kernels.iterate_block(
+        model,
+        prepared["images"],
+        prepared["good"],
+        shifts,
+        unsplit,
+        prepared["inverse_weight"],
+        gain=gain,
+        accelerate=settings.accelerate,
+        method=settings.method,
+        order=settings.order,
+        regularize_iterations=settings.regularize_iterations,
+        regularize_frequency=settings.regularize_frequency,
+        regularization_width=settings.regularization_width,
+        background=prepared["background"],
+        template_image=prepared["template"],
+        model_weights=prepared.get("model_weights"),
+        visit_weights=visit_weights,
+        templates=templates,
+    )
+    return new[(slice(None), *core)], float(metric), float(gain)
+
+
+def plan_groups(
+    grid: TileGrid, bytes_per_block: float, memory_budget_bytes: float | None
+) -> list[list[tuple[int, int]]]:
+    """Split the blocks into groups whose inputs fit in a memory budget.
+
+    Groups are runs of whole block rows (or parts of one row when a row does
+    not fit), so that each group's halo touches as few other groups as possible.
+
+    Parameters
+    ----------
+    grid : TileGrid
+        The blocks.
+    bytes_per_block : float
+        Memory one grown block's inputs take while it is fitted, bytes.
+    memory_budget_bytes : float or None
+        What a group may take; None puts every block in one group.
+
+    Returns
+    -------
+    list of list of (int, int)
+        The groups, in processing order.
+    """
+    blocks = list(grid.blocks())
+    if memory_budget_bytes is None:
+        return [blocks]
+    per_group = max(1, int(memory_budget_bytes // max(bytes_per_block, 1.0)))
+    return [blocks[start : start + per_group] for start in range(0, len(blocks), per_group)]
+
+
+@attrs.frozen
+class FitInputs:
+    """Lazy inputs of the fit on the tile grid.
+
+    Attributes
+    ----------
+    images : dask.array.Array
+        ``(V, ny, nx)`` float32 visit images.
+    good : dask.array.Array
+        ``(V, ny, nx)`` bool: pixels free of ``badMaskPlanes``.
+    convergence_mask : dask.array.Array
+        ``(V or 1, ny, nx)`` bool: pixels counted by the convergence metric.
+    template, template_variance : dask.array.Array
+        ``(ny, nx)`` static-sky template and its variance.
+    background : dask.array.Array
+        ``(ny, nx)`` bool: template pixels free of bad planes and of sources.
+    detected : dask.array.Array
+        ``(ny, nx)`` bool: sources of the template (for the model weights).
+    visit_weights : numpy.ndarray or None
+        ``(V,)`` residual weights for ``residualWeighting="inverseVariance"``.
+    """
+
+    images: da.Array
+    good: da.Array
+    convergence_mask: da.Array
+    template: da.Array
+    template_variance: da.Array
+    background: da.Array
+    detected: da.Array
+    visit_weights: np.ndarray | None = None
+
+
+def _store_model(array: da.Array, path, name: str, region=None) -> None:
+    """Write a (subfilter, y, x) float32 array into the scratch Zarr store."""
+    ds = xr.Dataset({name: (("subfilter", "y", "x"), array)})
+    if region is None:
+        mode = "a" if (path / "zarr.json").exists() else "w"
+        ds.to_zarr(path, mode=mode, zarr_format=3, consolidated=False)
+    else:
+        ds.to_zarr(path, region=region, zarr_format=3, consolidated=False)
+
+
+def fit_tile(
+    inputs: FitInputs,
+    grid: TileGrid,
+    shifts: dict[tuple[int, int], RunShifts],
+    settings: FitSettings,
+    scratch,
+    *,
+    halo: int,
+    memory_budget_bytes: float | None = None,
+) -> tuple[da.Array, da.Array, list[BlockFit]]:
+    """Fit the DCR model over the whole tile.
+
+    Parameters
+    ----------
+    inputs : FitInputs
+        Lazy inputs on the tile grid.
+    grid : TileGrid
+        The subregions.
+    shifts : dict
+        :class:`~dcr_dask.subbands.RunShifts` of each block (the same object
+        for every block unless the geometry is local).
+    settings : FitSettings
+        The fit's settings.
+    scratch : pathlib.Path
+        Directory for the scratch Zarr store of the model (created).
+    halo : int
+        Halo of every block, pixels (:func:`halo_px`).
+    memory_budget_bytes : float, optional
+        Memory a group of blocks may use; None fits all blocks together.
+
+    Returns
+    -------
+    model : dask.array.Array
+        ``(S, ny, nx)`` float32 fitted planes ``M_s`` (before amplification),
+        read from the scratch store.
+    n_image : dask.array.Array
+        ``(S, ny, nx)`` uint16 visits contributing to each sub-band pixel.
+    fits : list of BlockFit
+        Convergence history of every block.
+    """
+    S = settings.n_subfilters
+    ny, nx = grid.shape
+    template32 = inputs.template.astype(np.float32).rechunk(grid.chunks)
+    initial = da.broadcast_to(template32[None] / np.float32(S), (S, ny, nx)).rechunk(
+        ((S,), *grid.chunks)
+    )
+    _store_model(initial.astype(np.float32), scratch, "model")
+    _store_model(
+        da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)), scratch, "n_image"
+    )
+    stored = da.from_zarr(str(scratch), component="model")
+
+    n_visits = inputs.images.shape[0]
+    block_bytes = (grid.chunks_y[0] + 2 * halo) * (grid.chunks_x[0] + 2 * halo)
+    bytes_per_block = block_bytes * (n_visits * (4 + 1 + 1 + 8 * 3) + S * 4 * 6)
+    groups = plan_groups(grid, bytes_per_block, memory_budget_bytes)
+    log.info(
+        "fitting %d blocks of %s px (halo %d px) in %d group(s), %d visits, %d sub-bands, "
+        "%s shifts",
+        len(list(grid.blocks())),
+        f"{grid.chunks_y[0]}x{grid.chunks_x[0]}",
+        halo,
+        len(groups),
+        n_visits,
+        S,
+        settings.method,
+    )
+    fits: list[BlockFit] = []
+    for number, group in enumerate(groups, start=1):
+        started = time.perf_counter()
+        fits += _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo)
+        log.info(
+            "group %d/%d (%d blocks) done in %.1f s",
+            number,
+            len(groups),
+            len(group),
+            time.perf_counter() - started,
+        )
+    model = da.from_zarr(str(scratch), component="model")
+    n_image = da.from_zarr(str(scratch), component="n_image")
+    return model, n_image, fits
+
+
+def _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo) -> list[BlockFit]:
+    grown = {block: _grown(grid, block, halo) for block in group}
+    prepared = {}
+    for block in group:
+        g = grown[block]
+        pix = (slice(None), g.ys, g.xs)
+        prepared[block] = dask.delayed(_prepare_block, pure=True)(
+            inputs.images[pix],
+            inputs.good[pix],
+            inputs.convergence_mask[pix],
+            inputs.template[g.ys, g.xs],
+            inputs.background[g.ys, g.xs],
+            inputs.detected[g.ys, g.xs],
+            pad=g.pad,
+            unsplit=shifts[block].unsplit_px,
+            settings=settings,
+            visit_weights=inputs.visit_weights,
+        )
+    prepared = dict(zip(group, dask.persist(*prepared.values()), strict=True))
+
+    S = settings.n_subfilters
+    current: dict[tuple[int, int], da.Array] = {}
+    metrics = {block: [] for block in group}
+    gains = {block: [] for block in group}
+    done: dict[tuple[int, int], BlockFit] = {}
+    active = list(group)
+    while active:
+        model = _assemble_model(grid, stored, current, S)
+        results = {}
+        for block in active:
+            g = grown[block]
+            results[block] = dask.delayed(_fit_step, pure=True, nout=3)(
+                model[:, g.ys, g.xs],
+                prepared[block],
+                pad=g.pad,
+                core=g.core,
+                shifts=shifts[block].shifts_px,
+                unsplit=shifts[block].unsplit_px,
+                metrics=list(metrics[block]),
+                gains=list(gains[block]),
+                settings=settings,
+                visit_weights=inputs.visit_weights,
+                buffer_px=shifts[block].buffer_px,
+            )
+        persisted = dict(zip(active, dask.persist(*results.values()), strict=True))
+        numbers = dask.compute({block: (r[1], r[2]) for block, r in persisted.items()})[0]
+        still = []
+        for block in active:
+            metric, gain = numbers[block]
+            metrics[block].append(metric)
+            history = metrics[block]
+            stop, reason = conv.should_stop(
+                history,
+                threshold=settings.convergence_threshold,
+                min_iter=settings.min_iter,
+                max_iter=settings.max_iter,
+                use_convergence=settings.use_convergence,
+            )
+            n_done = len(history) - 1
+            if stop:
+                level = logging.WARNING if reason in ("diverged", "no data") else logging.INFO
+                log.log(
+                    level,
+                    "block %s stops after %d iterations: %s (metric %.5g)",
+                    block,
+                    n_done,
+                    reason,
+                    metric,
+                )
+                done[block] = BlockFit(block, list(history), list(gains[block]), n_done, reason)
+                continue
+            log.info(
+                "block %s iteration %d: metric %.5g, gain %.3f", block, n_done + 1, metric, gain
+            )
+            gains[block].append(gain)
+            y0, y1, x0, x1 = grid.bounds(block)
+            current[block] = da.from_delayed(
+                persisted[block][0], shape=(S, y1 - y0, x1 - x0), dtype=np.float32
+            )
+            still.append(block)
+        active = still
+
+    final = _assemble_model(grid, stored, current, S)
+    n_image_pieces = {}
+    for block in group:
+        g = grown[block]
+        y0, y1, x0, x1 = grid.bounds(block)
+        n_image_pieces[block] = da.from_delayed(
+            dask.delayed(lambda p, core: p["n_image"][(slice(None), *core)])(
+                prepared[block], g.core
+            ),
+            shape=(S, y1 - y0, x1 - x0),
+            dtype=np.uint16,
+        )
+    _write_group(final, n_image_pieces, grid, group, scratch)
+    return [done[block] for block in group]
+
+
+def _assemble_model(grid, stored, current, S) -> da.Array:
+    """The tile's model: fitted cores of this group where there are some, the store elsewhere."""
+    rows = []
+    for i in range(len(grid.chunks_y)):
+        row = []
+        for j in range(len(grid.chunks_x)):
+            if (i, j) in current:
+                row.append(current[(i, j)])
+            else:
+                y0, y1, x0, x1 = grid.bounds((i, j))
+                row.append(stored[:, y0:y1, x0:x1])
+        rows.append(row)
+    return da.block(rows)
+
+
+def _write_group(final, n_image_pieces, grid, group, scratch) -> None:
+    """Write the group's final cores into the scratch store."""
+    import zarr
+
+    root = zarr.open_group(str(scratch), mode="r+")
+    sources, targets = [], []
+    for block in group:
+        y0, y1, x0, x1 = grid.bounds(block)
+        sources += [final[:, y0:y1, x0:x1].astype(np.float32), n_image_pieces[block]]
+        targets += [
+            _Region(root["model"], (slice(None), slice(y0, y1), slice(x0, x1))),
+            _Region(root["n_image"], (slice(None), slice(y0, y1), slice(x0, x1))),
+        ]
+    da.store(sources, targets, lock=False)
+
+
+class _Region:
+    """A writable window of a Zarr array, for ``dask.array.store``."""
+
+    def __init__(self, array, window):
+        self.array = array
+        self.window = window
+
+    def __setitem__(self, key, value):
+        target = []
+        for outer, inner, size in zip(self.window, key, np.shape(value), strict=True):
+            start = (outer.start or 0) + (inner.start or 0)
+            target.append(slice(start, start + size))
+        self.array[tuple(target)] = value

@@ -1,0 +1,91 @@
+"""DCR-matched templates: the sky a given visit would have seen (DATA_CONTRACT.md, section 4).
+
+Each sub-band model of an output store is shifted by that visit's DCR and the
+shifted planes are summed. This is what image differencing subtracts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from astropy.wcs import WCS
+
+from dcr_dask import model as kernels
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.io.fits import wcs_from_header_text
+from dcr_dask.subbands import run_shifts
+from dcr_dask.visit import VisitInfo
+
+__all__ = ["config_from_store", "matched_template"]
+
+
+def config_from_store(store: xr.Dataset) -> DcrAssembleCoaddConfig:
+    """The configuration a store was made with (from its ``config`` attribute)."""
+    config = DcrAssembleCoaddConfig()
+    config.update(**store.attrs["config"])
+    return config
+
+
+def matched_template(
+    store: xr.Dataset,
+    visit: VisitInfo,
+    *,
+    config: DcrAssembleCoaddConfig | None = None,
+    wcs: WCS | None = None,
+) -> xr.DataArray:
+    """The DCR-matched template of one visit, lazily.
+
+    Parameters
+    ----------
+    store : xarray.Dataset
+        An output store (its ``dcr_model`` planes are the amplified sub-band
+        models, which the fit's forward model uses as they are).
+    visit : VisitInfo
+        Metadata of the visit (a warp, or just its header).
+    config : DcrAssembleCoaddConfig, optional
+        Defaults to the store's own configuration (band, sub-bands, split,
+        shift method and geometry options).
+    wcs : astropy.wcs.WCS, optional
+        Tile WCS; defaults to the store's.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(y, x)`` float32 template on the tile, chunked as the store.
+    """
+    config = config or config_from_store(store)
+    wcs = wcs or wcs_from_header_text(store.attrs["wcs_header"])
+    ny, nx = store.sizes["y"], store.sizes["x"]
+    planes = store["dcr_model"].data
+    planes = planes.rechunk({0: -1})
+    method, order = str(config.shiftMethod), int(config.imageInterpOrder)
+
+    def shifts_at(y: float, x: float) -> np.ndarray:
+        return run_shifts([visit], wcs, config, x=x, y=y).shifts_px
+
+    centre = shifts_at((ny - 1) / 2.0, (nx - 1) / 2.0)
+    depth = math.ceil(float(np.abs(centre).max())) + (12 if method == "fourier" else 8)
+
+    starts_y = np.cumsum((0, *planes.chunks[1]))
+    starts_x = np.cumsum((0, *planes.chunks[2]))
+
+    def block(grown: np.ndarray, block_info=None) -> np.ndarray:
+        shifts = centre
+        if config.useLocalGeometry:
+            _, i, j = block_info[0]["chunk-location"]
+            shifts = shifts_at(
+                (starts_y[i] + starts_y[i + 1] - 1) / 2.0, (starts_x[j] + starts_x[j + 1] - 1) / 2.0
+            )
+        return kernels.forward_models(grown, shifts, accelerate=1.0, method=method, order=order)[
+            0
+        ].astype(np.float32)
+
+    grown = da.overlap.overlap(planes, depth={0: 0, 1: depth, 2: depth}, boundary=0)
+    shifted = grown.map_blocks(block, drop_axis=0, dtype=np.float32)
+    template = da.overlap.trim_internal(shifted, {0: depth, 1: depth}, boundary=0)
+    return xr.DataArray(
+        template, dims=("y", "x"), coords={"y": store["y"], "x": store["x"]}, name="template"
+    )
