@@ -103,13 +103,17 @@ def test_demo_runs_on_a_local_cluster_and_writes_real_outputs(tmp_path, capsys):
     from astropy.io import fits
 
     out = tmp_path / "demo"
-    assert main(["demo", "--output", str(out), "--size", "64", "64", "--workers", "2"]) == 0
+    assert main(["demo", "--output", str(out), "--size", "96", "96", "--workers", "2"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "demo.json").read_text())
     assert summary["figure"] in printed
     with open(summary["figure"], "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
-    ingested = xr.open_zarr(summary["ingest_store"])
-    assert dict(ingested.sizes) == {"visit": 12, "y": 64, "x": 64, "psf_y": 25, "psf_x": 25}
-    with fits.open(summary["warps"][0]) as hdus:
+    store = xr.open_zarr(summary["store"])
+    assert store["dcr_model"].shape == (3, 96, 96)
+    for numbers in summary["holdout"].values():
+        assert numbers["dcr_centroid_rms_px"] < numbers["plain_centroid_rms_px"]
+    assert len(summary["fits"]) == 4
+    with fits.open(summary["fits"][-1]) as hdus:
         assert [h.name for h in hdus[1:4]] == ["IMAGE", "MASK", "VARIANCE"]
+        np.testing.assert_allclose(hdus["IMAGE"].data, store["coadd"].values)
