@@ -20,6 +20,9 @@ from dcr_dask.errors import DcrDaskError
 #: Subcommand name -> (module under dcr_dask.commands, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "simulate a DCR tile and process it on a local Dask cluster"),
+    "run": ("run", "make a DCR-corrected coadd from warps (Zarr output store)"),
+    "template": ("template", "write the DCR-matched template of one visit (FITS)"),
+    "export-fits": ("export_fits", "export an output store to afw-style FITS files"),
     "simulate": ("simulate", "write a synthetic DCR tile (warps + truth) to a directory"),
     "inspect": ("inspect", "show each visit's DCR geometry and sub-band shifts (no pixels read)"),
     "config": ("config", "print, validate or compare configurations"),
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._handler(args) or 0)
-    except DcrDaskError as error:
+    except (DcrDaskError, FileExistsError, FileNotFoundError) as error:
         logging.getLogger("dcr_dask").debug("error details", exc_info=True)
         print(f"dcr-dask {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,54 @@
+"""Write the DCR-matched template of one visit: what image differencing subtracts.
+
+The visit is a warp file, or just its header (a FITS file whose primary HDU
+carries the visit keywords of DATA_CONTRACT.md, section 1). The template is the
+store's sub-band models shifted by that visit's DCR and summed, written in the
+contract's FITS layout (IMAGE, MASK, VARIANCE with the tile WCS).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from astropy.io import fits
+
+from dcr_dask.errors import InputError
+from dcr_dask.io.fits import wcs_from_header_text, write_warp
+from dcr_dask.io.metadata import parse_visit_header
+from dcr_dask.io.store import open_output
+from dcr_dask.masks import MaskPlanes
+from dcr_dask.template import matched_template
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``template`` options to ``parser``."""
+    parser.add_argument("--model", required=True, metavar="STORE", help="output store of a run")
+    parser.add_argument("--visit", required=True, metavar="WARP_OR_HEADER", help="visit file")
+    parser.add_argument("--output", required=True, metavar="FILE", help="template FITS file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build and write the template."""
+    store = open_output(args.model)
+    try:
+        header = fits.getheader(args.visit, 0)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the primary header: {error}", filename=args.visit) from None
+    visit = parse_visit_header(header, args.visit)
+    template = matched_template(store, visit).values
+    variance = store["variance"].values
+    mask = store["mask"].values
+    write_warp(
+        args.output,
+        template,
+        mask,
+        np.asarray(variance, dtype=np.float32),
+        mask_planes=MaskPlanes(store.attrs["mask_planes"]),
+        wcs=wcs_from_header_text(store.attrs["wcs_header"]),
+        visit=visit,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote the DCR-matched template of visit {visit.visit} to {args.output}")
+    return 0

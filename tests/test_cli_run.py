@@ -1,0 +1,209 @@
+"""`dcr-dask run`, `template` and `export-fits` through real Dask clusters: a local
+cluster with two worker processes, and a scheduler and worker started as separate
+`dask scheduler` / `dask worker` processes; the two runs must agree."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+from astropy.io import fits
+
+from dcr_dask.cli import main
+from dcr_dask.io.store import open_output
+from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
+from dcr_dask.template import matched_template
+
+pytestmark = pytest.mark.slow
+
+BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
+SMALL = ["--set", "subregionSize=[48,48]", "--set", "maxNumIter=4"]
+
+
+@pytest.fixture(scope="module")
+def simulation(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("sim")
+    spec = SimulationSpec(
+        shape=(96, 96),
+        airmasses=(1.02, 1.2, 1.45, 1.7, 2.0, 1.3),
+        holdout_airmasses=(1.9,),
+        n_stars=10,
+        n_galaxies=2,
+        seed=11,
+    )
+    tile = simulate_tile(spec)
+    write_simulation(tile, directory)
+    return tile, directory
+
+
+@pytest.fixture(scope="module")
+def local_run(simulation, tmp_path_factory):
+    _, directory = simulation
+    output = tmp_path_factory.mktemp("local") / "coadd.zarr"
+    code = main(
+        [
+            "-q",
+            "run",
+            str(directory / "warps"),
+            "--output",
+            str(output),
+            "--workers",
+            "2",
+            *BAND,
+            *SMALL,
+        ]
+    )
+    assert code == 0
+    return output
+
+
+def _scheduler(tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while not scheduler_file.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert scheduler_file.exists(), "the scheduler did not start"
+    time.sleep(0.5)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            "--scheduler-file",
+            str(scheduler_file),
+            "--nworkers",
+            "2",
+            "--nthreads",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--dashboard-address",
+            ":0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return json.loads(scheduler_file.read_text())["address"], [worker, scheduler]
+
+
+def test_run_through_a_scheduler_address_matches_the_local_run(
+    simulation, local_run, tmp_path, capsys
+):
+    _, directory = simulation
+    address, processes = _scheduler(tmp_path)
+    try:
+        output = tmp_path / "remote.zarr"
+        code = main(
+            [
+                "-q",
+                "run",
+                str(directory / "warps"),
+                "--output",
+                str(output),
+                "--scheduler",
+                address,
+                *BAND,
+                *SMALL,
+            ]
+        )
+        assert code == 0
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    assert "wrote" in capsys.readouterr().out
+    local, remote = xr.open_zarr(local_run), xr.open_zarr(output)
+    for name in ("dcr_model", "coadd", "variance", "mask", "n_image"):
+        np.testing.assert_array_equal(local[name].values, remote[name].values)
+
+
+def test_template_command_writes_the_matched_template(simulation, local_run, tmp_path):
+    tile, directory = simulation
+    holdout = sorted((directory / "holdout").glob("*.fits"))[0]
+    output = tmp_path / "template.fits"
+    assert (
+        main(
+            [
+                "-q",
+                "template",
+                "--model",
+                str(local_run),
+                "--visit",
+                str(holdout),
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
+    expected = matched_template(open_output(local_run), tile.visits[-1]).values
+    with fits.open(output) as hdus:
+        np.testing.assert_allclose(hdus["IMAGE"].data, expected, rtol=1e-6, atol=1e-4)
+        assert hdus[0].header["EXPID"] == tile.visits[-1].visit
+    assert (
+        main(
+            [
+                "-q",
+                "template",
+                "--model",
+                str(local_run),
+                "--visit",
+                str(holdout),
+                "--output",
+                str(output),
+            ]
+        )
+        == 1
+    )
+
+
+def test_export_fits_command(local_run, tmp_path, capsys):
+    assert main(["-q", "export-fits", str(local_run), str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert len(written) == 4
+    with fits.open(written[0]) as hdus:
+        np.testing.assert_allclose(hdus["IMAGE"].data, xr.open_zarr(local_run).dcr_model[0].values)
+
+
+def test_run_reports_bad_inputs_and_writes_nothing(simulation, tmp_path, capsys):
+    _, directory = simulation
+    output = tmp_path / "x.zarr"
+    assert main(["-q", "run", str(tmp_path / "nothing*.fits"), "--output", str(output), *BAND]) == 1
+    assert "nothing*.fits" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "-q",
+                "run",
+                str(directory / "warps"),
+                "--output",
+                str(output),
+                *BAND,
+                "--set",
+                "dcrNumSubfilters=1",
+            ]
+        )
+        == 1
+    )
+    assert "dcrNumSubfilters" in capsys.readouterr().err
+    assert not output.exists()
