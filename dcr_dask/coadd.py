@@ -1,21 +1,30 @@
 """Lazy Dask graphs that stack warps over the visit axis.
 
-The kernels live in :mod:`dcr_dask.stack`; this module only maps them over
-the tile's blocks, with the whole visit axis in each block.
+The kernels live in :mod:`dcr_dask.stack`; this module only translates a
+config into kernel settings and maps the kernels over the tile's blocks,
+with the whole visit axis in each block (one ``(y, x)`` block of every
+visit in memory at a time).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 
+from dcr_dask.config import AssembleCoaddConfig
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.stack import weighted_mean
+from dcr_dask.stack import StackSettings, stack_block, weighted_mean
 
-__all__ = ["good_pixels", "plain_coadd", "visit_weights"]
+__all__ = ["good_pixels", "plain_coadd", "stack_settings", "stack_warps", "visit_weights"]
+
+logger = logging.getLogger(__name__)
+
+#: Attributes of a warp Dataset that a stacked Dataset keeps.
+_TILE_ATTRS = ("mask_planes", "wcs_header", "tile_shape")
 
 
 def good_pixels(warps: xr.Dataset, bad_mask_planes: Sequence[str]) -> xr.DataArray:
@@ -107,3 +116,150 @@ def plain_coadd(
         },
         coords=coords,
     )
+
+
+def stack_settings(
+    config: AssembleCoaddConfig, planes: MaskPlanes, *, extra_bad_planes: Sequence[str] = ()
+) -> StackSettings:
+    """Translate a stacking config into the plain settings of :func:`dcr_dask.stack.stack_block`.
+
+    Parameters
+    ----------
+    config : AssembleCoaddConfig
+        Uses ``statistic``, ``sigmaClip``, ``clipIter``,
+        ``calcErrorFromInputVariance``, ``badMaskPlanes``, ``removeMaskPlanes``
+        and ``maskPropagationThresholds``.
+    planes : MaskPlanes
+        The bit layout of the masks to stack. Planes the layout lacks are
+        ignored (no input can have them).
+    extra_bad_planes : sequence of str
+        Planes rejected besides ``badMaskPlanes`` (CompareWarp adds ``CLIPPED``
+        for the final coadd).
+
+    Returns
+    -------
+    StackSettings
+        With the reference's mapping of rejected inputs to coadd planes: a
+        bad plane other than ``NO_DATA``, ``EDGE`` and ``CLIPPED`` sets
+        ``REJECTED``, a rejected ``EDGE`` sets ``SENSOR_EDGE``, a rejected
+        ``CLIPPED`` sets ``CLIPPED``; sigma-clipping sets ``CLIPPED``; no good
+        input gives ``NO_DATA``.
+
+    Raises
+    ------
+    ValueError
+        If ``statistic`` is not one the kernels implement, or the clipping
+        settings do not allow MEANCLIP (the message names the field).
+    """
+    bad = planes.value([*config.badMaskPlanes, *extra_bad_planes])
+    special = planes.value(["NO_DATA", "EDGE", "CLIPPED"])
+    rejection_map = [
+        (bad & ~special, planes.value(["REJECTED"])),
+        (bad & planes.value(["EDGE"]), planes.value(["SENSOR_EDGE"])),
+        (bad & planes.value(["CLIPPED"]), planes.value(["CLIPPED"])),
+    ]
+    return StackSettings(
+        statistic=config.statistic,
+        sigma_clip=config.sigmaClip,
+        clip_iter=config.clipIter,
+        calc_error_from_input_variance=config.calcErrorFromInputVariance,
+        bad_mask=bad,
+        remove_mask=planes.value(config.removeMaskPlanes),
+        propagation=tuple(
+            (planes.bit(name), float(threshold))
+            for name, threshold in sorted(config.maskPropagationThresholds.items())
+            if name in planes
+        ),
+        rejection_map=tuple((source, target) for source, target in rejection_map if source),
+        clipped_mask=planes.value(["CLIPPED"]),
+        no_data_mask=planes.value(["NO_DATA"]),
+    )
+
+
+def _stack_block(images, variances, masks, weights, settings):
+    planes = stack_block(images, variances, masks, weights, settings)
+    return np.stack([plane.astype(np.float64) for plane in planes])
+
+
+def stack_warps(
+    warps: xr.Dataset,
+    stack_config: AssembleCoaddConfig,
+    weights: xr.DataArray | np.ndarray | None = None,
+    *,
+    extra_bad_planes: Sequence[str] = (),
+) -> xr.Dataset:
+    """Stack warps over the visit axis with a config's statistic and mask rules (lazy).
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        ``(visit, y, x)`` warps with ``image``, ``mask``, ``variance`` and the
+        ``mask_planes`` attribute (as :func:`dcr_dask.io.warps.open_warps`).
+    stack_config : AssembleCoaddConfig
+        The stacking config (the main config, or ``assembleStaticSkyModel``);
+        see :func:`stack_settings` for the fields used, plus ``doNImage``.
+    weights : xarray.DataArray or numpy.ndarray, optional
+        ``(visit,)`` weight of each visit, 1/flux². Default: 1 / mean variance
+        of each warp's good pixels (:func:`visit_weights`), computed eagerly
+        here (one pass over the variance and mask planes) so that the
+        returned graph does not hold the warps in memory while it waits for
+        a tile-wide reduction.
+    extra_bad_planes : sequence of str
+        Planes rejected besides ``stack_config.badMaskPlanes``.
+
+    Returns
+    -------
+    xarray.Dataset
+        On ``(y, x)``: ``image`` and ``variance`` (float32), ``mask`` (int32,
+        the warps' bit layout) and, if ``stack_config.doNImage``, ``n_image``
+        (uint16); ``weight`` on ``visit``; the warps' tile attributes. One
+        task per ``(y, x)`` chunk of the warps, each holding that chunk of
+        every visit.
+
+    Raises
+    ------
+    ValueError
+        For an unsupported statistic or clipping setting (naming the field),
+        or weights that do not have one entry per visit.
+    """
+    planes = MaskPlanes(warps.attrs["mask_planes"])
+    settings = stack_settings(stack_config, planes, extra_bad_planes=extra_bad_planes)
+    if weights is None:
+        good = good_pixels(warps, [*stack_config.badMaskPlanes, *extra_bad_planes])
+        weights = visit_weights(warps, good).compute()
+        logger.info("visit weights (1 / mean variance): %s", np.asarray(weights).tolist())
+    weight_values = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if weight_values.shape != (warps.sizes["visit"],):
+        raise ValueError(
+            f"weights have shape {weight_values.shape}; expected one per visit "
+            f"({warps.sizes['visit']})"
+        )
+    whole = {"visit": -1}
+    stacked = da.blockwise(
+        _stack_block,
+        "syx",
+        warps["image"].chunk(whole).data,
+        "vyx",
+        warps["variance"].chunk(whole).data,
+        "vyx",
+        warps["mask"].chunk(whole).data,
+        "vyx",
+        da.from_array(weight_values, chunks=-1),
+        "v",
+        new_axes={"s": 4},
+        concatenate=True,
+        dtype=np.float64,
+        settings=settings,
+    )
+    dims = ("y", "x")
+    data_vars = {
+        "image": (dims, stacked[0].astype(np.float32)),
+        "variance": (dims, stacked[1].astype(np.float32)),
+        "mask": (dims, stacked[2].astype(np.int32)),
+        "weight": ("visit", weight_values),
+    }
+    if stack_config.doNImage:
+        data_vars["n_image"] = (dims, stacked[3].astype(np.uint16))
+    coords = {name: warps[name] for name in ("visit", "y", "x")}
+    attrs = {key: warps.attrs[key] for key in _TILE_ATTRS if key in warps.attrs}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)

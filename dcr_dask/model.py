@@ -57,6 +57,7 @@ from dcr_dask.shift import (
     spline_prefilter,
     spline_shift,
 )
+from dcr_dask.stack import afw_clipped_mean as _afw_clipped_mean
 
 __all__ = [
     "amplify",
@@ -74,9 +75,6 @@ __all__ = [
     "update_model",
     "visit_weights",
 ]
-
-#: One sigma of a Gaussian in units of its interquartile range (afw's ``IQ_TO_STDEV``).
-IQR_TO_SIGMA = 0.741301109252802
 
 #: A pixel is fitted only where every sub-band's summed, shifted weight exceeds this.
 MIN_SUBBAND_COVERAGE = 1.0
@@ -210,35 +208,6 @@ def initial_model(
         )
     planes = np.broadcast_to(image / n_subfilters, (n_subfilters, *image.shape))
     return planes.astype(np.float32), (variance / n_subfilters).astype(np.float32)
-
-
-def _afw_clipped_mean(values: np.ndarray, n_sigma: float, n_iterations: int) -> float:
-    """afw's ``MEANCLIP`` of a 1-D sample.
-
-    The first pass keeps the values within ``n_sigma · 0.7413 · IQR`` of the
-    median (quartiles interpolated linearly, as numpy's default); each later
-    pass keeps those within ``n_sigma`` standard deviations (``ddof=1``) of the
-    previous clipped mean. Limits are inclusive.
-    """
-    n = values.size
-    if n == 0:
-        return float("nan")
-    q1, median, q3 = np.percentile(values, [25.0, 50.0, 75.0])
-    mean = variance = float("nan")
-    for iteration in range(n_iterations):
-        if variance < 0:
-            variance = 0.0
-        center = median if iteration == 0 else mean
-        if iteration > 0 and n > 1:
-            half_width = n_sigma * np.sqrt(variance)
-        else:
-            half_width = n_sigma * IQR_TO_SIGMA * (q3 - q1)
-        if np.isnan(center) or np.isnan(half_width):
-            return float("nan")
-        kept = values[np.abs(values - center) <= half_width]
-        mean = float(np.mean(kept)) if kept.size else float("nan")
-        variance = float(np.var(kept, ddof=1)) if kept.size > 1 else float("nan")
-    return mean
 
 
 def visit_weights(

@@ -1,12 +1,13 @@
-"""The plain-coadd graph equals the stacking kernel applied to the whole tile at once."""
+"""The stacking graphs equal the stacking kernels applied to the whole tile at once."""
 
 import dask
 import numpy as np
+import pytest
 import xarray as xr
 
-from dcr_dask.coadd import good_pixels, plain_coadd, visit_weights
+from dcr_dask.coadd import good_pixels, plain_coadd, stack_settings, stack_warps, visit_weights
 from dcr_dask.masks import run_layout
-from dcr_dask.stack import weighted_mean
+from dcr_dask.stack import stack_block, weighted_mean
 
 
 def _warps(chunk):
@@ -45,3 +46,73 @@ def test_plain_coadd_is_independent_of_chunking_and_matches_the_kernel():
     np.testing.assert_allclose(results[0].image.values, mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(results[0].variance.values, var, rtol=1e-6)
     np.testing.assert_array_equal(results[0].n_image.values, n)
+
+
+# ----------------------------------------------------------------------------- stack_warps
+
+
+def _config(**changes):
+    from dcr_dask.config import CompareWarpAssembleCoaddConfig
+
+    config = CompareWarpAssembleCoaddConfig().assembleStaticSkyModel
+    for name, value in changes.items():
+        setattr(config, name, value)
+    return config
+
+
+def test_stack_settings_follow_the_config_and_the_layout():
+    planes = run_layout()
+    config = _config(
+        badMaskPlanes=["NO_DATA", "SAT", "EDGE"], maskPropagationThresholds={"SAT": 0.2}
+    )
+    settings = stack_settings(config, planes, extra_bad_planes=["CLIPPED"])
+    assert settings.statistic == "MEANCLIP" and settings.sigma_clip == 2.5
+    assert settings.clip_iter == 3
+    assert settings.bad_mask == planes.value(["NO_DATA", "SAT", "EDGE", "CLIPPED"])
+    assert settings.remove_mask == planes.value(["NOT_DEBLENDED"])
+    assert settings.propagation == ((planes.bit("SAT"), 0.2),)
+    assert dict(settings.rejection_map) == {
+        planes.value(["SAT"]): planes.value(["REJECTED"]),
+        planes.value(["EDGE"]): planes.value(["SENSOR_EDGE"]),
+        planes.value(["CLIPPED"]): planes.value(["CLIPPED"]),
+    }
+
+
+def test_stack_warps_is_independent_of_chunking_and_matches_the_kernel():
+    planes = run_layout()
+    config = _config(doNImage=True, badMaskPlanes=["NO_DATA", "SAT"])
+    weights = np.array([1.0, 0.5, 2.0, 1.0, 1.5])
+    results = []
+    for chunk in (7, 24):
+        with dask.config.set(scheduler="synchronous"):
+            results.append(stack_warps(_warps(chunk), config, weights).compute())
+    xr.testing.assert_identical(results[0], results[1])
+    warps = _warps(24).compute()
+    image, variance, mask, n_image = stack_block(
+        warps.image.values,
+        warps.variance.values,
+        warps.mask.values,
+        weights,
+        stack_settings(config, planes),
+    )
+    np.testing.assert_array_equal(results[0].image.values, image)
+    np.testing.assert_array_equal(results[0].variance.values, variance)
+    np.testing.assert_array_equal(results[0].mask.values, mask)
+    np.testing.assert_array_equal(results[0].n_image.values, n_image)
+    assert results[0].mask.dtype == np.int32 and results[0].n_image.dtype == np.uint16
+    assert results[0].attrs["mask_planes"] == planes.bits
+    no_data = planes.value(["NO_DATA"])
+    assert results[0].mask.values[3, 4] & no_data == 0  # four other visits cover it
+
+
+def test_stack_warps_default_weights_and_no_n_image():
+    config = _config(doNImage=False)
+    with dask.config.set(scheduler="synchronous"):
+        stacked = stack_warps(_warps(24), config)
+        expected = visit_weights(_warps(24), good_pixels(_warps(24), ["NO_DATA"])).values
+    assert "n_image" not in stacked
+    np.testing.assert_allclose(stacked.weight.values, expected)
+    with pytest.raises(ValueError, match="one per visit"):
+        stack_warps(_warps(24), config, np.ones(3))
+    with pytest.raises(ValueError, match="statistic = 'MODE'"):
+        stack_warps(_warps(24), _config(statistic="MODE"))
