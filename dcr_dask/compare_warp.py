@@ -1,0 +1,992 @@
+"""CompareWarp on Dask: PSF-matched warps, static sky model and artifact rejection.
+
+ALGORITHM.md, section 6, as lazy graphs over the tile. The numerics live in
+kernels that know nothing of Dask (:mod:`dcr_dask.psf`,
+:mod:`dcr_dask.stack`, :mod:`dcr_dask.detection`, :mod:`dcr_dask.artifacts`);
+this module computes halos and chunks and maps them, and
+:mod:`dcr_dask.labels` finds footprints that cross chunk borders whole.
+
+The steps, each a public function:
+
+1. :func:`psf_matching` / :func:`match_psfs`: a matching kernel per visit
+   (from its PSF HDU, else a Gaussian of its ``psf_fwhm_px``) to the model PSF,
+   applied lazily with a halo of half the kernel (image with K, variance with
+   K², mask planes ORed over the kernel).
+2. :func:`assemble_static_sky_model`: the ``assembleStaticSkyModel`` stack
+   (MEANCLIP 2.5 σ, 3 passes, bad planes ``NO_DATA``) of the PSF-matched warps.
+3. :func:`variance_scale_factors` (``doScaleWarpVariance``): per-visit
+   empirical variance factors of the PSF-matched warps.
+4. :func:`find_artifacts`: footprints on ``warp − reference`` (the static
+   model, or any per-visit reference such as DCR-matched templates),
+   prefiltered, epoch-counted and tested for transience; the result holds the
+   per-visit ``artifacts`` (→ ``CLIPPED``) and ``no_data`` (→ ``NO_DATA``)
+   masks, lazily.
+5. :func:`apply_artifact_masks` sets those planes in the direct warps' masks;
+   :func:`write_artifact_masks` stores them beside the warps in the ingest store.
+
+:func:`compare_warp` runs 1-4.
+
+Model PSF
+---------
+The model PSF is a circular Gaussian whose FWHM is ``modelPsf.defaultFwhm``,
+widened to :data:`MODEL_PSF_WIDEN` times the widest input PSF when that is
+larger, so that no warp needs sharpening; pass ``widen=None`` to keep
+``defaultFwhm`` exactly, in which case warps whose PSF is wider are flagged
+(``psf_too_wide``, logged as a warning) and left unconvolved. The second,
+wider Gaussian of ``GaussianPsfFactory`` (``addWing``) is not modelled: a
+``matchingKernelSize`` kernel cannot carry a wing 2.5 times the core's width
+(least-squares fits of it ring), so the model is the core alone.
+
+Passes over the data and memory
+-------------------------------
+Every graph here keeps one ``(y, x)`` chunk of every visit in memory at a
+time, plus halos. Tile-wide numbers are computed eagerly in small
+reductions, so that no graph waits on a tile-wide result while holding
+chunks: the static model's visit weights (one pass), the variance factors
+(one pass), and two labelling passes in :func:`find_artifacts`. Each pass
+recomputes the PSF matching from the warps; write the PSF-matched warps or
+the static model to a store first to avoid that on large tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from dcr_dask import artifacts as artifact_tests
+from dcr_dask import psf as psf_kernels
+from dcr_dask.coadd import stack_warps
+from dcr_dask.config import (
+    AssembleCoaddConfig,
+    CompareWarpAssembleCoaddConfig,
+    ScaleVarianceConfig,
+    SourceDetectionConfig,
+)
+from dcr_dask.detection import DetectionSettings, footprint_mask, grow_radius
+from dcr_dask.labels import component_stats, find_components, map_components
+from dcr_dask.masks import MaskPlanes
+
+__all__ = [
+    "ARTIFACT_VARIABLES",
+    "MODEL_PSF_WIDEN",
+    "CompareWarpResult",
+    "PsfMatching",
+    "apply_artifact_masks",
+    "assemble_static_sky_model",
+    "compare_warp",
+    "detect_sources",
+    "detection_settings",
+    "find_artifacts",
+    "match_psfs",
+    "model_psf_fwhm",
+    "psf_matching",
+    "variance_scale_factors",
+    "write_artifact_masks",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The model PSF is at least this many times as wide as the widest input PSF (FWHM).
+MODEL_PSF_WIDEN = 1.05
+
+#: Per-visit mask variables that :func:`write_artifact_masks` stores, with the plane each sets.
+ARTIFACT_VARIABLES = {"artifacts": "CLIPPED", "no_data": "NO_DATA"}
+
+_TILE_ATTRS = ("mask_planes", "wcs_header", "tile_shape")
+_MIN_PSF_STAMP = 15
+
+
+def _pixels(dataset: xr.Dataset) -> tuple[da.Array, da.Array, da.Array]:
+    """``image``, ``variance``, ``mask`` as Dask arrays with the image's chunks."""
+    image = da.asarray(dataset["image"].data)
+    variance = da.asarray(dataset["variance"].data).rechunk(image.chunks)
+    mask = da.asarray(dataset["mask"].data).rechunk(image.chunks)
+    return image, variance, mask
+
+
+# --------------------------------------------------------------------------- PSF matching
+
+
+def model_psf_fwhm(
+    input_fwhm_px: Sequence[float], default_fwhm_px: float, widen: float | None = MODEL_PSF_WIDEN
+) -> float:
+    """FWHM of the model PSF, pixels: ``defaultFwhm``, or ``widen ×`` the widest input if larger.
+
+    Parameters
+    ----------
+    input_fwhm_px : sequence of float
+        FWHM of each warp's PSF, pixels.
+    default_fwhm_px : float
+        ``modelPsf.defaultFwhm``, pixels.
+    widen : float or None
+        Factor over the widest input; None keeps ``default_fwhm_px``.
+
+    Returns
+    -------
+    float
+    """
+    if widen is None:
+        return float(default_fwhm_px)
+    if not widen >= 1.0:
+        raise ValueError(f"widen = {widen!r} must be at least 1 (or None)")
+    return float(max(default_fwhm_px, widen * float(np.max(input_fwhm_px))))
+
+
+@attrs.frozen(eq=False)
+class PsfMatching:
+    """The PSF matching of a set of warps (from :func:`psf_matching`).
+
+    Attributes
+    ----------
+    model_fwhm_px : float
+        FWHM of the Gaussian model PSF, pixels.
+    kernels : numpy.ndarray
+        ``(visit, k, k)`` matching kernels, each summing to 1 (a delta for a
+        warp flagged too wide).
+    input_fwhm_px : numpy.ndarray
+        ``(visit,)`` FWHM of each warp's PSF (second moments), pixels.
+    too_wide : numpy.ndarray of bool
+        ``(visit,)`` warps whose PSF is wider than the model (left unconvolved).
+    """
+
+    model_fwhm_px: float
+    kernels: np.ndarray
+    input_fwhm_px: np.ndarray
+    too_wide: np.ndarray
+
+    @property
+    def model_sigma_px(self) -> float:
+        """Gaussian sigma of the model PSF, pixels."""
+        return self.model_fwhm_px / psf_kernels.FWHM_PER_SIGMA
+
+    @property
+    def kernel_size(self) -> int:
+        """Width of the kernels, pixels."""
+        return int(self.kernels.shape[-1])
+
+
+def _psf_stamps(warps: xr.Dataset) -> list[np.ndarray]:
+    """The PSF stamp of each visit: its PSF HDU, else a Gaussian of ``psf_fwhm_px``."""
+    visits = warps["visit"].values
+    has_psf = (
+        np.asarray(warps["has_psf"].values, dtype=bool)
+        if "has_psf" in warps.coords
+        else np.full(len(visits), "psf" in warps.data_vars)
+    )
+    fwhm = (
+        np.asarray(warps["psf_fwhm_px"].values, dtype=np.float64)
+        if "psf_fwhm_px" in warps.coords
+        else np.full(len(visits), np.nan)
+    )
+    cube = np.asarray(warps["psf"].values, dtype=np.float64) if "psf" in warps.data_vars else None
+    stamps = []
+    for i, visit in enumerate(visits):
+        if has_psf[i] and cube is not None:
+            stamps.append(cube[i])
+        elif np.isfinite(fwhm[i]) and fwhm[i] > 0:
+            size = max(_MIN_PSF_STAMP, 2 * math.ceil(3.0 * fwhm[i]) + 1)
+            stamps.append(psf_kernels.gaussian_psf_image(size, fwhm[i]))
+        else:
+            raise ValueError(
+                f"visit {visit} has neither a PSF HDU nor a positive PSF-FWHM "
+                f"(psf_fwhm_px = {fwhm[i]!r}); its warp cannot be PSF-matched"
+            )
+    return stamps
+
+
+def psf_matching(
+    warps: xr.Dataset,
+    config: AssembleCoaddConfig,
+    *,
+    widen: float | None = MODEL_PSF_WIDEN,
+) -> PsfMatching:
+    """Choose the model PSF and compute each warp's matching kernel (eager, small).
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        Direct warps; uses the ``psf`` variable and ``has_psf``/``psf_fwhm_px``
+        coordinates (``open_warps`` layout).
+    config : AssembleCoaddConfig
+        Uses ``modelPsf.defaultFwhm`` and ``matchingKernelSize``.
+    widen : float or None
+        See :func:`model_psf_fwhm` and the module docstring.
+
+    Returns
+    -------
+    PsfMatching
+
+    Raises
+    ------
+    ValueError
+        If ``matchingKernelSize`` is even or not positive, or a visit has no
+        PSF information (the message names the visit).
+    """
+    size = config.matchingKernelSize
+    if isinstance(size, bool) or int(size) != size or size < 1 or size % 2 != 1:
+        raise ValueError(f"matchingKernelSize = {size!r} must be a positive odd number of pixels")
+    stamps = _psf_stamps(warps)
+    input_fwhm = np.array([psf_kernels.psf_fwhm_px(stamp) for stamp in stamps])
+    model_fwhm = model_psf_fwhm(input_fwhm, config.modelPsf.defaultFwhm, widen)
+    too_wide = input_fwhm > model_fwhm * (1.0 + 1e-9)
+    kernels = np.empty((len(stamps), size, size))
+    for i, stamp in enumerate(stamps):
+        if too_wide[i]:
+            logger.warning(
+                "visit %s: PSF FWHM %.3f px is wider than the model PSF's %.3f px; the warp is "
+                "left unconvolved (not sharpened) and flagged psf_too_wide",
+                warps["visit"].values[i],
+                input_fwhm[i],
+                model_fwhm,
+            )
+            kernels[i] = psf_kernels.delta_kernel(size)
+        else:
+            kernels[i] = psf_kernels.matching_kernel(stamp, model_fwhm, size)
+    logger.info(
+        "model PSF FWHM %.3f px (defaultFwhm %.3f px, widest input %.3f px)",
+        model_fwhm,
+        config.modelPsf.defaultFwhm,
+        input_fwhm.max(),
+    )
+    return PsfMatching(model_fwhm, kernels, input_fwhm, too_wide)
+
+
+def _convolve(array: da.Array, kernels: np.ndarray, halo: int) -> da.Array:
+    """Convolve each visit of a ``(visit, y, x)`` array with its kernel, with a reflected halo."""
+    depth = {0: 0, 1: halo, 2: halo}
+    boundary = {0: "none", 1: "reflect", 2: "reflect"}
+    grown = da.overlap.overlap(array, depth=depth, boundary=boundary)
+    size = kernels.shape[-1]
+    stack = da.from_array(kernels, chunks=(array.chunks[0], size, size))
+    convolved = da.blockwise(
+        psf_kernels.convolve_block,
+        "vyx",
+        grown,
+        "vyx",
+        stack,
+        "vab",
+        concatenate=True,
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    # overlap() rechunks chunks thinner than the halo; give back the input's chunks.
+    return da.overlap.trim_internal(convolved, depth, boundary=boundary).rechunk(array.chunks)
+
+
+def match_psfs(
+    warps: xr.Dataset,
+    config: AssembleCoaddConfig,
+    *,
+    matching: PsfMatching | None = None,
+    widen: float | None = MODEL_PSF_WIDEN,
+) -> xr.Dataset:
+    """PSF-matched warps made from direct warps (lazy).
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        Direct warps ``(visit, y, x)`` (``open_warps`` layout).
+    config : AssembleCoaddConfig
+        Uses ``modelPsf`` and ``matchingKernelSize`` (through :func:`psf_matching`).
+    matching : PsfMatching, optional
+        Kernels already computed; default :func:`psf_matching`.
+    widen : float or None
+        Passed to :func:`psf_matching`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``image``, ``variance`` (float32) and ``mask`` (int32) with the warps'
+        chunks, coordinates and tile attributes, plus the coordinates
+        ``psf_too_wide`` and ``input_psf_fwhm_px`` along ``visit`` and the
+        attributes ``model_psf_fwhm_px`` and ``matching_kernel_size``. Pixels
+        whose image or variance is not finite are treated as ``NO_DATA``
+        (image 0) before convolving; ``NO_DATA`` and every other plane grow by
+        half the kernel. Beyond the tile's edges the images are reflected.
+    """
+    if matching is None:
+        matching = psf_matching(warps, config, widen=widen)
+    if matching.kernels.shape[0] != warps.sizes["visit"]:
+        raise ValueError(
+            f"{matching.kernels.shape[0]} matching kernels for {warps.sizes['visit']} visits"
+        )
+    planes = MaskPlanes(warps.attrs["mask_planes"])
+    no_data = np.int32(planes.value(["NO_DATA"]))
+    image, variance, mask = _pixels(warps)
+    finite = da.isfinite(image) & da.isfinite(variance)
+    image = da.where(finite, image, 0.0).astype(np.float32)
+    variance = da.where(finite, variance, 0.0).astype(np.float32)
+    mask = da.where(finite, mask, mask | no_data).astype(np.int32)
+    halo = matching.kernel_size // 2
+    matched_mask = da.map_overlap(
+        psf_kernels.grow_mask_block,
+        mask,
+        depth={0: 0, 1: halo, 2: halo},
+        boundary={0: "none", 1: "reflect", 2: "reflect"},
+        dtype=np.int32,
+        half_width=halo,
+    ).rechunk(mask.chunks)
+    dims = ("visit", "y", "x")
+    coords = {name: coord for name, coord in warps.coords.items() if "visit" in coord.dims}
+    coords.update({"y": warps["y"], "x": warps["x"]})
+    coords["psf_too_wide"] = ("visit", matching.too_wide.copy())
+    coords["input_psf_fwhm_px"] = ("visit", matching.input_fwhm_px.copy())
+    attrs_ = {key: warps.attrs[key] for key in _TILE_ATTRS if key in warps.attrs}
+    attrs_.update(
+        model_psf_fwhm_px=matching.model_fwhm_px,
+        matching_kernel_size=matching.kernel_size,
+    )
+    return xr.Dataset(
+        {
+            "image": (dims, _convolve(image, matching.kernels, halo)),
+            "variance": (dims, _convolve(variance, matching.kernels**2, halo)),
+            "mask": (dims, matched_mask),
+        },
+        coords=coords,
+        attrs=attrs_,
+    )
+
+
+# --------------------------------------------------------------------------- static sky model
+
+
+def assemble_static_sky_model(
+    psf_matched: xr.Dataset,
+    static_config: AssembleCoaddConfig,
+    weights: xr.DataArray | np.ndarray | None = None,
+) -> xr.Dataset:
+    """The static sky model: the ``assembleStaticSkyModel`` stack of PSF-matched warps (lazy).
+
+    Parameters
+    ----------
+    psf_matched : xarray.Dataset
+        PSF-matched warps (:func:`match_psfs` or
+        :func:`dcr_dask.io.warps.open_psf_matched`).
+    static_config : AssembleCoaddConfig
+        ``config.assembleStaticSkyModel`` (reference defaults: MEANCLIP,
+        ``sigmaClip`` 2.5, ``clipIter`` 3, ``badMaskPlanes`` NO_DATA, variance
+        from the inputs, no nImage).
+    weights : xarray.DataArray or numpy.ndarray, optional
+        ``(visit,)`` weights; default 1 / mean variance of each PSF-matched
+        warp's good pixels, computed eagerly (see
+        :func:`dcr_dask.coadd.stack_warps`).
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`dcr_dask.coadd.stack_warps`, with the PSF-matched warps'
+        ``model_psf_fwhm_px`` attribute when they have one.
+    """
+    model = stack_warps(psf_matched, static_config, weights)
+    if "model_psf_fwhm_px" in psf_matched.attrs:
+        model.attrs["model_psf_fwhm_px"] = psf_matched.attrs["model_psf_fwhm_px"]
+    return model
+
+
+# --------------------------------------------------------------------------- variance rescaling
+
+
+def _histogram_block(image: np.ndarray, variance: np.ndarray, good: np.ndarray) -> np.ndarray:
+    counts = artifact_tests.snr_histogram(image, variance, good)
+    return counts[:, None, None, :]
+
+
+def variance_scale_factors(
+    psf_matched: xr.Dataset, scale_config: ScaleVarianceConfig
+) -> np.ndarray:
+    """Empirical variance factor of each warp (``scaleWarpVariance``; eager, one pass).
+
+    Parameters
+    ----------
+    psf_matched : xarray.Dataset
+        The warps whose variance is to be rescaled.
+    scale_config : ScaleVarianceConfig
+        Uses ``maskPlanes`` (pixels left out) and ``limit``.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ``(visit,)`` factors by which to multiply each variance plane so that
+        ``image / sqrt(variance)`` has unit robust spread (interquartile range)
+        on the unmasked pixels. A factor that is undefined or above ``limit``
+        is replaced by 1 with a warning (CompareWarp leaves such a warp as it
+        is).
+
+    Notes
+    -----
+    Unlike Rubin's ``ScaleVarianceTask``, no background is subtracted first
+    (warps are background-subtracted, and the interquartile range ignores a
+    constant offset), and there is no image-based fallback.
+    """
+    planes = MaskPlanes(psf_matched.attrs["mask_planes"])
+    bad = planes.value(scale_config.maskPlanes)
+    image, variance, mask = _pixels(psf_matched)
+    n_columns = len(artifact_tests.SNR_EDGES) + 1
+    counts = da.map_blocks(
+        _histogram_block,
+        image,
+        variance,
+        (mask & bad) == 0,
+        new_axis=3,
+        chunks=(
+            image.chunks[0],
+            (1,) * image.numblocks[1],
+            (1,) * image.numblocks[2],
+            (n_columns,),
+        ),
+        dtype=np.int64,
+    )
+    histograms = counts.sum(axis=(1, 2)).compute()
+    factors = np.ones(histograms.shape[0])
+    for i, visit in enumerate(psf_matched["visit"].values):
+        factor = artifact_tests.variance_scale_from_histogram(histograms[i])
+        if not np.isfinite(factor) or factor > scale_config.limit:
+            logger.warning(
+                "visit %s: variance scale factor %r is undefined or exceeds "
+                "scaleWarpVariance.limit = %s; the variance is left as it is",
+                visit,
+                factor,
+                scale_config.limit,
+            )
+        else:
+            factors[i] = factor
+    logger.info("variance scale factors: %s", np.round(factors, 4).tolist())
+    return factors
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def detection_settings(
+    config: SourceDetectionConfig, psf_sigma_px: float, *, polarity: str | None = None
+) -> DetectionSettings:
+    """Translate a ``SourceDetectionConfig`` into the kernels' :class:`DetectionSettings`.
+
+    Parameters
+    ----------
+    config : SourceDetectionConfig
+        Uses ``thresholdValue``, ``thresholdType``, ``thresholdPolarity``,
+        ``minPixels``, ``nSigmaToGrow``, ``isotropicGrow`` and
+        ``includeThresholdMultiplier``.
+    psf_sigma_px : float
+        Gaussian sigma of the image's PSF, pixels (the growth unit).
+    polarity : str, optional
+        Overrides ``thresholdPolarity``.
+
+    Returns
+    -------
+    DetectionSettings
+
+    Raises
+    ------
+    ValueError
+        For a ``thresholdType`` other than ``pixel_stdev`` or ``value``, or an
+        ``includeThresholdMultiplier`` other than 1 (a per-footprint peak test
+        the block-wise detection does not make); the message names the field.
+
+    Notes
+    -----
+    Background settings (``reEstimateBackground``, ``doTempLocalBackground``,
+    ``doTempWideBackground``) are not applied: detection runs on the images
+    as they are (background-subtracted warps and their stack).
+    """
+    if config.includeThresholdMultiplier != 1.0:
+        raise ValueError(
+            f"includeThresholdMultiplier = {config.includeThresholdMultiplier!r} is not supported; "
+            "only 1.0 (no separate peak threshold) is"
+        )
+    return DetectionSettings(
+        threshold=float(config.thresholdValue),
+        threshold_type=config.thresholdType,
+        polarity=polarity or config.thresholdPolarity,
+        min_pixels=int(config.minPixels),
+        grow_px=grow_radius(config.nSigmaToGrow, psf_sigma_px),
+        isotropic=bool(config.isotropicGrow),
+    )
+
+
+def _signal(image: da.Array, variance: da.Array, valid: da.Array, threshold_type: str) -> da.Array:
+    """What detection thresholds: ``image/sqrt(variance)`` or ``image``; NaN where not valid."""
+    if threshold_type == "pixel_stdev":
+        valid = valid & (variance > 0)
+        value = image / da.sqrt(da.where(valid, variance, 1.0))
+    else:
+        value = image
+    return da.where(valid, value, np.nan).astype(np.float32)
+
+
+def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
+    """The footprint mask of a chunked signal, exact on every chunk thanks to the halo."""
+    halo = settings.halo
+    depth = {axis: 0 for axis in range(signal.ndim - 2)}
+    depth.update({signal.ndim - 2: halo, signal.ndim - 1: halo})
+    return da.map_overlap(
+        footprint_mask,
+        signal,
+        depth=depth,
+        boundary=np.nan,
+        dtype=bool,
+        meta=np.empty((0,) * signal.ndim, bool),
+        settings=settings,
+    ).rechunk(signal.chunks)
+
+
+def detect_sources(
+    dataset: xr.Dataset,
+    detect_config: SourceDetectionConfig,
+    *,
+    psf_sigma_px: float | None = None,
+    polarity: str | None = None,
+) -> xr.DataArray:
+    """Pixels inside footprints detected on an image, e.g. the static model (lazy).
+
+    Parameters
+    ----------
+    dataset : xarray.Dataset
+        ``image`` and ``variance`` on ``(y, x)`` or ``(visit, y, x)``, and
+        optionally ``mask`` (``NO_DATA`` pixels are never detected; bits from
+        the ``mask_planes`` attribute).
+    detect_config : SourceDetectionConfig
+        E.g. ``config.detectTemplate`` (see :func:`detection_settings`).
+    psf_sigma_px : float, optional
+        Gaussian sigma of the image's PSF, pixels, the unit of footprint
+        growth; default from the ``model_psf_fwhm_px`` attribute.
+    polarity : str, optional
+        Overrides ``thresholdPolarity``.
+
+    Returns
+    -------
+    xarray.DataArray of bool
+        The union of the grown footprints, on the image's dims and chunks;
+        footprints that cross chunk borders are found whole (halo of
+        :attr:`dcr_dask.detection.DetectionSettings.halo`).
+
+    Raises
+    ------
+    ValueError
+        If no PSF sigma is given or recorded, or the detection settings are
+        not supported (see :func:`detection_settings`).
+    """
+    if psf_sigma_px is None:
+        if "model_psf_fwhm_px" not in dataset.attrs:
+            raise ValueError(
+                "psf_sigma_px is needed: the dataset has no model_psf_fwhm_px attribute to "
+                "scale footprint growth (nSigmaToGrow) with"
+            )
+        psf_sigma_px = float(dataset.attrs["model_psf_fwhm_px"]) / psf_kernels.FWHM_PER_SIGMA
+    settings = detection_settings(detect_config, psf_sigma_px, polarity=polarity)
+    image = da.asarray(dataset["image"].data)
+    variance = da.asarray(dataset["variance"].transpose(*dataset["image"].dims).data)
+    variance = variance.rechunk(image.chunks)
+    valid = da.isfinite(image) & da.isfinite(variance)
+    if "mask" in dataset.data_vars and "mask_planes" in dataset.attrs:
+        no_data = MaskPlanes(dataset.attrs["mask_planes"]).value(["NO_DATA"])
+        mask = da.asarray(dataset["mask"].transpose(*dataset["image"].dims).data)
+        valid = valid & ((mask.rechunk(image.chunks) & no_data) == 0)
+    signal = _signal(image, variance, valid, settings.threshold_type)
+    return xr.DataArray(
+        _detect(signal, settings), dims=dataset["image"].dims, coords=dataset["image"].coords
+    )
+
+
+def _as_like(data: da.Array, like: da.Array) -> da.Array:
+    """``data`` on (y, x) or (visit, y, x), broadcast and rechunked to ``like``'s chunks."""
+    if data.ndim == 2:
+        data = data[None]
+    data = data.rechunk((-1 if data.shape[0] == 1 else like.chunks[0], *like.chunks[1:]))
+    return da.broadcast_to(data, like.shape, chunks=like.chunks)
+
+
+def _reference_arrays(
+    reference: xr.Dataset, psf_matched: xr.Dataset, like: da.Array
+) -> tuple[da.Array, da.Array, da.Array]:
+    """Image, variance and validity of the reference, on the PSF-matched warps' chunks."""
+    if "visit" in reference["image"].dims:
+        if not np.array_equal(reference["visit"].values, psf_matched["visit"].values):
+            raise ValueError(
+                f"the per-visit reference has visits {reference['visit'].values}; the "
+                f"PSF-matched warps have {psf_matched['visit'].values}"
+            )
+        order = ("visit", "y", "x")
+    else:
+        order = ("y", "x")
+    image = _as_like(reference["image"].transpose(*order).data, like)
+    variance = _as_like(reference["variance"].transpose(*order).data, like)
+    valid = da.isfinite(image) & da.isfinite(variance)
+    if "mask" in reference.data_vars:
+        planes = MaskPlanes(reference.attrs.get("mask_planes", psf_matched.attrs["mask_planes"]))
+        no_data = planes.value(["NO_DATA"])
+        mask = _as_like(reference["mask"].transpose(*order).data, like)
+        valid = valid & ((mask & no_data) == 0)
+    return image, variance, valid
+
+
+def _visit_index(like: da.Array) -> da.Array:
+    index = da.arange(like.shape[0], chunks=like.chunks[0], dtype=np.float64)
+    return da.broadcast_to(index[:, None, None], like.shape, chunks=like.chunks)
+
+
+def _per_visit(values: np.ndarray, visit_of: np.ndarray, n_visits: int) -> np.ndarray:
+    return np.bincount(visit_of, weights=values.astype(np.float64), minlength=n_visits).astype(
+        np.int64
+    )
+
+
+def find_artifacts(
+    psf_matched: xr.Dataset,
+    reference: xr.Dataset,
+    config: CompareWarpAssembleCoaddConfig,
+    *,
+    template: xr.Dataset | None = None,
+    variance_scale: np.ndarray | None = None,
+    psf_sigma_px: float | None = None,
+) -> xr.Dataset:
+    """Find transient artifacts in each PSF-matched warp by comparing it with a reference.
+
+    Parameters
+    ----------
+    psf_matched : xarray.Dataset
+        PSF-matched warps ``(visit, y, x)``.
+    reference : xarray.Dataset
+        What each warp is compared with: ``image`` and ``variance`` on
+        ``(y, x)`` (the static sky model) or ``(visit, y, x)`` (a per-visit
+        reference such as DCR-matched templates, same visits in the same
+        order), and optionally ``mask`` (its ``NO_DATA`` pixels are not
+        compared). Its PSF must be the model PSF.
+    config : CompareWarpAssembleCoaddConfig
+        Uses ``detect``, ``detectTemplate``, ``badMaskPlanes``,
+        ``doPrefilterArtifacts``, ``prefilterArtifactsMaskPlanes``,
+        ``prefilterArtifactsRatio``, ``maxNumEpochs``,
+        ``maxFractionEpochsLow``, ``maxFractionEpochsHigh``,
+        ``spatialThreshold``, ``doPreserveContainedBySource``.
+    template : xarray.Dataset, optional
+        The static model on which ``detectTemplate`` finds the sources that
+        protect footprints (``doPreserveContainedBySource``); default
+        ``reference`` when it is on ``(y, x)``.
+    variance_scale : numpy.ndarray, optional
+        ``(visit,)`` factors for the warps' variance
+        (:func:`variance_scale_factors`); default 1.
+    psf_sigma_px : float, optional
+        Gaussian sigma of the model PSF, pixels, which scales footprint
+        growth; default from the warps' ``model_psf_fwhm_px`` attribute, else
+        ``modelPsf.defaultFwhm``.
+
+    Returns
+    -------
+    xarray.Dataset
+        On the warps' ``visit`` (with its coordinates), ``y``, ``x``:
+
+        - ``artifacts`` (visit, y, x) uint8, lazy: 1 where the pixel is in a
+          footprint clipped as an artifact (to set ``CLIPPED``);
+        - ``no_data`` (visit, y, x) uint8, lazy: 1 where the PSF-matched warp
+          or the reference has no valid data (to set ``NO_DATA``);
+        - ``epoch_count`` and ``n_epochs`` (y, x) uint16, lazy: the epoch
+          count of kept footprints and ``N``;
+        - ``n_footprints``, ``n_prefiltered``, ``n_preserved``,
+          ``n_artifact_footprints`` (visit,) int64 and ``variance_scale``
+          (visit,) float64;
+        - attributes ``psf_sigma_px``, ``grow_px``, ``template_grow_px``.
+
+    Raises
+    ------
+    ValueError
+        For unsupported detection settings, mismatched visits, or
+        ``doPreserveContainedBySource`` with a per-visit reference and no
+        ``template``.
+
+    Notes
+    -----
+    Computes two labelling passes eagerly (module docstring); the masks
+    returned are lazy and recompute the detection chunk by chunk.
+    """
+    planes = MaskPlanes(psf_matched.attrs["mask_planes"])
+    n_visits = psf_matched.sizes["visit"]
+    image, matched_variance, mask = _pixels(psf_matched)
+    like = image
+    if psf_sigma_px is None:
+        fwhm = psf_matched.attrs.get("model_psf_fwhm_px", config.modelPsf.defaultFwhm)
+        psf_sigma_px = float(fwhm) / psf_kernels.FWHM_PER_SIGMA
+    settings = detection_settings(config.detect, psf_sigma_px)
+    scale = np.ones(n_visits) if variance_scale is None else np.asarray(variance_scale, float)
+    if scale.shape != (n_visits,):
+        raise ValueError(f"variance_scale has shape {scale.shape}; expected ({n_visits},)")
+
+    variance = matched_variance * da.from_array(scale, chunks=(like.chunks[0],))[
+        :, None, None
+    ].astype(np.float32)
+    reference_image, reference_variance, reference_valid = _reference_arrays(
+        reference, psf_matched, like
+    )
+    warp_valid = (
+        ((mask & planes.value(["NO_DATA"])) == 0) & da.isfinite(image) & da.isfinite(variance)
+    )
+    valid = warp_valid & reference_valid
+    signal = _signal(
+        image - reference_image, variance + reference_variance, valid, settings.threshold_type
+    )
+    candidates = _detect(signal, settings)
+
+    # Pass 1: footprints across the tile; prefilter counts.
+    prefilter_good = (mask & planes.value(config.prefilterArtifactsMaskPlanes)) == 0
+    components, first = find_components(
+        candidates,
+        prefilter_good,
+        _visit_index(like),
+        block_stats=artifact_tests.count_stats,
+        n_stats=2,
+    )
+    pixels = components.pixels
+    with np.errstate(invalid="ignore", divide="ignore"):
+        visit_of = np.rint(first[:, 1] / np.maximum(pixels, 1)).astype(np.int64)
+    if config.doPrefilterArtifacts:
+        kept = artifact_tests.prefilter_keep(pixels, first[:, 0], config.prefilterArtifactsRatio)
+    else:
+        kept = np.ones(components.count, dtype=bool)
+
+    # Pass 2: epoch counts, N and template sources under each footprint.
+    kept_mask = map_components(components, candidates, kept, fill=False, dtype=bool)
+    epoch_count = kept_mask.sum(axis=0, dtype=np.uint16)
+    good_epoch = valid & ((mask & planes.value(config.badMaskPlanes)) == 0)
+    n_epochs = good_epoch.sum(axis=0, dtype=np.uint16)
+    template_grow = 0
+    if config.doPreserveContainedBySource:
+        if template is None:
+            if "visit" in reference["image"].dims:
+                raise ValueError(
+                    "doPreserveContainedBySource needs the static model as `template` when "
+                    "the reference is per visit"
+                )
+            template = reference
+        template_grow = detection_settings(config.detectTemplate, psf_sigma_px).grow_px
+        sources = detect_sources(
+            template, config.detectTemplate, psf_sigma_px=psf_sigma_px, polarity="positive"
+        )
+        outside = ~sources.transpose("y", "x").data
+    else:
+        outside = da.ones(like.shape[1:], dtype=bool, chunks=like.chunks[1:])
+    second = component_stats(
+        components,
+        candidates,
+        _as_like(epoch_count, like),
+        _as_like(n_epochs, like),
+        _as_like(outside, like),
+        block_stats=_EpochStats(n_visits),
+        n_stats=n_visits + 3,
+    )
+    histogram, sum_n, outside_pixels = (
+        second[:, : n_visits + 1],
+        second[:, n_visits + 1],
+        second[:, n_visits + 2],
+    )
+    is_transient = artifact_tests.transient(
+        histogram,
+        sum_n,
+        max_num_epochs=config.maxNumEpochs,
+        fraction_low=config.maxFractionEpochsLow,
+        fraction_high=config.maxFractionEpochsHigh,
+        spatial_threshold=config.spatialThreshold,
+    )
+    preserved = kept & is_transient & (outside_pixels == 0) & config.doPreserveContainedBySource
+    is_artifact = kept & is_transient & ~preserved
+    logger.info(
+        "%d footprints, %d prefiltered, %d preserved by template sources, %d artifacts",
+        components.count,
+        int((~kept).sum()),
+        int(preserved.sum()),
+        int(is_artifact.sum()),
+    )
+
+    artifact_mask = map_components(components, candidates, is_artifact, fill=False, dtype=bool)
+    dims = ("visit", "y", "x")
+    coords = {name: coord for name, coord in psf_matched.coords.items() if "visit" in coord.dims}
+    coords.update({"y": psf_matched["y"], "x": psf_matched["x"]})
+    return xr.Dataset(
+        {
+            "artifacts": (dims, artifact_mask.astype(np.uint8)),
+            "no_data": (dims, (~(warp_valid & reference_valid)).astype(np.uint8)),
+            "epoch_count": (("y", "x"), epoch_count),
+            "n_epochs": (("y", "x"), n_epochs),
+            "n_footprints": ("visit", _per_visit(np.ones(components.count), visit_of, n_visits)),
+            "n_prefiltered": ("visit", _per_visit(~kept, visit_of, n_visits)),
+            "n_preserved": ("visit", _per_visit(preserved, visit_of, n_visits)),
+            "n_artifact_footprints": ("visit", _per_visit(is_artifact, visit_of, n_visits)),
+            "variance_scale": ("visit", scale),
+        },
+        coords=coords,
+        attrs={
+            **{key: psf_matched.attrs[key] for key in _TILE_ATTRS if key in psf_matched.attrs},
+            "psf_sigma_px": psf_sigma_px,
+            "grow_px": settings.grow_px,
+            "template_grow_px": template_grow,
+        },
+    )
+
+
+@attrs.frozen
+class _EpochStats:
+    """Block function of the second pass (picklable, with the number of visits)."""
+
+    n_visits: int
+
+    def __call__(self, labels, n, epoch_count, n_epochs, outside):
+        return artifact_tests.epoch_stats(
+            labels, n, epoch_count, n_epochs, outside, max_epochs=self.n_visits
+        )
+
+
+# --------------------------------------------------------------------------- applying and storing
+
+
+def apply_artifact_masks(warps: xr.Dataset, masks: xr.Dataset) -> xr.Dataset:
+    """Set ``CLIPPED`` (``artifacts``) and ``NO_DATA`` (``no_data``) in the warps' masks (lazy).
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        Direct warps ``(visit, y, x)``.
+    masks : xarray.Dataset
+        Holds ``artifacts`` and/or ``no_data`` ``(visit, y, x)`` (from
+        :func:`find_artifacts`, or an ingest store opened with
+        :func:`dcr_dask.io.ingest.open_ingested` after
+        :func:`write_artifact_masks`), on the warps' visits.
+
+    Returns
+    -------
+    xarray.Dataset
+        The warps with the updated ``mask``.
+    """
+    planes = MaskPlanes(warps.attrs["mask_planes"])
+    if not np.array_equal(masks["visit"].values, warps["visit"].values):
+        raise ValueError(
+            f"the masks have visits {masks['visit'].values}; the warps have {warps['visit'].values}"
+        )
+    mask = warps["mask"]
+    for name, plane in ARTIFACT_VARIABLES.items():
+        if name in masks.data_vars:
+            bit = np.int32(planes.value([plane]))
+            flag = masks[name].transpose(*mask.dims).data.rechunk(mask.data.chunks) != 0
+            mask = mask.copy(data=da.where(flag, mask.data | bit, mask.data))
+    return warps.assign(mask=mask)
+
+
+def write_artifact_masks(
+    store_path: str | os.PathLike[str],
+    masks: xr.Dataset,
+    *,
+    overwrite: bool = False,
+    client: Any = None,
+) -> None:
+    """Store ``artifacts`` and ``no_data`` beside the warps in an ingest store.
+
+    Parameters
+    ----------
+    store_path : str or path-like
+        A complete ingest store (:func:`dcr_dask.io.ingest.ingest_warps`) of
+        the same warps.
+    masks : xarray.Dataset
+        From :func:`find_artifacts`.
+    overwrite : bool
+        Replace masks already stored.
+    client : distributed.Client or None
+        Cluster to compute on; None uses the current dask scheduler.
+
+    Notes
+    -----
+    Each variable is written chunk by chunk as uint8 with
+    :func:`dcr_dask.io.ingest.write_visit_masks`, which lists it as complete
+    only after its last chunk.
+    """
+    from dcr_dask.io.ingest import write_visit_masks
+
+    for name in ARTIFACT_VARIABLES:
+        array = masks[name]
+        keep = [c for c in array.coords if c in ("visit", "y", "x")]
+        array = xr.DataArray(
+            array.data.astype(np.uint8),
+            dims=array.dims,
+            coords={c: array[c].values for c in keep},
+            attrs={"plane": ARTIFACT_VARIABLES[name]},
+        )
+        write_visit_masks(store_path, name, array, overwrite=overwrite, client=client)
+
+
+# --------------------------------------------------------------------------- everything
+
+
+@attrs.frozen(eq=False)
+class CompareWarpResult:
+    """What :func:`compare_warp` returns.
+
+    Attributes
+    ----------
+    psf_matched : xarray.Dataset
+        The PSF-matched warps (lazy).
+    static_model : xarray.Dataset
+        The static sky model (lazy).
+    artifacts : xarray.Dataset
+        From :func:`find_artifacts` (masks lazy).
+    matching : PsfMatching or None
+        The kernels, when the PSF-matched warps were made here.
+    """
+
+    psf_matched: xr.Dataset
+    static_model: xr.Dataset
+    artifacts: xr.Dataset
+    matching: PsfMatching | None
+
+
+def compare_warp(
+    warps: xr.Dataset,
+    config: CompareWarpAssembleCoaddConfig,
+    *,
+    psf_matched: xr.Dataset | None = None,
+    static_model: xr.Dataset | None = None,
+    weights: xr.DataArray | np.ndarray | None = None,
+    widen: float | None = MODEL_PSF_WIDEN,
+) -> CompareWarpResult:
+    """PSF-match the warps, assemble the static sky model and find the artifacts.
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        Direct warps ``(visit, y, x)``.
+    config : CompareWarpAssembleCoaddConfig
+        The run's config (a ``DcrAssembleCoaddConfig`` is one).
+    psf_matched : xarray.Dataset, optional
+        PSF-matched warps given by the user; default :func:`match_psfs`.
+    static_model : xarray.Dataset, optional
+        A static sky model at the model PSF; default
+        :func:`assemble_static_sky_model` with ``config.assembleStaticSkyModel``.
+    weights : xarray.DataArray or numpy.ndarray, optional
+        Visit weights of the static model (default: see
+        :func:`assemble_static_sky_model`).
+    widen : float or None
+        Model PSF policy (module docstring).
+
+    Returns
+    -------
+    CompareWarpResult
+    """
+    matching = None
+    if psf_matched is None:
+        matching = psf_matching(warps, config, widen=widen)
+        psf_matched = match_psfs(warps, config, matching=matching)
+    if static_model is None:
+        static_model = assemble_static_sky_model(
+            psf_matched, config.assembleStaticSkyModel, weights
+        )
+    scale = (
+        variance_scale_factors(psf_matched, config.scaleWarpVariance)
+        if config.doScaleWarpVariance
+        else None
+    )
+    found = find_artifacts(psf_matched, static_model, config, variance_scale=scale)
+    return CompareWarpResult(psf_matched, static_model, found, matching)
