@@ -5,7 +5,10 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 1. check every input file (headers only) and the configuration, before any work;
 2. ingest the warps into a Zarr store chunked by ``subregionSize`` (skipped when
    a complete store of the same inputs exists);
-3. the static-sky template: the given one, or a stack of the warps;
+3. CompareWarp (:mod:`dcr_dask.compare_warp`): PSF-matched warps (given or
+   made), the static sky model (``assembleStaticSkyModel``), and the artifacts
+   found against it, stored beside the warps (``CLIPPED``, ``NO_DATA``); the
+   static-sky template is the given one, or that static model;
 4. the DCR geometry of every visit (at the tile centre, or at each subregion
    centre with ``useLocalGeometry``);
 5. the iterative DCR fit, block by block (:mod:`dcr_dask.assemble`);
@@ -30,11 +33,23 @@ import xarray as xr
 from dcr_dask import model as kernels
 from dcr_dask.assemble import FitInputs, FitSettings, TileGrid, fit_tile, halo_px
 from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import good_pixels, plain_coadd, visit_weights
+from dcr_dask.coadd import good_pixels, visit_weights
+from dcr_dask.compare_warp import (
+    apply_artifact_masks,
+    compare_warp,
+    detect_sources,
+    write_artifact_masks,
+)
 from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.io.ingest import ingest_warps
+from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.store import make_output_dataset, write_output
-from dcr_dask.io.warps import open_template, open_warps, tile_wcs, visit_infos
+from dcr_dask.io.warps import (
+    open_psf_matched,
+    open_template,
+    open_warps,
+    tile_wcs,
+    visit_infos,
+)
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.subbands import band_from_config, run_shifts
 
@@ -96,10 +111,11 @@ def run(
     chunks = (int(config.subregionSize[1]), int(config.subregionSize[0]))
     direct = open_warps([Path(p) for p in warps], chunks=chunks)
     template_ds = open_template(template, like=direct) if template is not None else None
-    if psf_matched is not None:
-        from dcr_dask.io.warps import open_psf_matched
-
-        open_psf_matched([Path(p) for p in psf_matched], like=direct)
+    psf_matched_ds = (
+        open_psf_matched([Path(p) for p in psf_matched], like=direct, chunks=chunks)
+        if psf_matched is not None
+        else None
+    )
     work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -113,13 +129,30 @@ def run(
         timings["ingest_s"] = time.perf_counter() - stage
 
         stage = time.perf_counter()
-        planes = MaskPlanes(ingested.attrs["mask_planes"])
-        good = good_pixels(ingested, config.badMaskPlanes)
-        weights = visit_weights(ingested, good)
+        compared = compare_warp(
+            ingested, config, psf_matched=psf_matched_ds, static_model=template_ds
+        )
+        masks = compared.artifacts[["artifacts", "no_data"]]
+        write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
+        stored = open_ingested(work / "warps.zarr")
+        masked = apply_artifact_masks(ingested, stored[["artifacts", "no_data"]])
         if template_ds is None:
-            template_ds = _stacked_template(ingested, config, weights)
-        inputs, weights_np = _fit_inputs(ingested, template_ds, good, weights, planes, config)
-        timings["template_s"] = time.perf_counter() - stage
+            template_ds = compared.static_model
+        timings["compare_warp_s"] = time.perf_counter() - stage
+
+        stage = time.perf_counter()
+        planes = MaskPlanes(masked.attrs["mask_planes"])
+        good = good_pixels(masked, config.badMaskPlanes)
+        weights = visit_weights(masked, good)
+        psf_sigma = (
+            compared.matching.model_sigma_px
+            if compared.matching is not None
+            else _median_psf_sigma(masked, config)
+        )
+        inputs, weights_np = _fit_inputs(
+            masked, template_ds, good, weights, planes, config, psf_sigma
+        )
+        timings["inputs_s"] = time.perf_counter() - stage
 
         ny, nx = (int(n) for n in ingested.attrs["tile_shape"])
         grid = TileGrid.from_subregion_size((ny, nx), config.subregionSize)
@@ -185,7 +218,22 @@ def run(
                 "buffer_px": int(max(s.buffer_px for s in shifts.values())),
                 "blocks": [f.as_dict(grid) for f in fits],
             },
-            extra_attrs={"timings_s": timings},
+            artifacts=xr.DataArray(
+                stored["artifacts"].data.astype(np.uint8),
+                dims=("visit", "y", "x"),
+                coords={"visit": stored["visit"].values},
+            ),
+            extra_attrs={
+                "timings_s": timings,
+                "artifact_pixels": {
+                    int(v): int(n)
+                    for v, n in zip(
+                        stored["visit"].values,
+                        stored["artifacts"].sum(dim=("y", "x")).compute().values,
+                        strict=True,
+                    )
+                },
+            },
         )
         write_output(dataset, output, overwrite=overwrite, client=active)
         timings["write_s"] = time.perf_counter() - stage
@@ -194,20 +242,23 @@ def run(
     return xr.open_zarr(output)
 
 
-def _stacked_template(ingested: xr.Dataset, config, weights) -> xr.Dataset:
-    """A static-sky template from the warps: their weighted mean (lazy)."""
-    stacked = plain_coadd(ingested, config.badMaskPlanes, weights)
-    planes = MaskPlanes(ingested.attrs["mask_planes"])
-    keep = planes.value(["DETECTED"])
-    mask = ((ingested["mask"] & keep).max(dim="visit")).astype(np.int32)
-    mask = xr.where(stacked["n_image"] == 0, mask | planes.value(["NO_DATA"]), mask)
-    return xr.Dataset(
-        {"image": stacked["image"], "variance": stacked["variance"], "mask": mask.astype(np.int32)}
-    )
+def _median_psf_sigma(warps: xr.Dataset, config) -> float:
+    """Gaussian sigma of the warps' median PSF FWHM (``modelPsf.defaultFwhm`` if unknown)."""
+    fwhm = np.asarray(warps["psf_fwhm_px"].values, dtype=float)
+    fwhm = fwhm[np.isfinite(fwhm)]
+    value = float(np.median(fwhm)) if fwhm.size else float(config.modelPsf.defaultFwhm)
+    return value / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
-def _fit_inputs(ingested, template_ds, good, weights, planes, config):
-    """Lazy arrays of :class:`FitInputs` on the tile, and the visit weights."""
+def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_px):
+    """Lazy arrays of :class:`FitInputs` on the tile, and the visit weights.
+
+    Without any ``convergenceMaskPlanes`` pixel in the warps (many users' warps
+    carry no ``DETECTED`` plane), the reference finds no valid data and stops
+    after one update; here sources are detected on the template with the
+    ``detectTemplate`` settings and used for the convergence metric, and, if
+    the template has no ``DETECTED`` pixels either, for the model weights.
+    """
     conv_bits = planes.value(config.convergenceMaskPlanes)
     bad_bits = planes.value(config.badMaskPlanes)
     detected_bit = planes.value(["DETECTED"])
@@ -216,7 +267,7 @@ def _fit_inputs(ingested, template_ds, good, weights, planes, config):
     convergence_mask = (ingested["mask"].data & conv_bits) != 0
     weights_np = np.asarray(weights.compute().values, dtype=np.float64)
     if conv_bits == 0 or not bool(convergence_mask.any().compute()):
-        detected = _detect_on_template(template_ds, config)
+        detected = _detect_on_template(template_ds, config, psf_sigma_px)
         log.info(
             "no %s pixels in the warps: using sources detected on the template "
             "(detectTemplate, %.1f sigma) for the convergence metric and model weights",
@@ -226,7 +277,7 @@ def _fit_inputs(ingested, template_ds, good, weights, planes, config):
         convergence_mask = detected[None]
         template_detected = detected
     elif not bool(template_detected.any().compute()):
-        template_detected = _detect_on_template(template_ds, config)
+        template_detected = _detect_on_template(template_ds, config, psf_sigma_px)
     background = ((template_mask & (bad_bits | detected_bit)) == 0) & ~template_detected
     use_weights = config.residualWeighting == "inverseVariance"
     inputs = FitInputs(
@@ -242,8 +293,9 @@ def _fit_inputs(ingested, template_ds, good, weights, planes, config):
     return inputs, weights_np
 
 
-def _detect_on_template(template_ds: xr.Dataset, config) -> da.Array:
+def _detect_on_template(template_ds: xr.Dataset, config, psf_sigma_px: float) -> da.Array:
     """Pixels of sources detected on the template with the ``detectTemplate`` settings (lazy)."""
-    from dcr_dask.detection import detect_threshold_mask
-
-    return detect_threshold_mask(template_ds, config.detectTemplate)
+    detected = detect_sources(
+        template_ds, config.detectTemplate, psf_sigma_px=psf_sigma_px, polarity="positive"
+    )
+    return detected.data.astype(bool)

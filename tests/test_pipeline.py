@@ -3,6 +3,7 @@ the output store of the data contract, and what happens on bad input."""
 
 import logging
 
+import attrs
 import numpy as np
 import pytest
 import xarray as xr
@@ -132,3 +133,29 @@ def test_bad_inputs_stop_the_run_before_anything_is_written(simulation, client, 
             _config(), [paths["warps"][0], paths["warps"][0]], output=output, client=client
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_store_shows_the_clipped_artifacts(simulation, result):
+    tile, _ = simulation
+    output, _ = result
+    ds = xr.open_zarr(output)
+    artifacts = ds["artifacts"]
+    assert artifacts.dims == ("visit", "y", "x") and artifacts.dtype == np.uint8
+    assert list(artifacts["visit"].values) == list(range(1000, 1012))
+    streak = tile.spec.streak_visits[0]
+    truth_streak = tile.artifacts[streak]
+    clipped = artifacts.values[streak].astype(bool)
+    assert clipped[truth_streak].mean() > 0.9
+    assert ds.attrs["artifact_pixels"][str(1000 + streak)] > 100
+
+
+def test_warps_without_a_detected_plane_still_converge(client, tmp_path, caplog):
+    spec = attrs.evolve(default_demo_spec(shape=(128, 128)), detected_plane=False)
+    tile = simulate_tile(spec)
+    paths = write_simulation(tile, tmp_path / "sim")
+    caplog.set_level(logging.INFO, logger="dcr_dask")
+    dataset = dcr_dask.run(_config(), paths["warps"], output=tmp_path / "out.zarr", client=client)
+    assert "detected on the template" in caplog.text
+    blocks = dataset.attrs["convergence"]["blocks"]
+    assert all(b["iterations"] > 1 and b["reason"] != "no data" for b in blocks)
+    assert all(b["metrics"][-1] < b["metrics"][0] for b in blocks)
