@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dcr_dask import geometry
-from dcr_dask.simulate import SimulationSpec, default_demo_spec, simulate_tile
+from dcr_dask.simulate import SimulationSpec, default_demo_spec, simulate_tile, write_simulation
 
 SMALL = SimulationSpec(
     shape=(96, 96),
@@ -120,3 +120,24 @@ def test_demo_spec_has_holdouts_and_artifacts():
     spec = default_demo_spec(shape=(64, 64))
     assert len(spec.airmasses) == 12 and len(spec.holdout_airmasses) == 2
     assert min(spec.airmasses) <= 1.05 and max(spec.airmasses) >= 2.0
+
+
+def test_written_simulation_reads_back_to_the_same_arrays_and_metadata(tile, tmp_path):
+    import attrs
+    from astropy.io import fits
+
+    from dcr_dask.io.warps import open_warps, visit_infos
+
+    paths = write_simulation(tile, tmp_path)
+    fitted = ~tile.holdout
+    warps = open_warps(paths["warps"], chunks=(40, 40))
+    np.testing.assert_array_equal(warps["image"].values, tile.images[fitted])
+    np.testing.assert_array_equal(warps["variance"].values, tile.variances[fitted])
+    np.testing.assert_array_equal(warps["mask"].values, tile.masks[fitted])
+    for read, made in zip(visit_infos(warps), np.array(tile.visits)[fitted], strict=True):
+        assert attrs.evolve(read, filename=None) == attrs.evolve(made, filename=None)
+    with fits.open(paths["holdout"][0]) as hdus:
+        np.testing.assert_array_equal(hdus["IMAGE"].data, tile.images[tile.holdout][0])
+        np.testing.assert_allclose(hdus["PSF"].data.sum(), 1.0, rtol=1e-6)
+    saved = np.load(paths["truth"])
+    np.testing.assert_array_equal(saved["true_subbands"], tile.true_subbands)
