@@ -36,13 +36,16 @@ from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import good_pixels, visit_weights
 from dcr_dask.compare_warp import (
     apply_artifact_masks,
+    assemble_static_sky_model,
     compare_warp,
     detect_sources,
+    match_psfs,
+    psf_matching,
     write_artifact_masks,
 )
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.ingest import ingest_warps, open_ingested
-from dcr_dask.io.store import make_output_dataset, write_output
+from dcr_dask.io.store import compute, make_output_dataset, write_output
 from dcr_dask.io.warps import (
     open_psf_matched,
     open_template,
@@ -129,15 +132,27 @@ def run(
         timings["ingest_s"] = time.perf_counter() - stage
 
         stage = time.perf_counter()
+        # PSF-matched warps and the static model are read several times (variance
+        # scaling, two labelling passes, the fit's inputs): compute each once into
+        # the work directory and read it back.
+        matching = None
+        if psf_matched_ds is None:
+            matching = psf_matching(ingested, config)
+            psf_matched_ds = match_psfs(ingested, config, matching=matching)
+        psf_matched_ds = _checkpoint(psf_matched_ds, work / "psf_matched.zarr", active)
+        static_ds = template_ds
+        if static_ds is None:
+            static_ds = assemble_static_sky_model(psf_matched_ds, config.assembleStaticSkyModel)
+            static_ds = _checkpoint(static_ds, work / "static_model.zarr", active)
         compared = compare_warp(
-            ingested, config, psf_matched=psf_matched_ds, static_model=template_ds
+            ingested, config, psf_matched=psf_matched_ds, static_model=static_ds
         )
         masks = compared.artifacts[["artifacts", "no_data"]]
         write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
         stored = open_ingested(work / "warps.zarr")
         masked = apply_artifact_masks(ingested, stored[["artifacts", "no_data"]])
         if template_ds is None:
-            template_ds = compared.static_model
+            template_ds = static_ds
         timings["compare_warp_s"] = time.perf_counter() - stage
 
         stage = time.perf_counter()
@@ -145,9 +160,7 @@ def run(
         good = good_pixels(masked, config.badMaskPlanes)
         weights = visit_weights(masked, good)
         psf_sigma = (
-            compared.matching.model_sigma_px
-            if compared.matching is not None
-            else _median_psf_sigma(masked, config)
+            matching.model_sigma_px if matching is not None else _median_psf_sigma(masked, config)
         )
         inputs, weights_np = _fit_inputs(
             masked, template_ds, good, weights, planes, config, psf_sigma
@@ -240,6 +253,17 @@ def run(
     shutil.rmtree(scratch, ignore_errors=True)
     log.info("run finished in %.1f s: %s", time.perf_counter() - started, output)
     return xr.open_zarr(output)
+
+
+def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
+    """Compute a lazy dataset once into a Zarr store in the work directory and open it lazily."""
+    if path.exists():
+        shutil.rmtree(path)
+    delayed = dataset.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
+    compute(delayed, client)
+    reopened = xr.open_zarr(path, zarr_format=3, consolidated=False)
+    reopened.attrs.update(dataset.attrs)
+    return reopened
 
 
 def _median_psf_sigma(warps: xr.Dataset, config) -> float:
