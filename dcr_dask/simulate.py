@@ -162,8 +162,8 @@ class SimulationSpec:
 
     def __attrs_post_init__(self) -> None:
         problems = []
-        if len(self.shape) != 2 or min(self.shape) < 16:
-            problems.append(f"shape {self.shape!r} must be two sizes of at least 16 pixels")
+        if len(self.shape) != 2 or min(self.shape) < 24:
+            problems.append(f"shape {self.shape!r} must be two sizes of at least 24 pixels")
         if not self.airmasses:
             problems.append("airmasses must name at least one visit")
         for airmass in (*self.airmasses, *self.holdout_airmasses):
