@@ -28,6 +28,7 @@ from dcr_dask.model import (
     visit_weights,
 )
 from dcr_dask.regularize import background_noise
+from dcr_dask.shift import shift_image
 
 
 def _gaussian(shape, yc, xc, sigma):
@@ -184,7 +185,9 @@ def test_forward_model_of_a_colourless_model_is_the_shifted_template(method):
         assert np.max(np.abs(templates[v] - moved)) < (1e-5 if method == "fourier" else 1e-2)
 
 
-@pytest.mark.parametrize(("method", "rtol"), [("fourier", 1e-12), ("spline", 1e-6)])
+@pytest.mark.parametrize(
+    ("method", "rtol"), [("fourier", 1e-12), ("sinc", 1e-12), ("spline", 1e-6)]
+)
 def test_back_projection_is_the_adjoint_of_the_forward_model(method, rtol):
     rng = np.random.default_rng(5)
     n_visits, n_sub, shape = 5, 3, (40, 44)
@@ -325,7 +328,7 @@ def _block_case(method):
     return truth, images, good, shifts, inverse
 
 
-@pytest.mark.parametrize("method", ["spline", "fourier"])
+@pytest.mark.parametrize("method", ["spline", "fourier", "sinc"])
 def test_the_true_model_is_a_fixed_point(method):
     truth, images, good, shifts, inverse = _block_case(method)
     new = iterate_block(
@@ -441,3 +444,192 @@ def test_a_two_subband_sky_is_recovered():
     assert np.corrcoef(colour, true_colour)[0, 1] > 0.9
     for s in range(2):
         assert np.corrcoef(planes[s].ravel(), truth[s].ravel())[0, 1] > 0.9
+
+
+# ----------------------------------------------------------------- fast paths against loops
+
+
+def _masked_case(shape=(32, 36), n_visits=5, n_sub=3, seed=30):
+    rng = np.random.default_rng(seed)
+    model = np.array(
+        [
+            (20 + 10 * s) * _gaussian(shape, 15 + s, 17 - s, 1.8) + _gaussian(shape, 9, 25, 1.4)
+            for s in range(n_sub)
+        ]
+    )
+    model[:, 6:-6, 6:-6] += 0.3 * rng.normal(size=(n_sub, shape[0] - 12, shape[1] - 12))
+    shifts = rng.uniform(-1.6, 1.6, size=(n_visits, n_sub, 2, 2))
+    shifts[0, 1, 1] = shifts[0, 1, 0]  # one collapsed split
+    unsplit = shifts.mean(axis=2)
+    good = rng.uniform(size=(n_visits, *shape)) > 0.05
+    good[1, :, 20:22] = False  # a bad column pair
+    images = rng.normal(50, 5, size=(n_visits, *shape))
+    images[~good] = np.nan  # bad pixels hold garbage
+    images[2, 3, 4] = np.inf  # and one unflagged non-finite pixel
+    return model, images, good, shifts, unsplit
+
+
+def _straightforward_iteration(model, images, good, shifts, unsplit, inverse, method, weights):
+    """Steps 1-4 and 7 written as plain loops over visits and sub-bands with shift_image."""
+    planes = amplify(model, 3.0)
+    n_visits, n_sub = unsplit.shape[:2]
+    relative = np.ones(n_visits) if weights is None else weights / weights.mean()
+    total = np.zeros(model.shape)
+    for v in range(n_visits):
+        template = sum(
+            shift_image(planes[s], shifts[v, s], method=method, order=3) for s in range(n_sub)
+        )
+        with np.errstate(invalid="ignore"):
+            residual = np.where(good[v], images[v] - template, 0.0)
+        residual[~np.isfinite(residual)] = 0.0
+        for s in range(n_sub):
+            total[s] += relative[v] * shift_image(
+                residual, unsplit[v, s], method=method, order=3, inverse=True
+            )
+    new = model + total * inverse
+    return (0.7 * new + model) / 1.7
+
+
+@pytest.mark.parametrize(
+    ("method", "precision", "rtol"),
+    [
+        ("spline", None, 1e-12),
+        ("fourier", "double", 1e-12),
+        ("sinc", "double", 1e-12),
+        ("fourier", "single", 2e-6),
+        ("sinc", "single", 2e-6),
+    ],
+)
+def test_streamed_iteration_is_the_straightforward_loop(method, precision, rtol):
+    model, images, good, shifts, unsplit = _masked_case()
+    weights = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+    inverse = np.random.default_rng(31).uniform(0.1, 0.3, size=model.shape).astype(np.float32)
+    expected = _straightforward_iteration(
+        model, images, good, shifts, unsplit, inverse, method, weights
+    )
+    settings = dict(
+        gain=0.7,
+        accelerate=3.0,
+        method=method,
+        order=3,
+        regularize_iterations=0.0,
+        regularize_frequency=0.0,
+        regularization_width=2,
+        visit_weights=weights,
+        precision=precision,
+    )
+    new = iterate_block(model, images, good, shifts, unsplit, inverse, **settings)
+    # the output is float32: allow its rounding on top of the method's precision
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(new, expected, rtol=0, atol=(rtol + 1e-7) * scale)
+    templates = forward_models(
+        model, shifts, accelerate=3.0, method=method, order=3, precision=precision
+    )
+    reused = iterate_block(
+        model, images, good, shifts, unsplit, inverse, templates=templates, **settings
+    )
+    np.testing.assert_array_equal(reused, new)
+
+
+@pytest.mark.parametrize(("method", "precision"), [("fourier", "double"), ("sinc", "single")])
+def test_spectral_subband_weights_match_a_direct_loop_for_fractional_shifts(method, precision):
+    rng = np.random.default_rng(32)
+    n_visits, n_sub, shape = 6, 3, (30, 32)
+    good = _holey_mask(rng, (n_visits, *shape))
+    good[:, 18:21, :] = False  # rows seen by no visit, and their edges by few
+    unsplit = rng.uniform(-2.6, 2.6, size=(n_visits, n_sub, 2))
+    weights = np.array([1.0, 0.5, 2.0, 1.0, 1.5, 0.2])
+    relative = weights / weights.mean()
+    coverage = np.zeros((n_sub, *shape))
+    weighted = np.zeros((n_sub, *shape))
+    counts = np.zeros((n_sub, *shape), dtype=int)
+    for v in range(n_visits):
+        for s in range(n_sub):
+            shifted = shift_image(good[v].astype(float), -unsplit[v, s], method=method)
+            coverage[s] += shifted
+            weighted[s] += relative[v] * shifted
+            whole = np.rint(-unsplit[v, s]).astype(int)
+            counts[s] += np.roll(good[v], tuple(whole), axis=(0, 1))  # periodic, as the method
+    covered = np.all(coverage > 1 + 1e-3, axis=0) & np.all(weighted > 0, axis=0)
+    inverse, n_image = subband_weights(
+        good, unsplit, method=method, order=3, visit_weights=weights, precision=precision
+    )
+    expected = np.where(covered, 1 / np.where(covered, weighted, 1), 0.0)
+    np.testing.assert_allclose(inverse, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(n_image, np.where(covered, counts, 0))
+    assert np.any(~covered) and np.any((n_image > 0) & (n_image < n_visits))
+    # W_s keeps the ringing of the shifted masks: not clipped to the number of visits
+    assert coverage[:, covered].max() > n_visits
+
+
+def test_spline_subband_weights_are_the_reference_calculation():
+    """``calculateNImage``: float32 sum of spline-shifted flags, rint per visit, W > 1."""
+    rng = np.random.default_rng(33)
+    n_visits, n_sub, shape = 5, 2, (26, 28)
+    good = _holey_mask(rng, (n_visits, *shape))
+    unsplit = rng.uniform(-2.2, 2.2, size=(n_visits, n_sub, 2))
+    weight_sum = np.zeros((n_sub, *shape), dtype=np.float32)
+    n_sum = np.zeros((n_sub, *shape), dtype=np.int64)
+    for v in range(n_visits):
+        flags = good[v].astype(np.float64)
+        for s in range(n_sub):
+            shifted = ndimage.shift(flags, -unsplit[v, s], order=3, mode="constant")
+            weight_sum[s] += shifted
+            n_sum[s] += np.rint(shifted).astype(np.int64)
+    covered = np.all(weight_sum > 1, axis=0)
+    inverse, n_image = subband_weights(good, unsplit, method="spline", order=3)
+    np.testing.assert_allclose(
+        inverse, np.where(covered, 1 / np.where(covered, weight_sum, 1), 0), rtol=1e-6
+    )
+    np.testing.assert_array_equal(n_image, np.where(covered, n_sum, 0))
+
+
+def test_padding_to_a_fast_length_changes_only_the_halo():
+    """A prime-sized block (padded for the FFT) matches the same pixels of a bigger block."""
+    model, images, good, shifts, unsplit = _masked_case(shape=(96, 96), seed=34)
+    images = np.where(good, np.nan_to_num(images, posinf=0.0), 0.0)
+    inverse = np.full(model.shape, 0.2, dtype=np.float32)
+    settings = dict(
+        gain=1.0,
+        accelerate=2.0,
+        method="sinc",
+        order=3,
+        regularize_iterations=0.0,
+        regularize_frequency=0.0,
+        regularization_width=2,
+        precision="double",
+    )
+    whole = iterate_block(model, images, good, shifts, unsplit, inverse, **settings)
+    cut = (slice(None), slice(5, 72), slice(9, 80))  # 67 x 71 pixels, primes
+    part = iterate_block(
+        model[cut], images[cut], good[cut], shifts, unsplit, inverse[cut], **settings
+    )
+    halo = 2 * (2 + 12)  # twice (largest shift + sinc half width)
+    inner = (slice(None), slice(halo, 67 - halo), slice(halo, 71 - halo))
+    assert part[inner].size > 0
+    np.testing.assert_allclose(part[inner], whole[cut][inner], rtol=1e-6)
+
+
+def test_single_precision_follows_double_and_bad_precisions_are_refused():
+    model, _, _, shifts, _ = _masked_case(seed=35)
+    double = forward_models(model, shifts, accelerate=3.0, method="sinc", order=3)
+    single = forward_models(
+        model, shifts, accelerate=3.0, method="sinc", order=3, precision="single"
+    )
+    assert np.max(np.abs(single - double)) < 1e-6 * np.abs(double).max()
+    with pytest.raises(ValueError, match="precision"):
+        forward_models(model, shifts, accelerate=3.0, method="sinc", order=3, precision="half")
+
+
+@pytest.mark.parametrize("accelerate", [1.0, 3.0])
+@pytest.mark.parametrize("order", [0, 1, 3, 5])
+def test_spline_templates_of_every_order_are_shifted_amplified_planes(order, accelerate):
+    model, _, _, shifts, _ = _masked_case(seed=36)
+    planes = amplify(model, accelerate)
+    templates = forward_models(model, shifts, accelerate=accelerate, method="spline", order=order)
+    for v in range(len(shifts)):
+        expected = sum(
+            shift_image(planes[s], shifts[v, s], method="spline", order=order)
+            for s in range(len(planes))
+        )
+        np.testing.assert_allclose(templates[v], expected, rtol=0, atol=1e-12 * planes.max())

@@ -1,16 +1,24 @@
 """Shift kernels against independent references: slicing for whole pixels,
-analytic Gaussians for sub-pixel shifts."""
+analytic Gaussians for sub-pixel shifts; the fast paths (separable spline taps,
+single-precision spectral grid) against the straightforward formulations."""
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from dcr_dask.shift import (
+    SINC_HALF_WIDTH_PX,
+    SINC_KAISER_BETA,
+    SpectralGrid,
+    _sinc_kernels,
     fourier_phase,
     fourier_phase_factors,
     fourier_shift,
+    shift_factors,
     shift_image,
     spline_prefilter,
     spline_shift,
+    spline_translate,
 )
 
 
@@ -144,3 +152,130 @@ def test_sinc_shift_is_accurate_and_local():
         image, (0.37, -1.61), method="fourier"
     )
     assert np.max(np.abs(ramp[:, reach : shape[1] - reach])) > 1e-4
+
+
+# ----------------------------------------------------------------- fast paths
+
+
+def _shift_cases():
+    """Orders 0-5 with fractional, whole, near-whole, half-pixel and out-of-range shifts."""
+    rng = np.random.default_rng(20)
+    cases = []
+    for trial in range(120):
+        shape = tuple(int(n) for n in rng.integers(5, 30, size=2))
+        order = trial % 6
+        kind = trial // 6 % 5
+        if kind == 0:
+            shift = rng.uniform(-4, 4, 2)
+        elif kind == 1:
+            shift = rng.integers(-4, 5, 2).astype(float)
+        elif kind == 2:
+            shift = rng.integers(-4, 5, 2) + rng.choice([1e-12, -1e-12, 1e-17, 1 - 1e-16], 2)
+        elif kind == 3:
+            shift = rng.integers(-4, 5, 2) + 0.5
+        else:
+            shift = rng.uniform(-40, 40, 2)
+        cases.append((rng.normal(size=shape), order, shift))
+    return cases
+
+
+def test_spline_translate_matches_ndimage_shift_edges_included():
+    for image, order, shift in _shift_cases():
+        coefficients = spline_prefilter(image, order)
+        expected = ndimage.shift(
+            coefficients, shift, order=order, mode="constant", cval=0.0, prefilter=False
+        )
+        out = spline_translate(coefficients, shift, order)
+        scale = max(1.0, np.abs(coefficients).max())
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("order", [1, 3, 5])
+def test_spline_shift_is_ndimage_shift_with_its_prefilter(order):
+    rng = np.random.default_rng(21)
+    image = rng.normal(size=(33, 29))
+    points = np.array([[0.3, -1.7], [2.6, 0.4]])
+    expected = 0.5 * sum(ndimage.shift(image, p, order=order, mode="constant") for p in points)
+    np.testing.assert_allclose(spline_shift(image, points, order=order), expected, atol=1e-12)
+
+
+def test_sinc_kernels_are_the_normalised_windowed_sinc():
+    n, deltas = 40, np.array([0.37, -2.5, 3.0, -0.999])
+    kernels = _sinc_kernels(n, deltas, SINC_HALF_WIDTH_PX)
+    for kernel, delta in zip(kernels, deltas, strict=True):
+        expected = np.zeros(n)
+        base = int(np.floor(delta))
+        for tap in range(base - SINC_HALF_WIDTH_PX + 1, base + SINC_HALF_WIDTH_PX + 1):
+            t = tap - delta
+            window = np.i0(SINC_KAISER_BETA * np.sqrt(max(0.0, 1 - (t / SINC_HALF_WIDTH_PX) ** 2)))
+            expected[tap % n] += np.sinc(t) * window
+        np.testing.assert_allclose(kernel, expected / expected.sum(), atol=1e-14)
+    with pytest.raises(ValueError, match="too short"):
+        _sinc_kernels(2 * SINC_HALF_WIDTH_PX - 1, deltas, SINC_HALF_WIDTH_PX)
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+@pytest.mark.parametrize("shape", [(24, 30), (37, 41)])
+def test_spectral_grid_products_match_full_array_formulas(precision, shape):
+    rng = np.random.default_rng(22)
+    grid = SpectralGrid(shape, precision)
+    assert grid.padded == (shape == (37, 41))  # 37 and 41 are primes: padded to 40, 42
+    images = rng.normal(size=(3, *shape))
+    spectra = grid.zeros(3)
+    for j, image in enumerate(images):
+        spectra[j] = grid.transform(image)
+    # the transform is the zero-padded real FFT
+    padded = np.zeros((3, *grid.fft_shape))
+    padded[:, : shape[0], : shape[1]] = images
+    reference = np.fft.rfft2(padded)
+    tolerance = 1e-12 if precision == "double" else 2e-5
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(spectra, reference, atol=tolerance * scale)
+    np.testing.assert_allclose(grid.invert(spectra[0].copy()), images[0], atol=tolerance * 10)
+    point_sets = [np.array([[0.3, -1.2], [1.1, 0.4]]), np.array([[-0.7, 2.2]]), np.zeros((1, 2))]
+    factors = [grid.factors(p, "sinc", 1.0 / len(p)) for p in point_sets]
+    full = [
+        np.mean(
+            [
+                np.outer(y, x)
+                for y, x in zip(*shift_factors(grid.fft_shape, p, "sinc"), strict=True)
+            ],
+            axis=0,
+        )
+        for p in point_sets
+    ]
+    combined = grid.combine(grid.zeros(), reference.astype(grid.complex_dtype), factors)
+    expected = sum(f * r for f, r in zip(full, reference, strict=True))
+    np.testing.assert_allclose(combined, expected, atol=tolerance * 10 * scale)
+    totals = grid.zeros(3)
+    totals += reference.astype(grid.complex_dtype)
+    grid.spread(totals, reference[1].astype(grid.complex_dtype), factors)
+    np.testing.assert_allclose(
+        totals, reference + np.array(full) * reference[1], atol=tolerance * 10 * scale
+    )
+
+
+def test_spectral_grid_shift_is_the_method_shift_of_the_padded_image():
+    rng = np.random.default_rng(23)
+    image = np.zeros((37, 41))
+    image[6:-6, 6:-6] = rng.normal(size=(25, 29))
+    grid = SpectralGrid(image.shape, "double")
+    spectrum = grid.transform(image)
+    for method in ("fourier", "sinc"):
+        points = np.array([[0.6, -1.3], [1.4, 0.2]])
+        factors = grid.factors(points, method, 1.0 / len(points))
+        out = grid.invert(grid.combine(grid.zeros(), spectrum[None], [factors]))
+        padded = np.zeros(grid.fft_shape)
+        padded[:37, :41] = image
+        expected = shift_image(padded, points, method=method)[:37, :41]
+        np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def test_spectral_grid_rejects_bad_input():
+    with pytest.raises(ValueError, match="precision"):
+        SpectralGrid((8, 8), "half")
+    grid = SpectralGrid((8, 8))
+    with pytest.raises(ValueError, match="does not match"):
+        grid.transform(np.zeros((8, 9)))
+    with pytest.raises(ValueError, match="does not match"):
+        grid.invert(np.zeros(grid.spectrum_shape, dtype=np.complex128))
