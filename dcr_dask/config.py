@@ -2486,12 +2486,14 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
     )
     shiftMethod: str = _scalar(
         str,
-        "spline",
+        "sinc",
         "dcr_dask extension. How images are shifted: 'spline' (spline interpolation of "
         "order imageInterpOrder, as the reference), 'sinc' (a Kaiser-windowed sinc kernel "
         "applied in Fourier space: as fast as 'fourier', and local, so results do not "
         "depend on subregionSize) or 'fourier' (exact sub-pixel translation by a phase "
-        "ramp in Fourier space).",
+        "ramp in Fourier space). The default is 'sinc': as accurate as 'spline' against "
+        "the simulator's truth (benchmarks/bench_accuracy.py), faster, and independent of "
+        "subregionSize; set 'spline' to follow the reference step by step.",
         allowed=("spline", "sinc", "fourier"),
         extension=True,
     )

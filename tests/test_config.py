@@ -34,7 +34,7 @@ EXTENSIONS = {
     "effectiveWavelength": None,
     "bandwidth": None,
     "transmissionCurve": None,
-    "shiftMethod": "spline",
+    "shiftMethod": "sinc",
     "subbandShiftMode": "edges",
     "useLocalGeometry": False,
     "residualWeighting": "equal",
