@@ -138,13 +138,12 @@ def _figure(tile, dataset, plain, templates, path):
     scale = float(np.sum(tile.true_images[k]) / max(np.sum(plain), 1e-12))
     panels += [
         (
-            f"visit {visit.visit} (airmass {visit.boresight_airmass:.2f}) - plain coadd "
-            "(dipoles: DCR)",
+            f"visit {visit.visit}, X={visit.boresight_airmass:.2f}, - plain coadd: DCR dipoles",
             tile.images[k] - scale * plain,
             True,
         ),
         (
-            f"visit {visit.visit} - DCR-matched template (rings: seeing, not matched)",
+            f"visit {visit.visit} - DCR template (rings: seeing)",
             tile.images[k] - templates[k],
             True,
         ),
