@@ -16,6 +16,7 @@ from astropy.wcs import WCS
 from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.fits import wcs_from_header_text
+from dcr_dask.shift import SINC_HALF_WIDTH_PX
 from dcr_dask.subbands import run_shifts
 from dcr_dask.visit import VisitInfo
 
@@ -67,7 +68,10 @@ def matched_template(
         return run_shifts([visit], wcs, config, x=x, y=y).shifts_px
 
     centre = shifts_at((ny - 1) / 2.0, (nx - 1) / 2.0)
-    depth = math.ceil(float(np.abs(centre).max())) + (12 if method == "fourier" else 8)
+    # the shift plus the interpolation's reach: the sinc kernel's half width (also
+    # used for the phase ramp, which has no finite reach) or the spline's tails
+    reach = 8 if method == "spline" else SINC_HALF_WIDTH_PX
+    depth = math.ceil(float(np.abs(centre).max())) + reach
 
     starts_y = np.cumsum((0, *planes.chunks[1]))
     starts_x = np.cumsum((0, *planes.chunks[2]))
