@@ -44,11 +44,12 @@ made by chunks of rows in reused buffers (:class:`dcr_dask.shift.SpectralGrid`).
 Precision: ``"spline"`` works in float64. The spectral methods work in
 float64 (``precision="double"``, the default :data:`SPECTRAL_PRECISION`) or in
 float32/complex64 (``"single"``, about 1.7 times faster). Single precision
-changes the errors against truth by less than 1e-4 of themselves (FFT
-round-off is ~1e-7 of the block's signal), but it is not reproducible to
-better than float32 rounding: a block's result then depends on where the
-tile was cut at the level of one float32 unit in the last place of the
-brightest pixels, which ``"double"`` keeps out of the float32 results.
+leaves the errors against truth of ``benchmarks/bench_iteration.py`` as they
+are (FFT round-off is ~1e-7 of the block's signal; only the pure interpolation
+error of ``"fourier"``, 2.5e-6, moves, by 0.4%), but it is not reproducible
+to better than float32 rounding: a block's result then depends on where the
+tile was cut by one float32 unit in the last place at some of the brightest
+pixels, which ``"double"`` keeps out of the float32 results.
 
 Arrays the reference stores as ``ImageF`` (model planes and variance, coadds,
 sub-band weights, model weights) are returned as float32; per-visit templates,
