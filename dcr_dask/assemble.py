@@ -58,6 +58,8 @@ __all__ = [
     "BlockFit",
     "FitSettings",
     "TileGrid",
+    "block_memory_bytes",
+    "cluster_memory_budget",
     "fit_tile",
     "halo_px",
     "plan_groups",
@@ -85,6 +87,7 @@ class FitSettings:
 
     n_subfilters: int
     method: str
+    precision: str
     order: int
     accelerate: float
     base_gain: float
@@ -106,6 +109,7 @@ class FitSettings:
         return cls(
             n_subfilters=int(config.dcrNumSubfilters),
             method=str(config.shiftMethod),
+            precision=str(config.shiftPrecision),
             order=int(config.imageInterpOrder),
             accelerate=float(config.accelerateModel),
             base_gain=conv.resolve_base_gain(config.baseGain, config.dcrNumSubfilters),
@@ -253,6 +257,8 @@ class BlockFit:
     reason : str
         Why the fit stopped: ``converged``, ``diverged``, ``no data``,
         ``max iterations``.
+    group : int
+        Number of the group of blocks it was fitted in (0 first).
     """
 
     block: tuple[int, int]
@@ -260,6 +266,7 @@ class BlockFit:
     gains: list[float]
     iterations: int
     reason: str
+    group: int = 0
 
     def as_dict(self, grid: TileGrid) -> dict[str, Any]:
         """JSON-ready record, with the block's tile bounds."""
@@ -271,6 +278,7 @@ class BlockFit:
             "gains": [float(g) for g in self.gains],
             "iterations": self.iterations,
             "reason": self.reason,
+            "group": self.group,
         }
 
 
@@ -291,7 +299,12 @@ def _prepare_block(
     good = _pad(good, pad).astype(bool)
     images = np.where(good, _pad(images, pad), 0.0).astype(np.float32)
     inverse_weight, n_image = kernels.subband_weights(
-        good, unsplit, method=settings.method, order=settings.order, visit_weights=visit_weights
+        good,
+        unsplit,
+        method=settings.method,
+        order=settings.order,
+        visit_weights=visit_weights,
+        precision=settings.precision,
     )
     template = _pad(template, pad).astype(np.float32)
     detected = _pad(detected, pad).astype(bool)
@@ -323,28 +336,45 @@ def _fit_step(
     visit_weights: np.ndarray | None,
     buffer_px: int,
 ) -> tuple[np.ndarray, float, float]:
-    """One pass on one grown block: metric of ``model``, gain, and the new core."""
+    """One pass on one grown block: metric of ``model``, gain, and the new core.
+
+    The templates of ``model`` are made once, one visit at a time, inside the
+    iteration: each is used for its visit's convergence term (over the core) and
+    its residual, so no ``(V, ny, nx)`` template stack is held.
+    """
     model = _pad(model, pad).astype(np.float64)
-    templates = kernels.forward_models(
-        model, shifts, accelerate=settings.accelerate, method=settings.method, order=settings.order
-    )
-    if settings.use_convergence or settings.use_progressive_gain:
+    n_visits = prepared["images"].shape[0]
+    measure = settings.use_convergence or settings.use_progressive_gain
+    terms = np.zeros(n_visits)
+    observe = None
+    if measure:
         noise = background_noise(
             model[min(1, model.shape[0] - 1)], prepared["background"], border=buffer_px
         )
         significance = conv.significance_image(model[(slice(None), *core)], noise)
-        metric, _ = conv.convergence_metric(
-            prepared["images"][(slice(None), *core)],
-            templates[(slice(None), *core)],
-            prepared["good"][(slice(None), *core)],
-            prepared["convergence_mask"][(slice(None), *core)],
-            significance,
+        mask = prepared["convergence_mask"]
+
+        def observe(v: int, template: np.ndarray) -> None:
+            terms[v] = conv.visit_convergence_term(
+                prepared["images"][v][core],
+                template[core],
+                prepared["good"][v][core],
+                mask[v if mask.shape[0] > 1 else 0][core],
+                significance,
+            )
+
+    chosen: dict[str, float] = {}
+
+    def gain_of_model() -> float:
+        # the metric of ``model`` (the mean of the visits' terms, 1.0 without visits, as
+        # convergence_metric), known once every template has been made
+        metric = (float(terms.mean()) if n_visits else 1.0) if measure else float("nan")
+        chosen["metric"] = metric
+        chosen["gain"] = conv.calculate_gain(
+            [*metrics, metric], gains, settings.base_gain, settings.use_progressive_gain
         )
-    else:
-        metric = float("nan")
-    gain = conv.calculate_gain(
-        [*metrics, metric], gains, settings.base_gain, settings.use_progressive_gain
-    )
+        return chosen["gain"]
+
     new = kernels.iterate_block(
         model,
         prepared["images"],
@@ -352,7 +382,7 @@ def _fit_step(
         shifts,
         unsplit,
         prepared["inverse_weight"],
-        gain=gain,
+        gain=gain_of_model,
         accelerate=settings.accelerate,
         method=settings.method,
         order=settings.order,
@@ -363,9 +393,76 @@ def _fit_step(
         template_image=prepared["template"],
         model_weights=prepared.get("model_weights"),
         visit_weights=visit_weights,
-        templates=templates,
+        precision=settings.precision,
+        observe=observe,
     )
+    metric, gain = chosen["metric"], chosen["gain"]
     return new[(slice(None), *core)], float(metric), float(gain)
+
+
+def block_memory_bytes(grid: TileGrid, halo: int, n_visits: int, n_subfilters: int) -> float:
+    """Memory one grown block takes while it is fitted, bytes (an upper estimate).
+
+    Per visit and pixel: the float32 image, the good-pixel and convergence
+    flags kept through the iterations, and the input chunks read to make them
+    (image, mask, variance); per sub-band and pixel: the model (float64 and
+    float32 copies), weights, ``n_image``, two spectral buffers (complex128 at
+    most) and the new planes; plus the block-wide template and flags.
+
+    Parameters
+    ----------
+    grid : TileGrid
+        The subregions (the first block's size is used: the largest).
+    halo : int
+        Halo of every block, pixels.
+    n_visits, n_subfilters : int
+        Visits and sub-bands.
+
+    Returns
+    -------
+    float
+        Bytes.
+    """
+    pixels = (grid.chunks_y[0] + 2 * halo) * (grid.chunks_x[0] + 2 * halo)
+    per_visit = 4 + 1 + 1 + (4 + 4 + 4)
+    per_subband = 8 + 4 + 4 + 2 + 2 * 16 + 4 + 8
+    return float(pixels * (n_visits * per_visit + n_subfilters * per_subband + 32))
+
+
+def cluster_memory_budget(client: Any, fraction: float = 0.5) -> float | None:
+    """Memory the fit may plan for on a Dask cluster: what its workers have left.
+
+    For each worker, ``fraction`` of its memory limit minus the memory its
+    process uses now; summed over workers. Dask starts spilling at 60 % of a
+    worker's limit and pauses it at 80 %, so half the limit keeps a margin
+    for the transient buffers of the tasks.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The run's client.
+    fraction : float
+        Part of each worker's memory limit the fit may fill, in (0, 1].
+
+    Returns
+    -------
+    float or None
+        Bytes; None if a worker has no memory limit or there are no workers
+        (then every block is fitted in one group).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    workers = client.scheduler_info()["workers"]
+    if not workers:
+        return None
+    total = 0.0
+    for info in workers.values():
+        limit = info.get("memory_limit") or 0
+        if not limit:
+            return None
+        used = float(info.get("metrics", {}).get("memory", 0) or 0)
+        total += max(0.0, fraction * float(limit) - used)
+    return total
 
 
 def plan_groups(
@@ -492,8 +589,7 @@ def fit_tile(
     stored = da.from_zarr(str(scratch), component="model")
 
     n_visits = inputs.images.shape[0]
-    block_bytes = (grid.chunks_y[0] + 2 * halo) * (grid.chunks_x[0] + 2 * halo)
-    bytes_per_block = block_bytes * (n_visits * (4 + 1 + 1 + 8 * 3) + S * 4 * 6)
+    bytes_per_block = block_memory_bytes(grid, halo, n_visits, S)
     groups = plan_groups(grid, bytes_per_block, memory_budget_bytes)
     log.info(
         "fitting %d blocks of %s px (halo %d px) in %d group(s), %d visits, %d sub-bands, "
@@ -509,7 +605,10 @@ def fit_tile(
     fits: list[BlockFit] = []
     for number, group in enumerate(groups, start=1):
         started = time.perf_counter()
-        fits += _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo)
+        fits += [
+            attrs.evolve(fit, group=number - 1)
+            for fit in _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo)
+        ]
         log.info(
             "group %d/%d (%d blocks) done in %.1f s",
             number,

@@ -131,22 +131,60 @@ def convergence_metric(
         raise ValueError(
             f"significance must have shape {images.shape[1:]}, got {significance.shape}"
         )
-    per_visit = np.zeros(n_visits)
-    for v in range(n_visits):
-        with np.errstate(invalid="ignore", over="ignore"):
-            difference = np.abs(images[v] - templates[v]) * significance
-            reference = np.abs(images[v] + templates[v]) * significance / 2.0
-        use = np.isfinite(difference) & good[v] & mask[v if mask.shape[0] > 1 else 0]
-        if not np.any(use):
-            continue
-        numerator = float(np.sum(difference[use]))
-        denominator = float(np.sum(reference[use]))
-        if denominator > 0:
-            per_visit[v] = numerator / denominator
-        elif numerator > 0:
-            per_visit[v] = np.inf
+    per_visit = np.array(
+        [
+            visit_convergence_term(
+                images[v], templates[v], good[v], mask[v if mask.shape[0] > 1 else 0], significance
+            )
+            for v in range(n_visits)
+        ],
+        dtype=np.float64,
+    )
     metric = float(per_visit.mean()) if n_visits else 1.0
     return metric, per_visit
+
+
+def visit_convergence_term(
+    image: np.ndarray,
+    template: np.ndarray,
+    good: np.ndarray,
+    convergence_mask: np.ndarray,
+    significance: np.ndarray,
+) -> float:
+    """One visit's term ``c_v`` of :func:`convergence_metric`.
+
+    Lets a caller that makes the templates one visit at a time (the streamed
+    iteration) compute the metric without holding all of them.
+
+    Parameters
+    ----------
+    image, template : numpy.ndarray
+        ``(ny, nx)`` visit image and its template over the subregion, flux.
+    good, convergence_mask : numpy.ndarray of bool
+        ``(ny, nx)`` good-pixel flags and ``convergenceMaskPlanes`` pixels.
+    significance : numpy.ndarray
+        ``(ny, nx)`` from :func:`significance_image`.
+
+    Returns
+    -------
+    float
+        ``Σ |I − t|·σ / Σ (|I + t|/2)·σ`` over the usable pixels (float64
+        sums); 0 without usable pixels; +inf if only the denominator is 0.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    template = np.asarray(template, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        difference = np.abs(image - template) * significance
+        reference = np.abs(image + template) * significance / 2.0
+    use = np.isfinite(difference) & np.asarray(good, dtype=bool)
+    use &= np.asarray(convergence_mask, dtype=bool)
+    if not np.any(use):
+        return 0.0
+    numerator = float(np.sum(difference[use]))
+    denominator = float(np.sum(reference[use]))
+    if denominator > 0:
+        return numerator / denominator
+    return float(np.inf) if numerator > 0 else 0.0
 
 
 def resolve_base_gain(base_gain: float | None, n_subfilters: int) -> float:

@@ -42,8 +42,9 @@ sub-band sums, so no ``(V, ny, nx)`` stack is built; the spectral products are
 made by chunks of rows in reused buffers (:class:`dcr_dask.shift.SpectralGrid`).
 
 Precision: ``"spline"`` works in float64. The spectral methods work in
-float64 (``precision="double"``, the default :data:`SPECTRAL_PRECISION`) or in
-float32/complex64 (``"single"``, about 1.7 times faster). Single precision
+float64 (``precision="double"``, the kernels' default :data:`SPECTRAL_PRECISION`)
+or in float32/complex64 (``"single"``, about 1.7 times faster; what a run uses
+unless the config field ``shiftPrecision`` says otherwise). Single precision
 leaves the errors against truth of ``benchmarks/bench_iteration.py`` as they
 are (FFT round-off is ~1e-7 of the block's signal; only the pure interpolation
 error of ``"fourier"``, 2.5e-6, moves, by 0.4%), but it is not reproducible
@@ -59,7 +60,7 @@ residuals and model updates are transient and returned as float64.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy import ndimage
@@ -1026,6 +1027,7 @@ def iterate_block(
     visit_weights: np.ndarray | None = None,
     templates: np.ndarray | None = None,
     precision: str | None = None,
+    observe: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """One iteration of the DCR fit on one block (steps 1-8 of ALGORITHM.md, section 3).
 
@@ -1060,8 +1062,11 @@ def iterate_block(
         ``(V, S, 2)`` unsplit shifts, pixels.
     inverse_weight : numpy.ndarray
         ``(S, ny, nx)`` from :func:`subband_weights`.
-    gain : float
-        Gain of this iteration (:func:`dcr_dask.convergence.calculate_gain`).
+    gain : float or callable
+        Gain of this iteration (:func:`dcr_dask.convergence.calculate_gain`),
+        or a function of no arguments returning it, called once after every
+        template has been made (so that it can depend on what ``observe`` saw,
+        e.g. the convergence metric of ``model``).
     accelerate : float
         ``accelerateModel``.
     method : {"spline", "fourier", "sinc"}
@@ -1092,6 +1097,9 @@ def iterate_block(
         Floating-point precision of the ``"fourier"`` and ``"sinc"``
         transforms; None (the default) takes :data:`SPECTRAL_PRECISION`.
         ``"spline"`` always works in float64.
+    observe : callable, optional
+        Called as ``observe(v, t_v)`` with each visit's template (a transient
+        ``(ny, nx)`` buffer: copy what must be kept) as it is made.
 
     Returns
     -------
@@ -1099,7 +1107,7 @@ def iterate_block(
         ``(S, ny, nx)`` new planes (float32 as the reference's model images).
     """
     _check_method(method)
-    if not gain >= 0:
+    if not callable(gain) and not gain >= 0:
         raise ValueError(f"gain must be >= 0, got {gain!r}")
     model = np.asarray(model)
     if model.ndim != 3:
@@ -1140,7 +1148,13 @@ def iterate_block(
     residual = np.empty((ny, nx), dtype=sums.dtype)
     for v in range(n_visits):
         template = np.asarray(template_of(v), dtype=sums.dtype)
+        if observe is not None:
+            observe(v, template)
         sums.add_residual(v, images[v], template, good[v], residual)
+    if callable(gain):
+        gain = gain()
+        if not gain >= 0:
+            raise ValueError(f"gain must be >= 0, got {gain!r}")
     if regularize_iterations > 0 or regularize_frequency > 0:
         model = _as_stack("model", model)
         delta = sums.result()

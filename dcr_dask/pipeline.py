@@ -19,6 +19,7 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -31,7 +32,14 @@ import numpy as np
 import xarray as xr
 
 from dcr_dask import model as kernels
-from dcr_dask.assemble import FitInputs, FitSettings, TileGrid, fit_tile, halo_px
+from dcr_dask.assemble import (
+    FitInputs,
+    FitSettings,
+    TileGrid,
+    cluster_memory_budget,
+    fit_tile,
+    halo_px,
+)
 from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import good_pixels, visit_weights
 from dcr_dask.compare_warp import (
@@ -97,7 +105,11 @@ def run(
     overwrite : bool
         Replace an existing output store.
     memory_budget_bytes : float, optional
-        Memory one group of subregions may use on the cluster; None fits all
+        Memory one group of subregions may use on the cluster. None (the
+        default) takes what the workers have left
+        (:func:`dcr_dask.assemble.cluster_memory_budget`: half of each
+        worker's memory limit minus what it uses), or fits all subregions
+        together when the workers have no memory limit; ``math.inf`` fits all
         subregions together.
 
     Returns
@@ -183,6 +195,16 @@ def run(
         max_shift = max(float(np.abs(s.shifts_px).max()) for s in shifts.values())
         halo = halo_px(max_shift, settings)
 
+        if memory_budget_bytes is None:
+            memory_budget_bytes = cluster_memory_budget(active)
+            if memory_budget_bytes is not None:
+                log.info(
+                    "memory budget of the fit: %.0f MiB (what the workers have left)",
+                    memory_budget_bytes / 2**20,
+                )
+        if memory_budget_bytes is not None and not math.isfinite(memory_budget_bytes):
+            memory_budget_bytes = None
+
         stage = time.perf_counter()
         scratch = work / "model.zarr"
         if scratch.exists():
@@ -229,6 +251,8 @@ def run(
             convergence={
                 "halo_px": halo,
                 "buffer_px": int(max(s.buffer_px for s in shifts.values())),
+                "memory_budget_bytes": memory_budget_bytes,
+                "groups": len({f.group for f in fits}),
                 "blocks": [f.as_dict(grid) for f in fits],
             },
             artifacts=xr.DataArray(

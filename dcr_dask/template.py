@@ -63,6 +63,7 @@ def matched_template(
     planes = store["dcr_model"].data
     planes = planes.rechunk({0: -1})
     method, order = str(config.shiftMethod), int(config.imageInterpOrder)
+    precision = str(config.shiftPrecision)
 
     def shifts_at(y: float, x: float) -> np.ndarray:
         return run_shifts([visit], wcs, config, x=x, y=y).shifts_px
@@ -83,9 +84,10 @@ def matched_template(
             shifts = shifts_at(
                 (starts_y[i] + starts_y[i + 1] - 1) / 2.0, (starts_x[j] + starts_x[j + 1] - 1) / 2.0
             )
-        return kernels.forward_models(grown, shifts, accelerate=1.0, method=method, order=order)[
-            0
-        ].astype(np.float32)
+        templates = kernels.forward_models(
+            grown, shifts, accelerate=1.0, method=method, order=order, precision=precision
+        )
+        return templates[0].astype(np.float32)
 
     grown = da.overlap.overlap(planes, depth={0: 0, 1: depth, 2: depth}, boundary=0)
     shifted = grown.map_blocks(block, drop_axis=0, dtype=np.float32)

@@ -35,6 +35,7 @@ EXTENSIONS = {
     "bandwidth": None,
     "transmissionCurve": None,
     "shiftMethod": "sinc",
+    "shiftPrecision": "single",
     "subbandShiftMode": "edges",
     "useLocalGeometry": False,
     "residualWeighting": "equal",

@@ -529,6 +529,29 @@ def test_streamed_iteration_is_the_straightforward_loop(method, precision, rtol)
         model, images, good, shifts, unsplit, inverse, templates=templates, **settings
     )
     np.testing.assert_array_equal(reused, new)
+    # a gain given as a function, asked for once after every template was shown to observe
+    seen: dict[int, np.ndarray] = {}
+    asked: list[int] = []
+
+    def gain() -> float:
+        asked.append(len(seen))
+        return 0.7
+
+    settings["gain"] = gain
+    observed = iterate_block(
+        model,
+        images,
+        good,
+        shifts,
+        unsplit,
+        inverse,
+        observe=lambda v, t: seen.__setitem__(v, t.copy()),
+        **settings,
+    )
+    np.testing.assert_array_equal(observed, new)
+    assert asked == [images.shape[0]]
+    for v, template in seen.items():
+        np.testing.assert_allclose(template, templates[v], rtol=0, atol=(rtol + 1e-7) * scale)
 
 
 @pytest.mark.parametrize(("method", "precision"), [("fourier", "double"), ("sinc", "single")])
