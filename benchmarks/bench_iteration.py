@@ -631,7 +631,13 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{m} {rubin / best[m]:.1f}x" for m in SPECTRAL)
     )
 
-    log(f"(the kernels' default precision, model.SPECTRAL_PRECISION, is {SPECTRAL_PRECISION!r})")
+    default = DcrAssembleCoaddConfig()
+    default_name = f"{default.shiftMethod} {'f32' if default.shiftPrecision == 'single' else 'f64'}"
+    log(
+        f"(a run's default: shiftMethod={default.shiftMethod!r},"
+        f" shiftPrecision={default.shiftPrecision!r} = {default_name!r};"
+        f" the kernels' own default precision is {SPECTRAL_PRECISION!r})"
+    )
     for name in SPECTRAL:
         ratio = best["straightforward"] / best[name]
         met_speed = ratio >= TARGET_SPEEDUP
@@ -651,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
             + f" (equal = within +{100 * ERROR_TOLERANCE:g}%)"
         )
         log(
-            f"TARGET {name} >= {TARGET_SPEEDUP:.0f}x straightforward at equal or better error:"
+            f"TARGET {name}{' (the default)' if name == default_name else ''}"
+            f" >= {TARGET_SPEEDUP:.0f}x straightforward at equal or better error:"
             f" speedup {ratio:.1f}x ({'met' if met_speed else 'NOT met'}),"
             f" error {'equal or better' if met_error else 'WORSE'}"
             f" -> {'MET' if met_speed and met_error else 'NOT MET'}"

@@ -3,30 +3,100 @@
 WARPS are files, glob patterns or directories of afw-style warps
 (DATA_CONTRACT.md, section 1). The configuration is the defaults, then
 --config FILE (TOML/YAML/JSON; .py only with --allow-python-config), then each
---set FIELD=VALUE. The run goes to --scheduler ADDRESS if given, else to a
-local cluster on 127.0.0.1 (--workers, --threads-per-worker, --memory-limit).
+--set FIELD=VALUE. The run goes to --scheduler ADDRESS if given, to Dask
+workers submitted as SLURM or PBS jobs with --cluster slurm|pbs (described by
+--cluster-spec FILE), else to a local cluster on 127.0.0.1 (--workers,
+--threads-per-worker, --memory-limit). --tls encrypts and authenticates every
+connection.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from dcr_dask.cluster import dask_client
+from dcr_dask.cluster import CLUSTER_KINDS, dask_client
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.pipeline import run as run_pipeline
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options that choose where the computation runs."""
+    """Add the options that choose where the computation runs.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser to add the ``where to compute`` options to.
+    """
     group = parser.add_argument_group("where to compute")
     group.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
-    group.add_argument("--workers", type=int, default=2, help="local workers (default 2)")
     group.add_argument(
-        "--threads-per-worker", type=int, default=1, help="threads per local worker (default 1)"
+        "--cluster",
+        choices=CLUSTER_KINDS,
+        default="local",
+        help="a local cluster on 127.0.0.1 (default), or Dask workers as SLURM or PBS jobs "
+        "(dask-jobqueue)",
     )
     group.add_argument(
-        "--memory-limit", default="auto", help="memory per local worker, e.g. 4GiB (default auto)"
+        "--cluster-spec",
+        metavar="FILE",
+        help="YAML description of the SLURM/PBS jobs (default: the packaged "
+        "deploy/slurm.yaml or deploy/pbs.yaml)",
     )
+    group.add_argument(
+        "--workers",
+        type=int,
+        help="local workers (default 2); with slurm/pbs, workers in total (overrides the "
+        "spec's jobs)",
+    )
+    group.add_argument(
+        "--threads-per-worker",
+        type=int,
+        help="threads per worker (default 1; with slurm/pbs overrides the spec's cores)",
+    )
+    group.add_argument(
+        "--memory-limit",
+        help="memory per worker, e.g. 4GiB (default auto; with slurm/pbs overrides the "
+        "spec's memory)",
+    )
+    group.add_argument(
+        "--tls",
+        action="store_true",
+        help="mutual TLS on every connection; without the files below, with a self-signed "
+        "certificate made for this run",
+    )
+    group.add_argument("--tls-ca-file", metavar="FILE", help="TLS certificate authority (PEM)")
+    group.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM)")
+    group.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+
+
+def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`~dcr_dask.cluster.dask_client` keywords the cluster options describe.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of :func:`add_cluster_arguments`.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :func:`~dcr_dask.cluster.dask_client`; sizing
+        options left out on the command line are passed as None (``"auto"`` for
+        the memory), so a SLURM/PBS specification keeps its own values.
+    """
+    return {
+        "scheduler_address": args.scheduler,
+        "cluster": args.cluster,
+        "cluster_spec": args.cluster_spec,
+        "n_workers": args.workers,
+        "threads_per_worker": args.threads_per_worker,
+        "memory_limit": "auto" if args.memory_limit is None else args.memory_limit,
+        "tls": args.tls,
+        "tls_ca_file": args.tls_ca_file,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,12 +127,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     warps = expand_inputs(args.warps)
     psf_matched = expand_inputs(args.psf_matched) if args.psf_matched else None
-    with dask_client(
-        scheduler_address=args.scheduler,
-        n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        memory_limit=args.memory_limit,
-    ) as client:
+    with dask_client(**cluster_options(args)) as client:
         dataset = run_pipeline(
             config,
             warps,
