@@ -16,7 +16,9 @@ import dataclasses
 import logging
 import math
 import re
+import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -228,7 +230,9 @@ def load_cluster_spec(path: str | Path | None, kind: str) -> ClusterSpec:
     except FileNotFoundError:
         raise InputError("no such cluster specification file", filename=str(path)) from None
     except OSError as error:
-        raise InputError(f"cannot read the cluster specification: {error}", filename=str(path))
+        raise InputError(
+            f"cannot read the cluster specification: {error}", filename=str(path)
+        ) from error
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -275,9 +279,7 @@ def load_cluster_spec(path: str | Path | None, kind: str) -> ClusterSpec:
             values[key] = tuple(value) if isinstance(value, list) else value
     if "jobs" in data and "adapt" in data:
         errors.append(
-            ClusterSpecError(
-                path, "jobs", data["jobs"], "give either 'jobs' or 'adapt', not both"
-            )
+            ClusterSpecError(path, "jobs", data["jobs"], "give either 'jobs' or 'adapt', not both")
         )
     if not errors and values.get("processes", 1) > values.get("cores", 1):
         errors.append(
@@ -715,7 +717,8 @@ def dask_client(
     ClusterSpecError, ConfigErrors, InputError
         For a bad or missing specification file, before any job is submitted.
     ClusterError
-        If dask-jobqueue is missing, or no worker job connects in time.
+        If dask-jobqueue or the submit command (``sbatch``/``qsub``) is missing,
+        the submit command refuses a job, or no worker connects in time.
 
     Notes
     -----
@@ -789,7 +792,12 @@ def _remote_client(address: str, security: Security | None) -> Iterator[Client]:
             f"TLS settings were given but the scheduler address {address} is not tls://..."
         )
     with Client(address, security=security) as remote:
-        log.info("connected to the Dask scheduler at %s", address)
+        log.info(
+            "connected to the Dask scheduler at %s (%d workers), dashboard %s",
+            address,
+            len(remote.scheduler_info().get("workers", {})),
+            remote.dashboard_link,
+        )
         yield remote
 
 
@@ -829,6 +837,12 @@ def _local_client(
 
 @contextlib.contextmanager
 def _jobqueue_client(spec: ClusterSpec, security: Security | None) -> Iterator[Client]:
+    submit = "sbatch" if spec.kind == "slurm" else "qsub"
+    if shutil.which(submit) is None:
+        raise ClusterError(
+            f"--cluster {spec.kind}: {submit} is not on PATH; run on a host that can submit "
+            f"{spec.kind.upper()} jobs (a login node)"
+        )
     with contextlib.ExitStack() as stack:
         batch = make_jobqueue_cluster(spec, security=security)
         stack.callback(_close_cluster, batch, spec)
@@ -840,6 +854,12 @@ def _jobqueue_client(spec: ClusterSpec, security: Security | None) -> Iterator[C
                 _LOOPBACK,
                 spec.path,
             )
+        # A refused submission (sbatch/qsub exits non-zero) only shows up in the
+        # event loop's log: watch it, to stop waiting and say why.
+        failures = _SubmitFailures()
+        submit_log = logging.getLogger("tornado.application")
+        submit_log.addHandler(failures)
+        stack.callback(submit_log.removeHandler, failures)
         if spec.adaptive:
             batch.adapt(minimum_jobs=spec.minimum_jobs, maximum_jobs=spec.maximum_jobs)
             scaling = f"{spec.minimum_jobs}-{spec.maximum_jobs} jobs (adaptive)"
@@ -847,7 +867,7 @@ def _jobqueue_client(spec: ClusterSpec, security: Security | None) -> Iterator[C
             batch.scale(jobs=spec.jobs)
             scaling = f"{spec.jobs} job(s)"
         log.info(
-            "submitted %s %s of %d worker process(es), %d cores, %s each; scheduler %s",
+            "submitting %s %s of %d worker process(es), %d cores, %s each; scheduler %s",
             spec.kind,
             scaling,
             spec.processes,
@@ -856,23 +876,8 @@ def _jobqueue_client(spec: ClusterSpec, security: Security | None) -> Iterator[C
             batch.scheduler_address,
         )
         client = stack.enter_context(Client(batch, security=security))
-        try:
-            client.wait_for_workers(1, timeout=spec.worker_timeout)
-        except TimeoutError:
-            jobs = sorted(str(job.job_id) for job in batch.workers.values() if job.job_id)
-            where = f"; logs in {spec.log_directory}" if spec.log_directory else ""
-            reach = (
-                f"; it listens on {_LOOPBACK} only, so the jobs must run on this host "
-                f"(set 'interface' or 'scheduler_host' in {spec.path})"
-                if spec.loopback_only
-                else ""
-            )
-            raise ClusterError(
-                f"no {spec.kind} worker connected to the scheduler at "
-                f"{batch.scheduler_address} within {spec.worker_timeout:g} s "
-                f"(job ids: {', '.join(jobs) or 'none submitted'}); check the queue "
-                f"({'squeue' if spec.kind == 'slurm' else 'qstat'}){where}{reach}"
-            ) from None
+        _wait_for_a_worker(client, batch, spec, failures)
+        submit_log.removeHandler(failures)
         log.info(
             "%s cluster ready: %d worker(s) connected, dashboard %s",
             spec.kind,
@@ -880,6 +885,58 @@ def _jobqueue_client(spec: ClusterSpec, security: Security | None) -> Iterator[C
             client.dashboard_link,
         )
         yield client
+
+
+class _SubmitFailures(logging.Handler):
+    """Collect the errors of job submission commands logged by the event loop."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        text = str(error) if error is not None else ""
+        if "Command exited with non-zero exit code" in text:
+            self.messages.append(text)
+
+
+def _wait_for_a_worker(
+    client: Client, batch: Any, spec: ClusterSpec, failures: _SubmitFailures
+) -> None:
+    submit = "sbatch" if spec.kind == "slurm" else "qsub"
+    deadline = time.monotonic() + spec.worker_timeout
+    while True:
+        if failures.messages:
+            detail = failures.messages[0]
+            if "stderr:" in detail:
+                detail = detail.split("stderr:", 1)[1]
+            detail = " ".join(detail.split())
+            raise ClusterError(
+                f"{submit} refused the {spec.kind} job described by {spec.path}: {detail}"
+            )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            client.wait_for_workers(1, timeout=min(1.0, remaining))
+        except TimeoutError:
+            continue
+        return
+    jobs = sorted(str(job.job_id) for job in batch.workers.values() if job.job_id)
+    where = f"; logs in {spec.log_directory}" if spec.log_directory else ""
+    reach = (
+        f"; it listens on {_LOOPBACK} only, so the jobs must run on this host "
+        f"(set 'interface' or 'scheduler_host' in {spec.path})"
+        if spec.loopback_only
+        else ""
+    )
+    raise ClusterError(
+        f"no {spec.kind} worker connected to the scheduler at {batch.scheduler_address} "
+        f"within {spec.worker_timeout:g} s (worker_timeout in {spec.path}; job ids: "
+        f"{', '.join(jobs) or 'none submitted'}); check the queue "
+        f"({'squeue' if spec.kind == 'slurm' else 'qstat'}){where}{reach}"
+    )
 
 
 def _close_cluster(batch: Any, spec: ClusterSpec) -> None:
@@ -891,3 +948,10 @@ def _close_cluster(batch: Any, spec: ClusterSpec) -> None:
         log.debug("close failure", exc_info=True)
     else:
         log.info("closed the %s cluster and cancelled its jobs", spec.kind)
+    # dask-jobqueue writes an in-memory certificate and key for the jobs to
+    # temporary files kept open on the cluster (removed when closed): do not
+    # leave them in the shared directory until garbage collection.
+    for name, value in list(vars(batch).items()):
+        if name.startswith("_job_") and hasattr(value, "close") and hasattr(value, "name"):
+            with contextlib.suppress(OSError):
+                value.close()

@@ -46,16 +46,19 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workers",
         type=int,
+        metavar="N",
         help="local workers (default 2); with slurm/pbs, workers in total (overrides the "
         "spec's jobs)",
     )
     group.add_argument(
         "--threads-per-worker",
         type=int,
+        metavar="N",
         help="threads per worker (default 1; with slurm/pbs overrides the spec's cores)",
     )
     group.add_argument(
         "--memory-limit",
+        metavar="SIZE",
         help="memory per worker, e.g. 4GiB (default auto; with slurm/pbs overrides the "
         "spec's memory)",
     )
@@ -116,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--memory-budget",
         type=float,
         metavar="BYTES",
-        help="memory a group of subregions may use (default: all subregions at once)",
+        help="memory a group of subregions may use (default: what the workers have left)",
     )
     add_config_arguments(parser)
     add_cluster_arguments(parser)
