@@ -16,10 +16,12 @@ from collections.abc import Sequence
 
 from dcr_dask import __version__
 from dcr_dask.errors import DcrDaskError
+from dcr_dask.progress import show_progress
 
 #: Subcommand name -> (module under dcr_dask.commands, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "simulate a DCR tile and process it on a local Dask cluster"),
+    "ingest": ("ingest", "read warps into a Zarr store chunked by subregionSize"),
     "run": ("run", "make a DCR-corrected coadd from warps (Zarr output store)"),
     "template": ("template", "write the DCR-matched template of one visit (FITS)"),
     "export-fits": ("export_fits", "export an output store to afw-style FITS files"),
@@ -79,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._handler(args) or 0)
+        with show_progress(not args.quiet):
+            return int(args._handler(args) or 0)
     except (DcrDaskError, FileExistsError, FileNotFoundError) as error:
         logging.getLogger("dcr_dask").debug("error details", exc_info=True)
         print(f"dcr-dask {args.command}: error: {error}", file=sys.stderr)

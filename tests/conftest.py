@@ -140,3 +140,16 @@ def write_afw() -> Callable[..., Path]:
 def make_wcs() -> Callable[..., WCS]:
     """``make_wcs(crval=(150, -30), scale_deg=0.2/3600)``: a TAN WCS for a 40 x 50 tile."""
     return _make_tile_wcs
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Undo what ``dcr_dask.cli.main`` does to the root logger (``basicConfig(force=True)``
+    on the stderr of the moment, which pytest's capture closes after the test)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

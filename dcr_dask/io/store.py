@@ -51,6 +51,7 @@ from dcr_dask import __version__
 from dcr_dask.errors import InputError
 from dcr_dask.io.atomic import atomic_directory
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.progress import progress_enabled, track
 
 __all__ = [
     "OUTPUT_VARIABLES",
@@ -166,7 +167,7 @@ def _quiet_consolidation() -> Iterator[None]:
         yield
 
 
-def compute(obj: Any, client: Any = None) -> Any:
+def compute(obj: Any, client: Any = None, label: str | None = None) -> Any:
     """Compute a dask collection on ``client``, or on the current scheduler.
 
     Parameters
@@ -176,6 +177,9 @@ def compute(obj: Any, client: Any = None) -> Any:
     client : distributed.Client or None
         Cluster to run on; None uses dask's current scheduler (a default
         ``distributed.Client`` if one exists, else the threaded scheduler).
+    label : str, optional
+        Name of the stage; with a client and progress on
+        (:mod:`dcr_dask.progress`), its progress is drawn under this name.
 
     Returns
     -------
@@ -184,6 +188,10 @@ def compute(obj: Any, client: Any = None) -> Any:
     """
     if client is None:
         return dask.compute(obj)[0]
+    if label is not None and progress_enabled():
+        future = client.compute(obj)
+        track(future, label)
+        return future.result()
     return dask.compute(obj, scheduler=client)[0]
 
 
@@ -240,7 +248,7 @@ def write_zarr_chunks(
             encoding=encoding,
             compute=False,
         )
-    compute(delayed, client)
+    compute(delayed, client, label=f"write {Path(path).name}")
 
 
 def write_zarr(
