@@ -8,6 +8,7 @@ import pytest
 from dcr_dask import __version__, geometry
 from dcr_dask.cli import SUBCOMMANDS, main
 from dcr_dask.io.fits import read_warp_header
+from dcr_dask.io.ingest import open_ingested
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
@@ -98,6 +99,26 @@ def test_inspect_names_the_bad_file(warp_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_ingest_writes_a_store_chunked_by_subregion_size_and_reuses_it(warp_dir, tmp_path, capsys):
+    store = tmp_path / "warps.zarr"
+    args = ["-q", "ingest", str(warp_dir / "warps"), "--output", str(store)]
+    args += ["--set", "subregionSize=[32,16]", "--workers", "1"]
+    assert main(args) == 0
+    assert "3 visits of 48x48 px in chunks of 16x32" in capsys.readouterr().out
+    ingested = open_ingested(store)
+    assert ingested["image"].data.chunks[1:] == ((16, 16, 16), (32, 16))
+    stamp = (store / "zarr.json").stat().st_mtime_ns
+    assert main(args) == 0  # the same inputs: reused, not rewritten
+    assert (store / "zarr.json").stat().st_mtime_ns == stamp
+
+
+def test_ingest_names_a_missing_input_and_writes_nothing(tmp_path, capsys):
+    store = tmp_path / "warps.zarr"
+    assert main(["-q", "ingest", str(tmp_path / "nowhere*.fits"), "--output", str(store)]) == 1
+    assert "nowhere" in capsys.readouterr().err
+    assert not store.exists()
+
+
 def test_demo_runs_on_a_local_cluster_and_writes_real_outputs(tmp_path, capsys):
     import xarray as xr
     from astropy.io import fits
