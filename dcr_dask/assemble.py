@@ -50,6 +50,7 @@ import xarray as xr
 from dcr_dask import convergence as conv
 from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.progress import track
 from dcr_dask.regularize import background_noise
 from dcr_dask.shift import SINC_HALF_WIDTH_PX
 from dcr_dask.subbands import RunShifts
@@ -202,6 +203,14 @@ class TileGrid:
         y0 = sum(self.chunks_y[:i])
         x0 = sum(self.chunks_x[:j])
         return y0, y0 + self.chunks_y[i], x0, x0 + self.chunks_x[j]
+
+    def block_at(self, y: float, x: float) -> tuple[int, int]:
+        """Index ``(i, j)`` of the block holding tile pixel ``(y, x)`` (clipped to the tile)."""
+        starts_y = np.cumsum((0, *self.chunks_y))
+        starts_x = np.cumsum((0, *self.chunks_x))
+        i = int(np.clip(np.searchsorted(starts_y, y, side="right") - 1, 0, len(self.chunks_y) - 1))
+        j = int(np.clip(np.searchsorted(starts_x, x, side="right") - 1, 0, len(self.chunks_x) - 1))
+        return i, j
 
     def centre(self, block: tuple[int, int]) -> tuple[float, float]:
         """``(y, x)`` centre of a block, 0-based tile pixels."""
@@ -605,9 +614,12 @@ def fit_tile(
     fits: list[BlockFit] = []
     for number, group in enumerate(groups, start=1):
         started = time.perf_counter()
+        label = f"fit group {number}/{len(groups)}"
         fits += [
             attrs.evolve(fit, group=number - 1)
-            for fit in _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo)
+            for fit in _fit_group(
+                inputs, grid, shifts, settings, scratch, stored, group, halo, label
+            )
         ]
         log.info(
             "group %d/%d (%d blocks) done in %.1f s",
@@ -621,7 +633,9 @@ def fit_tile(
     return model, n_image, fits
 
 
-def _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo) -> list[BlockFit]:
+def _fit_group(
+    inputs, grid, shifts, settings, scratch, stored, group, halo, label
+) -> list[BlockFit]:
     grown = {block: _grown(grid, block, halo) for block in group}
     prepared = {}
     for block in group:
@@ -640,6 +654,7 @@ def _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo) -> 
             visit_weights=inputs.visit_weights,
         )
     prepared = dict(zip(group, dask.persist(*prepared.values()), strict=True))
+    track(list(prepared.values()), f"{label}, inputs")
 
     S = settings.n_subfilters
     current: dict[tuple[int, int], da.Array] = {}
@@ -666,6 +681,7 @@ def _fit_group(inputs, grid, shifts, settings, scratch, stored, group, halo) -> 
                 buffer_px=shifts[block].buffer_px,
             )
         persisted = dict(zip(active, dask.persist(*results.values()), strict=True))
+        track(list(persisted.values()), f"{label}, iteration {len(metrics[active[0]]) + 1}")
         numbers = dask.compute({block: (r[1], r[2]) for block, r in persisted.items()})[0]
         still = []
         for block in active:

@@ -609,23 +609,27 @@ def _reference_arrays(
     reference: xr.Dataset, psf_matched: xr.Dataset, like: da.Array
 ) -> tuple[da.Array, da.Array, da.Array]:
     """Image, variance and validity of the reference, on the PSF-matched warps' chunks."""
-    if "visit" in reference["image"].dims:
-        if not np.array_equal(reference["visit"].values, psf_matched["visit"].values):
-            raise ValueError(
-                f"the per-visit reference has visits {reference['visit'].values}; the "
-                f"PSF-matched warps have {psf_matched['visit'].values}"
-            )
-        order = ("visit", "y", "x")
-    else:
-        order = ("y", "x")
-    image = _as_like(reference["image"].transpose(*order).data, like)
-    variance = _as_like(reference["variance"].transpose(*order).data, like)
+    if "visit" in reference.dims and not np.array_equal(
+        reference["visit"].values, psf_matched["visit"].values
+    ):
+        raise ValueError(
+            f"the per-visit reference has visits {reference['visit'].values}; the "
+            f"PSF-matched warps have {psf_matched['visit'].values}"
+        )
+
+    def arranged(name: str) -> da.Array:
+        # each variable on (y, x) or (visit, y, x): e.g. per-visit templates with the
+        # static model's variance
+        order = ("visit", "y", "x") if "visit" in reference[name].dims else ("y", "x")
+        return _as_like(reference[name].transpose(*order).data, like)
+
+    image = arranged("image")
+    variance = arranged("variance")
     valid = da.isfinite(image) & da.isfinite(variance)
     if "mask" in reference.data_vars:
         planes = MaskPlanes(reference.attrs.get("mask_planes", psf_matched.attrs["mask_planes"]))
         no_data = planes.value(["NO_DATA"])
-        mask = _as_like(reference["mask"].transpose(*order).data, like)
-        valid = valid & ((mask & no_data) == 0)
+        valid = valid & ((arranged("mask") & no_data) == 0)
     return image, variance, valid
 
 

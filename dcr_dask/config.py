@@ -2311,8 +2311,8 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
     Every field of the reference document, plus dcr_dask extensions
     (``effectiveWavelength``, ``bandwidth``, ``transmissionCurve``, ``shiftMethod``,
     ``shiftPrecision``, ``subbandShiftMode``, ``useLocalGeometry``, ``residualWeighting``,
-    ``artifactReference``). See the module documentation for defaults, history,
-    validation and file formats.
+    ``artifactReference``, ``artifactTemplateError``). See the module documentation for
+    defaults, history, validation and file formats.
 
     Parameters
     ----------
@@ -2538,8 +2538,19 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "static",
         "dcr_dask extension. Image that the PSF-matched warps are compared with to find "
         "artifacts: 'static' (the reference: the static sky model) or 'dcrTemplate' (each "
-        "visit's DCR-matched template, which leaves no DCR residual).",
+        "visit's DCR-matched template from a DCR fit to the PSF-matched warps, which leaves "
+        "no DCR residual; clipped pixels are then also left out of the DCR fit).",
         allowed=("static", "dcrTemplate"),
+        extension=True,
+    )
+    artifactTemplateError: float = _scalar(
+        float,
+        0.05,
+        "dcr_dask extension. With artifactReference='dcrTemplate': fractional error of the "
+        "DCR-matched templates, added in quadrature to the variance of the comparison "
+        "((error x template)^2), so that the small mismatch left at bright sources is not "
+        "taken for an artifact.",
+        checks=(Check(lambda value: 0 <= value < 1, "must be in [0, 1)"),),
         extension=True,
     )
 

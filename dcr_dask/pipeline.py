@@ -18,6 +18,7 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -27,10 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import dask.array as da
 import numpy as np
 import xarray as xr
 
+from dcr_dask import __version__
 from dcr_dask import model as kernels
 from dcr_dask.assemble import (
     FitInputs,
@@ -47,6 +50,7 @@ from dcr_dask.compare_warp import (
     assemble_static_sky_model,
     compare_warp,
     detect_sources,
+    find_artifacts,
     match_psfs,
     psf_matching,
     write_artifact_masks,
@@ -63,6 +67,7 @@ from dcr_dask.io.warps import (
 )
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.subbands import band_from_config, run_shifts
+from dcr_dask.template import forward_model_tile
 
 __all__ = ["run"]
 
@@ -159,26 +164,10 @@ def run(
         compared = compare_warp(
             ingested, config, psf_matched=psf_matched_ds, static_model=static_ds
         )
-        masks = compared.artifacts[["artifacts", "no_data"]]
-        write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
-        stored = open_ingested(work / "warps.zarr")
-        masked = apply_artifact_masks(ingested, stored[["artifacts", "no_data"]])
-        if template_ds is None:
-            template_ds = static_ds
         timings["compare_warp_s"] = time.perf_counter() - stage
 
-        stage = time.perf_counter()
-        planes = MaskPlanes(masked.attrs["mask_planes"])
-        good = good_pixels(masked, config.badMaskPlanes)
-        weights = visit_weights(masked, good)
-        psf_sigma = (
-            matching.model_sigma_px if matching is not None else _median_psf_sigma(masked, config)
-        )
-        inputs, weights_np = _fit_inputs(
-            masked, template_ds, good, weights, planes, config, psf_sigma
-        )
-        timings["inputs_s"] = time.perf_counter() - stage
-
+        # The DCR geometry, the grid and the fit's settings: shared by the reference
+        # fit of artifactReference="dcrTemplate" and the final fit.
         ny, nx = (int(n) for n in ingested.attrs["tile_shape"])
         grid = TileGrid.from_subregion_size((ny, nx), config.subregionSize)
         visits = visit_infos(ingested)
@@ -194,7 +183,9 @@ def run(
         settings = FitSettings.from_config(config)
         max_shift = max(float(np.abs(s.shifts_px).max()) for s in shifts.values())
         halo = halo_px(max_shift, settings)
-
+        psf_sigma = (
+            matching.model_sigma_px if matching is not None else _median_psf_sigma(ingested, config)
+        )
         if memory_budget_bytes is None:
             memory_budget_bytes = cluster_memory_budget(active)
             if memory_budget_bytes is not None:
@@ -204,6 +195,34 @@ def run(
                 )
         if memory_budget_bytes is not None and not math.isfinite(memory_budget_bytes):
             memory_budget_bytes = None
+        fit_plan = _FitPlan(grid, shifts, settings, halo, memory_budget_bytes)
+
+        found = compared.artifacts
+        reference_fits: list = []
+        if config.artifactReference == "dcrTemplate":
+            stage = time.perf_counter()
+            found, reference_fits = _artifacts_against_dcr_templates(
+                compared, static_ds, config, fit_plan, work, active, psf_sigma
+            )
+            timings["dcr_reference_s"] = time.perf_counter() - stage
+
+        stage = time.perf_counter()
+        masks = found[["artifacts", "no_data"]]
+        write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
+        stored = open_ingested(work / "warps.zarr")
+        masked = apply_artifact_masks(ingested, stored[["artifacts", "no_data"]])
+        if template_ds is None:
+            template_ds = static_ds
+        timings["artifact_masks_s"] = time.perf_counter() - stage
+
+        stage = time.perf_counter()
+        planes = MaskPlanes(masked.attrs["mask_planes"])
+        good = good_pixels(masked, _fit_bad_planes(config))
+        weights = visit_weights(masked, good)
+        inputs, weights_np = _fit_inputs(
+            masked, template_ds, good, weights, planes, config, psf_sigma
+        )
+        timings["inputs_s"] = time.perf_counter() - stage
 
         stage = time.perf_counter()
         scratch = work / "model.zarr"
@@ -237,6 +256,14 @@ def run(
             }
             for k, v in enumerate(visits)
         ]
+        artifact_pixels = {
+            int(v): int(n)
+            for v, n in zip(
+                stored["visit"].values,
+                stored["artifacts"].sum(dim=("y", "x")).compute().values,
+                strict=True,
+            )
+        }
         dataset = make_output_dataset(
             amplified,
             template_ds["variance"].data.astype(np.float32),
@@ -253,6 +280,8 @@ def run(
                 "buffer_px": int(max(s.buffer_px for s in shifts.values())),
                 "memory_budget_bytes": memory_budget_bytes,
                 "groups": len({f.group for f in fits}),
+                "artifact_reference": str(config.artifactReference),
+                "reference_blocks": [f.as_dict(grid) for f in reference_fits],
                 "blocks": [f.as_dict(grid) for f in fits],
             },
             artifacts=xr.DataArray(
@@ -260,23 +289,193 @@ def run(
                 dims=("visit", "y", "x"),
                 coords={"visit": stored["visit"].values},
             ),
-            extra_attrs={
-                "timings_s": timings,
-                "artifact_pixels": {
-                    int(v): int(n)
-                    for v, n in zip(
-                        stored["visit"].values,
-                        stored["artifacts"].sum(dim=("y", "x")).compute().values,
-                        strict=True,
-                    )
-                },
-            },
+            extra_attrs={"timings_s": timings, "artifact_pixels": artifact_pixels},
         )
+        metadata = _run_metadata(
+            visits, weights_np, matching, artifact_pixels, timings, fits, reference_fits, grid
+        )
+        metadata.update(memory_budget_bytes=memory_budget_bytes, halo_px=halo)
+        if config.saveMetadata:
+            dataset.attrs["metadata"] = metadata
         write_output(dataset, output, overwrite=overwrite, client=active)
         timings["write_s"] = time.perf_counter() - stage
     shutil.rmtree(scratch, ignore_errors=True)
-    log.info("run finished in %.1f s: %s", time.perf_counter() - started, output)
+    timings["total_s"] = time.perf_counter() - started
+    if config.saveMetadata:
+        path = write_metadata_json(metadata, output)
+        log.info("run metadata: %s", path)
+    log.info("run finished in %.1f s: %s", timings["total_s"], output)
     return xr.open_zarr(output)
+
+
+def metadata_path(output: str | os.PathLike[str]) -> Path:
+    """Where the run metadata JSON of an output store goes: beside it,
+    ``coadd.zarr`` -> ``coadd.metadata.json``."""
+    output = Path(output)
+    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+    return output.with_name(stem + ".metadata.json")
+
+
+def write_metadata_json(metadata: dict[str, Any], output: str | os.PathLike[str]) -> Path:
+    """Write ``saveMetadata``'s record beside the output store, atomically.
+
+    Parameters
+    ----------
+    metadata : dict
+        JSON-ready record (timings, visits used and rejected, per-subregion
+        iterations, gains and metrics).
+    output : path-like
+        The output store.
+
+    Returns
+    -------
+    pathlib.Path
+        The JSON file (:func:`metadata_path`).
+    """
+    path = metadata_path(output)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(metadata, indent=1, allow_nan=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _run_metadata(
+    visits, weights, matching, artifact_pixels, timings, fits, reference_fits, grid
+) -> dict[str, Any]:
+    """The ``saveMetadata`` record of a run (the store's ``metadata`` attribute and JSON)."""
+    used, rejected = [], []
+    for k, visit in enumerate(visits):
+        if np.isfinite(weights[k]) and weights[k] > 0:
+            used.append(int(visit.visit))
+        else:
+            rejected.append({"visit": int(visit.visit), "reason": "no usable pixels"})
+    too_wide = []
+    if matching is not None:
+        too_wide = [int(v.visit) for v, wide in zip(visits, matching.too_wide, strict=True) if wide]
+    iterations = [f.iterations for f in fits]
+    return {
+        "dcr_dask_version": __version__,
+        "timings_s": timings,
+        "visits": {
+            "used": used,
+            "rejected": rejected,
+            "psf_too_wide": too_wide,
+            "artifact_pixels": {str(v): n for v, n in artifact_pixels.items()},
+        },
+        "fit": {
+            "subregions": len(fits),
+            "groups": len({f.group for f in fits}),
+            "iterations_min": min(iterations, default=0),
+            "iterations_max": max(iterations, default=0),
+            "stopped": {
+                r: sum(f.reason == r for f in fits) for r in sorted({f.reason for f in fits})
+            },
+            "subregion_fits": [f.as_dict(grid) for f in fits],
+        },
+        "reference_fit": [f.as_dict(grid) for f in reference_fits],
+    }
+
+
+@attrs.frozen
+class _FitPlan:
+    """What every fit of a run shares: blocks, their shifts, settings, halo, memory."""
+
+    grid: TileGrid
+    shifts: dict
+    settings: FitSettings
+    halo: int
+    memory_budget_bytes: float | None
+
+
+def _fit_bad_planes(config: DcrAssembleCoaddConfig) -> list[str]:
+    """Planes whose pixels the DCR fit leaves out: ``badMaskPlanes``, and ``CLIPPED``
+    when the artifacts were found against DCR-matched templates (the reference keeps
+    clipped pixels in the fit; with ``artifactReference="dcrTemplate"`` they are
+    artifacts, not DCR residuals, and are left out)."""
+    bad = list(config.badMaskPlanes)
+    if config.artifactReference == "dcrTemplate" and "CLIPPED" not in bad:
+        bad.append("CLIPPED")
+    return bad
+
+
+def _artifacts_against_dcr_templates(
+    compared, static_ds: xr.Dataset, config, plan: _FitPlan, work: Path, client, psf_sigma
+) -> tuple[xr.Dataset, list]:
+    """Artifacts found against each visit's DCR-matched template (``artifactReference``).
+
+    1. the artifacts found against the static model (the reference's pass) are
+       left out of
+    2. a DCR fit to the PSF-matched warps, whose forward model gives each visit
+       a template at the model PSF that carries the visit's DCR;
+    3. each PSF-matched warp is compared with its own template (variance: the
+       static model's plus ``(artifactTemplateError x template)^2``; ``detect``
+       thresholds, epoch tests and ``doPreserveContainedBySource`` on the static
+       model, as CompareWarp), so DCR residuals of sources are no longer taken
+       for artifacts.
+    """
+    psf_matched = compared.psf_matched
+    first = _checkpoint(
+        compared.artifacts[["artifacts", "no_data"]], work / "static_artifacts.zarr", client
+    )
+    excluded = apply_artifact_masks(psf_matched, first)
+    planes = MaskPlanes(excluded.attrs["mask_planes"])
+    good = good_pixels(excluded, [*config.badMaskPlanes, "CLIPPED"])
+    weights = visit_weights(excluded, good)
+    inputs, _ = _fit_inputs(excluded, static_ds, good, weights, planes, config, psf_sigma)
+    scratch = work / "reference_model.zarr"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    log.info("fitting a DCR model to the PSF-matched warps: the artifacts' reference")
+    model, _, fits = fit_tile(
+        inputs,
+        plan.grid,
+        plan.shifts,
+        plan.settings,
+        scratch,
+        halo=plan.halo,
+        memory_budget_bytes=plan.memory_budget_bytes,
+    )
+    settings = plan.settings
+    templates = forward_model_tile(
+        model,
+        lambda y, x: plan.shifts[plan.grid.block_at(y, x)].shifts_px,
+        max_shift_px=max(float(np.abs(s.shifts_px).max()) for s in plan.shifts.values()),
+        accelerate=settings.accelerate,
+        method=settings.method,
+        order=settings.order,
+        precision=settings.precision,
+    )
+    # the templates' own error: a fraction of their flux, so that the residual mismatch
+    # of bright sources (PSF, sub-band discretisation) is not taken for an artifact
+    error = np.float32(config.artifactTemplateError)
+    variance = static_ds["variance"].data.astype(np.float32)[None] + (error * templates) ** 2
+    reference = xr.Dataset(
+        {
+            "image": (("visit", "y", "x"), templates),
+            "variance": (("visit", "y", "x"), variance),
+        },
+        coords={"visit": psf_matched["visit"].values},
+    )
+    reference = _checkpoint(reference, work / "dcr_reference.zarr", client)
+    found = find_artifacts(
+        psf_matched,
+        reference,
+        config,
+        template=static_ds,
+        variance_scale=compared.artifacts["variance_scale"].values,
+        psf_sigma_px=psf_sigma,
+    )
+    n_static = int(compared.artifacts["n_artifact_footprints"].sum())
+    n_dcr = int(found["n_artifact_footprints"].sum())
+    log.info(
+        "artifacts against DCR-matched templates: %d footprints (%d against the static model)",
+        n_dcr,
+        n_static,
+    )
+    return found, fits
 
 
 def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
@@ -284,7 +483,7 @@ def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
     if path.exists():
         shutil.rmtree(path)
     delayed = dataset.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
-    compute(delayed, client)
+    compute(delayed, client, label=f"write {path.name}")
     reopened = xr.open_zarr(path, zarr_format=3, consolidated=False)
     reopened.attrs.update(dataset.attrs)
     return reopened

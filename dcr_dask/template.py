@@ -7,6 +7,7 @@ shifted planes are summed. This is what image differencing subtracts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import dask.array as da
 import numpy as np
@@ -20,7 +21,7 @@ from dcr_dask.shift import SINC_HALF_WIDTH_PX
 from dcr_dask.subbands import run_shifts
 from dcr_dask.visit import VisitInfo
 
-__all__ = ["config_from_store", "matched_template"]
+__all__ = ["config_from_store", "forward_model_tile", "matched_template"]
 
 
 def config_from_store(store: xr.Dataset) -> DcrAssembleCoaddConfig:
@@ -61,37 +62,94 @@ def matched_template(
     wcs = wcs or wcs_from_header_text(store.attrs["wcs_header"])
     ny, nx = store.sizes["y"], store.sizes["x"]
     planes = store["dcr_model"].data
-    planes = planes.rechunk({0: -1})
-    method, order = str(config.shiftMethod), int(config.imageInterpOrder)
-    precision = str(config.shiftPrecision)
 
     def shifts_at(y: float, x: float) -> np.ndarray:
         return run_shifts([visit], wcs, config, x=x, y=y).shifts_px
 
     centre = shifts_at((ny - 1) / 2.0, (nx - 1) / 2.0)
-    # the shift plus the interpolation's reach: the sinc kernel's half width (also
-    # used for the phase ramp, which has no finite reach) or the spline's tails
-    reach = 8 if method == "spline" else SINC_HALF_WIDTH_PX
-    depth = math.ceil(float(np.abs(centre).max())) + reach
-
-    starts_y = np.cumsum((0, *planes.chunks[1]))
-    starts_x = np.cumsum((0, *planes.chunks[2]))
-
-    def block(grown: np.ndarray, block_info=None) -> np.ndarray:
-        shifts = centre
-        if config.useLocalGeometry:
-            _, i, j = block_info[0]["chunk-location"]
-            shifts = shifts_at(
-                (starts_y[i] + starts_y[i + 1] - 1) / 2.0, (starts_x[j] + starts_x[j + 1] - 1) / 2.0
-            )
-        templates = kernels.forward_models(
-            grown, shifts, accelerate=1.0, method=method, order=order, precision=precision
-        )
-        return templates[0].astype(np.float32)
-
-    grown = da.overlap.overlap(planes, depth={0: 0, 1: depth, 2: depth}, boundary=0)
-    shifted = grown.map_blocks(block, drop_axis=0, dtype=np.float32)
-    template = da.overlap.trim_internal(shifted, {0: depth, 1: depth}, boundary=0)
+    template = forward_model_tile(
+        planes,
+        lambda y, x: shifts_at(y, x) if config.useLocalGeometry else centre,
+        max_shift_px=float(np.abs(centre).max()),
+        accelerate=1.0,
+        method=str(config.shiftMethod),
+        order=int(config.imageInterpOrder),
+        precision=str(config.shiftPrecision),
+    )[0]
     return xr.DataArray(
         template, dims=("y", "x"), coords={"y": store["y"], "x": store["x"]}, name="template"
     )
+
+
+def forward_model_tile(
+    planes: da.Array,
+    shifts_at: Callable[[float, float], np.ndarray],
+    *,
+    max_shift_px: float,
+    accelerate: float,
+    method: str,
+    order: int,
+    precision: str | None = None,
+) -> da.Array:
+    """DCR-matched templates of several visits over a whole tile, lazily.
+
+    Each chunk of the sub-band planes, grown by the largest shift plus the
+    interpolation's reach, is forward-modelled
+    (:func:`dcr_dask.model.forward_models`) with the shifts of the chunk's
+    centre; the growth is then trimmed off.
+
+    Parameters
+    ----------
+    planes : dask.array.Array
+        ``(S, ny, nx)`` sub-band planes: the fit's planes ``M_s`` (with the
+        run's ``accelerateModel``) or a store's amplified ``dcr_model``
+        (with ``accelerate=1``).
+    shifts_at : callable
+        ``shifts_at(y, x)`` gives the ``(V, S, K, 2)`` forward shifts, pixels,
+        at a tile position (the same everywhere unless the geometry is local).
+    max_shift_px : float
+        Largest shift component anywhere, pixels.
+    accelerate : float
+        ``accelerateModel`` applied to ``planes``.
+    method : {"spline", "sinc", "fourier"}
+        ``shiftMethod``.
+    order : int
+        ``imageInterpOrder``.
+    precision : {"single", "double"}, optional
+        ``shiftPrecision``.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(V, ny, nx)`` float32 templates, chunked as ``planes`` on ``(y, x)``
+        with all visits in each chunk.
+    """
+    planes = planes.rechunk({0: -1})
+    # the shift plus the interpolation's reach: the sinc kernel's half width (also
+    # used for the phase ramp, which has no finite reach) or the spline's tails
+    reach = 8 if method == "spline" else SINC_HALF_WIDTH_PX
+    depth = math.ceil(max_shift_px) + reach
+    starts_y = np.cumsum((0, *planes.chunks[1]))
+    starts_x = np.cumsum((0, *planes.chunks[2]))
+    n_visits = np.asarray(shifts_at((starts_y[-1] - 1) / 2.0, (starts_x[-1] - 1) / 2.0)).shape[0]
+
+    def block(grown: np.ndarray, block_info=None) -> np.ndarray:
+        _, i, j = block_info[0]["chunk-location"]
+        shifts = shifts_at(
+            (starts_y[i] + starts_y[i + 1] - 1) / 2.0, (starts_x[j] + starts_x[j + 1] - 1) / 2.0
+        )
+        templates = kernels.forward_models(
+            grown, shifts, accelerate=accelerate, method=method, order=order, precision=precision
+        )
+        return templates.astype(np.float32)
+
+    grown = da.overlap.overlap(planes, depth={0: 0, 1: depth, 2: depth}, boundary=0)
+    shifted = grown.map_blocks(
+        block,
+        chunks=((n_visits,), *grown.chunks[1:]),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    templates = da.overlap.trim_internal(shifted, {0: 0, 1: depth, 2: depth}, boundary=0)
+    # overlap() merges chunks smaller than the depth into their neighbours: restore
+    return templates.rechunk(((n_visits,), *planes.chunks[1:]))

@@ -40,6 +40,7 @@ EXTENSIONS = {
     "useLocalGeometry": False,
     "residualWeighting": "equal",
     "artifactReference": "static",
+    "artifactTemplateError": 0.05,
 }
 DEPRECATED = ("doApplyUberCal", "doPsfMatch", "doSigmaClip", "useMeasMosaic")
 

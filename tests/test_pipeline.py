@@ -1,6 +1,7 @@
 """End to end on a real local Dask cluster: accuracy against the simulator's truth,
 the output store of the data contract, and what happens on bad input."""
 
+import json
 import logging
 
 import attrs
@@ -159,3 +160,13 @@ def test_warps_without_a_detected_plane_still_converge(client, tmp_path, caplog)
     blocks = dataset.attrs["convergence"]["blocks"]
     assert all(b["iterations"] > 1 and b["reason"] != "no data" for b in blocks)
     assert all(b["metrics"][-1] < b["metrics"][0] for b in blocks)
+
+
+def test_metadata_json_goes_beside_the_store(tmp_path):
+    from dcr_dask.pipeline import metadata_path, write_metadata_json
+
+    assert metadata_path(tmp_path / "coadd.zarr") == tmp_path / "coadd.metadata.json"
+    assert metadata_path(tmp_path / "coadd") == tmp_path / "coadd.metadata.json"
+    path = write_metadata_json({"a": [1, 2]}, tmp_path / "coadd.zarr")
+    assert json.loads(path.read_text()) == {"a": [1, 2]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coadd.metadata.json"]

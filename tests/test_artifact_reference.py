@@ -1,0 +1,190 @@
+"""artifactReference="dcrTemplate": artifacts found against each visit's DCR-matched
+template (a DCR fit to the PSF-matched warps), then left out of the DCR fit; and the
+tile-wide forward model it is built on."""
+
+import json
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+from scipy import ndimage
+
+import dcr_dask
+from dcr_dask import model as kernels
+from dcr_dask.assemble import TileGrid
+from dcr_dask.compare_warp import _reference_arrays
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.errors import ConfigError
+from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
+from dcr_dask.template import forward_model_tile
+
+SPEC = SimulationSpec(
+    shape=(128, 128),
+    airmasses=(1.01, 1.05, 1.1, 1.2, 1.3, 1.4, 1.55, 1.7, 1.85, 2.0),
+    streak_visits=(2,),
+    cosmic_rays_per_visit=4,
+    seed=1,
+)
+
+
+# ------------------------------------------------------------------------- building blocks
+
+
+@pytest.mark.parametrize("method", ["sinc", "spline"])
+def test_tile_forward_model_is_the_block_forward_model_whatever_the_chunks(method):
+    rng = np.random.default_rng(3)
+    planes = rng.normal(size=(3, 70, 90)).astype(np.float32)
+    shifts = rng.uniform(-2.0, 2.0, size=(4, 3, 2, 2))
+    expected = kernels.forward_models(
+        np.pad(planes, ((0, 0), (40, 40), (40, 40))),
+        shifts,
+        accelerate=2.0,
+        method=method,
+        order=3,
+        precision="double",
+    )[:, 40:-40, 40:-40]
+    lazy = forward_model_tile(
+        dask.array.from_array(planes, chunks=(3, 32, 40)),
+        lambda y, x: shifts,
+        max_shift_px=2.0,
+        accelerate=2.0,
+        method=method,
+        order=3,
+        precision="double",
+    )
+    assert lazy.shape == (4, 70, 90) and lazy.chunks[1:] == ((32, 32, 6), (40, 40, 10))
+    with dask.config.set(scheduler="synchronous"):
+        got = lazy.compute()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_block_at_finds_the_block_of_a_pixel():
+    grid = TileGrid.from_subregion_size((100, 70), (32, 40))  # (width, height)
+    assert grid.block_at(0, 0) == (0, 0)
+    assert grid.block_at(39.5, 31.9) == (0, 0)
+    assert grid.block_at(40, 32) == (1, 1)
+    assert grid.block_at(99, 69) == (2, 2)
+    assert grid.block_at(-3, 500) == (0, 2)  # clipped to the tile
+
+
+def test_a_per_visit_reference_may_keep_its_variance_on_the_tile():
+    warps = xr.Dataset(
+        {"image": (("visit", "y", "x"), np.zeros((2, 4, 5), np.float32))},
+        coords={"visit": [7, 9]},
+        attrs={"mask_planes": {"NO_DATA": 8}},
+    )
+    like = dask.array.zeros((2, 4, 5), chunks=(1, 2, 5))
+    reference = xr.Dataset(
+        {
+            "image": (("visit", "y", "x"), np.arange(40, dtype=np.float32).reshape(2, 4, 5)),
+            "variance": (("y", "x"), np.full((4, 5), 2.0, np.float32)),
+        },
+        coords={"visit": [7, 9]},
+    ).chunk()
+    image, variance, valid = _reference_arrays(reference, warps, like)
+    assert image.chunks == variance.chunks == like.chunks
+    np.testing.assert_array_equal(image.compute(), reference["image"].values)
+    np.testing.assert_array_equal(variance.compute(), np.full((2, 4, 5), 2.0))
+    assert bool(valid.all().compute())
+    with pytest.raises(ValueError, match="visits"):
+        _reference_arrays(reference.assign_coords(visit=[7, 8]), warps, like)
+
+
+def test_template_error_must_be_a_fraction():
+    with pytest.raises(ConfigError, match="artifactTemplateError"):
+        DcrAssembleCoaddConfig(
+            effectiveWavelength=478.0, bandwidth=147.0, artifactTemplateError=1.5
+        ).validate()
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tile = simulate_tile(SPEC)
+    paths = write_simulation(tile, tmp_path_factory.mktemp("sim"))
+    out = tmp_path_factory.mktemp("out")
+    results = {}
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        for mode in ("static", "dcrTemplate"):
+            config = DcrAssembleCoaddConfig()
+            config.update(
+                effectiveWavelength=478.0,
+                bandwidth=147.0,
+                subregionSize=[64, 64],
+                artifactReference=mode,
+                saveMetadata=mode == "dcrTemplate",  # the static run checks it off
+            )
+            dataset = dcr_dask.run(
+                config, paths["warps"], output=out / f"{mode}.zarr", client=client
+            )
+            results[mode] = dataset.load()
+    return tile, results, out
+
+
+def _scores(tile, clipped):
+    artifacts = tile.artifacts
+    near = np.array([ndimage.binary_dilation(a, iterations=10) for a in artifacts])
+    stars = (tile.true_images > 5.0 * SPEC.sky_sigma) & ~near
+    streak = np.zeros_like(artifacts)
+    labels, _ = ndimage.label(artifacts[2], structure=np.ones((3, 3)))
+    streak[2] = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    cosmic = artifacts & ~streak
+    return clipped[streak].mean(), clipped[cosmic].mean(), clipped[stars].mean()
+
+
+@pytest.mark.slow
+def test_dcr_templates_find_more_cosmic_rays_and_clip_fewer_stars(runs):
+    tile, results, _ = runs
+    static = _scores(tile, results["static"]["artifacts"].values.astype(bool))
+    dcr = _scores(tile, results["dcrTemplate"]["artifacts"].values.astype(bool))
+    print(f"static: streak, cosmic, stars = {static}; dcrTemplate: {dcr}")
+    assert dcr[0] >= 0.9  # the streak (0.995 against the static model: see bench_artifacts)
+    assert dcr[1] > static[1] + 0.1  # cosmic rays: more found than against the static model
+    assert dcr[2] < 0.5 * static[2] and dcr[2] < 0.01  # stars: fewer clipped
+    record = results["dcrTemplate"].attrs["convergence"]
+    assert record["artifact_reference"] == "dcrTemplate" and record["reference_blocks"]
+    assert results["static"].attrs["convergence"]["reference_blocks"] == []
+
+
+@pytest.mark.slow
+def test_clipped_pixels_are_left_out_of_the_fit_only_with_dcr_templates(runs):
+    _, results, _ = runs
+    # share of the streak's clipped pixels with fewer visits behind them than elsewhere:
+    # none when clipped pixels stay in the fit (the reference); most when they are left
+    # out (not all: each sub-band sees them shifted, and neighbours fill the edges)
+    for mode, (low, high) in (("static", (0.0, 0.05)), ("dcrTemplate", (0.8, 1.0))):
+        dataset = results[mode]
+        clipped = dataset["artifacts"].values.astype(bool)
+        n_image = dataset["n_image"].values.max(axis=0)  # visits behind each pixel
+        streak_pixels = clipped[2]
+        away = ~clipped.any(axis=0)
+        assert n_image[away].max() == len(SPEC.airmasses)
+        lower = n_image[streak_pixels] < len(SPEC.airmasses)
+        assert low <= lower.mean() <= high, (mode, lower.mean())
+
+
+@pytest.mark.slow
+def test_save_metadata_writes_the_record_in_the_store_and_beside_it(runs):
+    _, results, out = runs
+    assert not (out / "static.metadata.json").exists()
+    assert "metadata" not in results["static"].attrs
+    record = json.loads((out / "dcrTemplate.metadata.json").read_text())
+    stored = results["dcrTemplate"].attrs["metadata"]
+    assert record["visits"] == stored["visits"]
+    assert sorted(record["visits"]["used"]) == list(results["dcrTemplate"]["visit"].values)
+    assert record["visits"]["rejected"] == []
+    assert set(record["timings_s"]) >= {"ingest_s", "compare_warp_s", "dcr_reference_s", "fit_s"}
+    assert record["timings_s"]["total_s"] >= record["timings_s"]["fit_s"] > 0
+    fits = record["fit"]["subregion_fits"]
+    assert len(fits) == record["fit"]["subregions"] == 4
+    assert all(len(f["metrics"]) == f["iterations"] + 1 for f in fits)
+    assert len(record["reference_fit"]) == 4
