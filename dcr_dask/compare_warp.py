@@ -652,6 +652,7 @@ def find_artifacts(
     template: xr.Dataset | None = None,
     variance_scale: np.ndarray | None = None,
     psf_sigma_px: float | None = None,
+    same_sign_epochs: bool = False,
 ) -> xr.Dataset:
     """Find transient artifacts in each PSF-matched warp by comparing it with a reference.
 
@@ -682,6 +683,13 @@ def find_artifacts(
         Gaussian sigma of the model PSF, pixels, which scales footprint
         growth; default from the warps' ``model_psf_fwhm_px`` attribute, else
         ``modelPsf.defaultFwhm``.
+    same_sign_epochs : bool
+        False (the reference): a footprint's epoch counts count the
+        footprints of either sign in every visit. True: only footprints of
+        its own sign (the sign of its summed signal), so that a positive
+        transient is not made persistent by the negative residuals its own
+        flux leaves in other visits' comparison (as when the reference is a
+        fit that absorbed part of it).
 
     Returns
     -------
@@ -744,8 +752,9 @@ def find_artifacts(
         candidates,
         prefilter_good,
         _visit_index(like),
+        da.where(candidates, da.nan_to_num(signal), 0.0),
         block_stats=artifact_tests.count_stats,
-        n_stats=2,
+        n_stats=3,
     )
     pixels = components.pixels
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -758,6 +767,20 @@ def find_artifacts(
     # Pass 2: epoch counts, N and template sources under each footprint.
     kept_mask = map_components(components, candidates, kept, fill=False, dtype=bool)
     epoch_count = kept_mask.sum(axis=0, dtype=np.uint16)
+    footprint_epochs = _as_like(epoch_count, like)
+    if same_sign_epochs:
+        positive = first[:, 2] > 0
+        positive_mask = map_components(
+            components, candidates, kept & positive, fill=False, dtype=bool
+        )
+        negative_mask = map_components(
+            components, candidates, kept & ~positive, fill=False, dtype=bool
+        )
+        positive_count = positive_mask.sum(axis=0, dtype=np.uint16)
+        negative_count = negative_mask.sum(axis=0, dtype=np.uint16)
+        footprint_epochs = da.where(
+            positive_mask, positive_count[None], negative_count[None]
+        ).astype(np.uint16)
     good_epoch = valid & ((mask & planes.value(config.badMaskPlanes)) == 0)
     n_epochs = good_epoch.sum(axis=0, dtype=np.uint16)
     template_grow = 0
@@ -779,7 +802,7 @@ def find_artifacts(
     second = component_stats(
         components,
         candidates,
-        _as_like(epoch_count, like),
+        footprint_epochs,
         _as_like(n_epochs, like),
         _as_like(outside, like),
         block_stats=_EpochStats(n_visits),

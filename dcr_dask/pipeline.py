@@ -413,8 +413,9 @@ def _artifacts_against_dcr_templates(
     3. each PSF-matched warp is compared with its own template (variance: the
        static model's plus ``(artifactTemplateError x template)^2``; ``detect``
        thresholds, epoch tests and ``doPreserveContainedBySource`` on the static
-       model, as CompareWarp), so DCR residuals of sources are no longer taken
-       for artifacts.
+       model, as CompareWarp, except that a footprint's epochs count only
+       footprints of its own sign), so DCR residuals of sources are no longer
+       taken for artifacts.
     """
     psf_matched = compared.psf_matched
     first = _checkpoint(
@@ -467,6 +468,7 @@ def _artifacts_against_dcr_templates(
         template=static_ds,
         variance_scale=compared.artifacts["variance_scale"].values,
         psf_sigma_px=psf_sigma,
+        same_sign_epochs=True,
     )
     n_static = int(compared.artifacts["n_artifact_footprints"].sum())
     n_dcr = int(found["n_artifact_footprints"].sum())

@@ -310,3 +310,43 @@ def test_reference_and_template_errors(result):
     without_psf.attrs = {}
     with pytest.raises(ValueError, match="psf_sigma_px is needed"):
         detect_sources(without_psf, config.detectTemplate)
+
+
+def test_same_sign_epochs_keep_a_transient_whose_ghosts_are_negative():
+    """A reference that absorbed part of a visit's transient leaves negative residuals
+    in every other visit: counted with either sign (the reference) they make the
+    transient persistent; counted by sign (artifactReference="dcrTemplate") they do not."""
+    n_visits, shape = 6, (40, 40)
+    rng = np.random.default_rng(5)
+    image = rng.normal(0.0, 1.0, size=(n_visits, *shape)).astype(np.float32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    blob = 60.0 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 1.5**2))
+    image[0] += blob  # the transient, seen against a reference holding a sixth of it
+    image[1:] -= blob / 2  # ... which shows as negative ghosts elsewhere
+    planes = MaskPlanes({"BAD": 0, "SAT": 1, "NO_DATA": 8, "DETECTED": 5, "CLIPPED": 9})
+    warps = xr.Dataset(
+        {
+            "image": (("visit", "y", "x"), image),
+            "variance": (("visit", "y", "x"), np.ones((n_visits, *shape), np.float32)),
+            "mask": (("visit", "y", "x"), np.zeros((n_visits, *shape), np.int32)),
+        },
+        coords={"visit": np.arange(n_visits), "y": np.arange(40), "x": np.arange(40)},
+        attrs={"mask_planes": dict(planes.bits), "tile_shape": list(shape)},
+    ).chunk({"visit": 2, "y": 20, "x": 20})
+    reference = xr.Dataset(
+        {
+            "image": (("y", "x"), np.zeros(shape, np.float32)),
+            "variance": (("y", "x"), np.full(shape, 1e-4, np.float32)),
+        }
+    ).chunk({"y": 20, "x": 20})
+    config = _config()
+    config.doPreserveContainedBySource = False
+    with dask.config.set(scheduler="synchronous"):
+        either = find_artifacts(warps, reference, config, psf_sigma_px=1.5).compute()
+        by_sign = find_artifacts(
+            warps, reference, config, psf_sigma_px=1.5, same_sign_epochs=True
+        ).compute()
+    assert int(either["epoch_count"].values[20, 20]) == n_visits
+    assert not either["artifacts"].values.any()
+    clipped = by_sign["artifacts"].values.astype(bool)
+    assert clipped[0, 20, 20] and not clipped[1:].any()

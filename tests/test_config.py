@@ -40,7 +40,7 @@ EXTENSIONS = {
     "useLocalGeometry": False,
     "residualWeighting": "equal",
     "artifactReference": "static",
-    "artifactTemplateError": 0.05,
+    "artifactTemplateError": 0.0,
 }
 DEPRECATED = ("doApplyUberCal", "doPsfMatch", "doSigmaClip", "useMeasMosaic")
 
