@@ -153,3 +153,38 @@ def _restore_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+#: The tile of tests/test_cli_run.py, run with one subregion and few iterations: the
+#: same numbers on any cluster, in seconds (tests/test_tls.py, tests/test_slurm.py).
+CLI_BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
+CLI_FAST = ["--set", "subregionSize=[96,96]", "--set", "maxNumIter=3"]
+
+
+@pytest.fixture(scope="session")
+def cli_tile(tmp_path_factory) -> Path:
+    """Directory of a small simulated tile (``warps/``, ``holdout/``), written once."""
+    from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
+
+    directory = tmp_path_factory.mktemp("cli-tile")
+    spec = SimulationSpec(
+        shape=(96, 96),
+        airmasses=(1.02, 1.2, 1.45, 1.7, 2.0, 1.3),
+        holdout_airmasses=(1.9,),
+        n_stars=10,
+        n_galaxies=2,
+        seed=11,
+    )
+    write_simulation(simulate_tile(spec), directory, overwrite=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def cli_local_run(cli_tile, tmp_path_factory) -> Path:
+    """``dcr-dask run`` of :func:`cli_tile` on a local two-worker cluster, made once."""
+    from dcr_dask.cli import main
+
+    output = tmp_path_factory.mktemp("cli-local") / "coadd.zarr"
+    argv = ["-q", "run", str(cli_tile / "warps"), "--output", str(output), "--workers", "2"]
+    assert main([*argv, *CLI_BAND, *CLI_FAST]) == 0
+    return output

@@ -2,7 +2,6 @@
 and their validation, the job scripts dask-jobqueue would submit, and the option
 checks of `dask_client` and `dcr-dask run`."""
 
-import logging
 import sys
 from pathlib import Path
 
@@ -27,16 +26,6 @@ from dcr_dask.errors import ConfigError, ConfigErrors, DcrDaskError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main()` points the root logger at this test's captured stderr: undo that after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 GOOD = """\

@@ -4,7 +4,6 @@ SLURM jobs and the coadd equals a local run's, array for array.
 Runs only where `sinfo` answers with a usable node (deploy/slurm/local-slurm.sh
 sets up a one-node SLURM on this machine; .ci/run does so when it can)."""
 
-import logging
 import shutil
 import subprocess
 import time
@@ -15,23 +14,12 @@ import xarray as xr
 
 from dcr_dask.cli import main
 from dcr_dask.cluster import ClusterError, dask_client
-from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 pytestmark = pytest.mark.slow
 
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
 FAST = ["--set", "subregionSize=[96,96]", "--set", "maxNumIter=3"]
 USABLE = {"idle", "mixed", "allocated", "completing"}
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main()` points the root logger at this test's captured stderr: undo that after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _slurm_problem():
@@ -94,35 +82,8 @@ def _spec(tmp_path, name, extra=""):
     return path
 
 
-def _shared_simulation(tmp_path_factory):
-    """The tile of tests/test_cli_run.py, written once per session (test_tls.py uses it too)."""
-    directory = tmp_path_factory.getbasetemp() / "shared-sim"
-    if not (directory / "warps").exists():
-        spec = SimulationSpec(
-            shape=(96, 96),
-            airmasses=(1.02, 1.2, 1.45, 1.7, 2.0, 1.3),
-            holdout_airmasses=(1.9,),
-            n_stars=10,
-            n_galaxies=2,
-            seed=11,
-        )
-        write_simulation(simulate_tile(spec), directory, overwrite=True)
-    return directory
-
-
-def _shared_local_run(directory, tmp_path_factory):
-    """A plain local run of that tile, made once per session."""
-    output = tmp_path_factory.getbasetemp() / "shared-local" / "coadd.zarr"
-    if not output.exists():
-        output.parent.mkdir(exist_ok=True)
-        argv = ["-q", "run", str(directory / "warps"), "--output", str(output)]
-        assert main([*argv, "--workers", "2", *BAND, *FAST]) == 0
-    return output
-
-
-def test_run_on_slurm_matches_the_local_run(tmp_path_factory, tmp_path, capsys):
-    directory = _shared_simulation(tmp_path_factory)
-    local = _shared_local_run(directory, tmp_path_factory)
+def test_run_on_slurm_matches_the_local_run(cli_tile, cli_local_run, tmp_path, capsys):
+    directory, local = cli_tile, cli_local_run
     name = f"dcr-dask-test-{tmp_path.name}"[:40]
     spec = _spec(tmp_path, name)
     output = tmp_path / "slurm.zarr"

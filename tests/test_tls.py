@@ -4,7 +4,6 @@ certificate files work as well as a session certificate; and `dcr-dask run --tls
 gives the same coadd as a plain run."""
 
 import asyncio
-import logging
 import socket
 import ssl
 import time
@@ -18,7 +17,6 @@ from distributed.security import Security
 
 from dcr_dask.cli import main
 from dcr_dask.cluster import dask_client
-from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 pytestmark = pytest.mark.slow
 
@@ -26,42 +24,6 @@ BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
 # One subregion and few iterations: the same numbers on any cluster, in seconds.
 FAST = ["--set", "subregionSize=[96,96]", "--set", "maxNumIter=3"]
 REFUSAL_SECONDS = 15
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main()` points the root logger at this test's captured stderr: undo that after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def _shared_simulation(tmp_path_factory):
-    """The tile of tests/test_cli_run.py, written once per session (test_slurm.py uses it too)."""
-    directory = tmp_path_factory.getbasetemp() / "shared-sim"
-    if not (directory / "warps").exists():
-        spec = SimulationSpec(
-            shape=(96, 96),
-            airmasses=(1.02, 1.2, 1.45, 1.7, 2.0, 1.3),
-            holdout_airmasses=(1.9,),
-            n_stars=10,
-            n_galaxies=2,
-            seed=11,
-        )
-        write_simulation(simulate_tile(spec), directory, overwrite=True)
-    return directory
-
-
-def _shared_local_run(directory, tmp_path_factory):
-    """A plain local run of that tile, made once per session."""
-    output = tmp_path_factory.getbasetemp() / "shared-local" / "coadd.zarr"
-    if not output.exists():
-        output.parent.mkdir(exist_ok=True)
-        argv = ["-q", "run", str(directory / "warps"), "--output", str(output)]
-        assert main([*argv, "--workers", "2", *BAND, *FAST]) == 0
-    return output
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +123,8 @@ def test_certificate_files_for_the_cluster_and_a_tls_scheduler_address(certifica
         _refused(address, Security.temporary())
 
 
-def test_run_with_tls_matches_a_plain_run(tmp_path_factory, tmp_path, capsys):
-    directory = _shared_simulation(tmp_path_factory)
-    plain = _shared_local_run(directory, tmp_path_factory)
+def test_run_with_tls_matches_a_plain_run(cli_tile, cli_local_run, tmp_path, capsys):
+    directory, plain = cli_tile, cli_local_run
     output = tmp_path / "tls.zarr"
     argv = ["-q", "run", str(directory / "warps"), "--output", str(output), "--tls"]
     assert main([*argv, *BAND, *FAST]) == 0
