@@ -5,6 +5,7 @@ checks of `dask_client` and `dcr-dask run`."""
 import sys
 from pathlib import Path
 
+import dask
 import pytest
 
 from dcr_dask.cli import build_parser, main
@@ -256,6 +257,12 @@ def test_run_passes_the_cluster_options():
     assert options["cluster"] == "local" and options["cluster_spec"] is None
     assert (options["n_workers"], options["threads_per_worker"]) == (None, None)
     assert options["memory_limit"] == "auto" and options["tls"] is False
+    assert options["scheduler_address"] is None
+    # without --scheduler or --cluster, the Dask config may name the scheduler
+    with dask.config.set({"scheduler-address": "tcp://10.0.0.5:8786"}):
+        assert cluster_options(args)["scheduler_address"] == "tcp://10.0.0.5:8786"
+        local = parser.parse_args(["run", "w.fits", "--output", "x.zarr", "--cluster", "local"])
+        assert cluster_options(local)["scheduler_address"] is None
     args = parser.parse_args(
         [
             "run",

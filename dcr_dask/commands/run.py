@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import dask
+
 from dcr_dask.cluster import CLUSTER_KINDS, dask_client
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.pipeline import run as run_pipeline
@@ -33,9 +35,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cluster",
         choices=CLUSTER_KINDS,
-        default="local",
-        help="a local cluster on 127.0.0.1 (default), or Dask workers as SLURM or PBS jobs "
-        "(dask-jobqueue)",
+        help="a local cluster on 127.0.0.1, or Dask workers as SLURM or PBS jobs "
+        "(dask-jobqueue). Without --scheduler or --cluster, the Dask config's "
+        "scheduler-address (DASK_SCHEDULER_ADDRESS) is used if set, else a local cluster",
     )
     group.add_argument(
         "--cluster-spec",
@@ -88,9 +90,13 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
         options left out on the command line are passed as None (``"auto"`` for
         the memory), so a SLURM/PBS specification keeps its own values.
     """
+    scheduler, cluster = args.scheduler, args.cluster
+    if scheduler is None and cluster is None:
+        # neither option given: the Dask configuration may name a scheduler
+        scheduler = dask.config.get("scheduler-address", None) or None
     return {
-        "scheduler_address": args.scheduler,
-        "cluster": args.cluster,
+        "scheduler_address": scheduler,
+        "cluster": cluster or "local",
         "cluster_spec": args.cluster_spec,
         "n_workers": args.workers,
         "threads_per_worker": args.threads_per_worker,
