@@ -248,7 +248,10 @@ def write_zarr_chunks(
             encoding=encoding,
             compute=False,
         )
-    compute(delayed, client, label=f"write {Path(path).name}")
+    name = Path(path).name
+    if name.startswith(".") and ".tmp-" in name:  # an atomic write's hidden sibling
+        name = name[1:].split(".tmp-")[0]
+    compute(delayed, client, label=f"write {name}")
 
 
 def write_zarr(
