@@ -52,7 +52,7 @@ from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.progress import track
 from dcr_dask.regularize import background_noise
-from dcr_dask.shift import SINC_HALF_WIDTH_PX
+from dcr_dask.shift import INTERPOLATION_REACH_PX
 from dcr_dask.subbands import RunShifts
 
 __all__ = [
@@ -67,15 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Reach of one shift beyond the shift itself, pixels: the spline prefilter's tails
-#: (cubic: 0.268^8 ≈ 3e-5 per application, twice per iteration), the windowed-sinc
-#: kernel's half width; the exact phase ramp has no finite reach, and gets the sinc's.
-_INTERPOLATION_REACH_PX = {
-    "spline": 8,
-    "sinc": SINC_HALF_WIDTH_PX,
-    "fourier": SINC_HALF_WIDTH_PX,
-}
 
 
 @attrs.frozen
@@ -148,7 +139,7 @@ def halo_px(max_shift_px: float, settings: FitSettings) -> int:
         is cut; the ``"fourier"`` phase ramp couples every pixel of a block, so
         its results change slightly with the cut.
     """
-    reach = 2 * (math.ceil(max_shift_px) + _INTERPOLATION_REACH_PX[settings.method])
+    reach = 2 * (math.ceil(max_shift_px) + INTERPOLATION_REACH_PX[settings.method])
     if settings.regularize_iterations > 0 or settings.regularize_frequency > 0:
         reach += 4 * settings.regularization_width + 2
     return int(reach)

@@ -68,6 +68,10 @@ ShiftMethod = Literal["spline", "fourier", "sinc"]
 
 #: Half width of the windowed-sinc kernel of the ``sinc`` method, pixels.
 SINC_HALF_WIDTH_PX = 12
+#: Reach of one shift beyond the shift itself, pixels, by method: the spline
+#: prefilter's tails (cubic: 0.268^8 ≈ 3e-5 per application), the windowed-sinc
+#: kernel's half width; the exact phase ramp has no finite reach, and gets the sinc's.
+INTERPOLATION_REACH_PX = {"spline": 8, "sinc": SINC_HALF_WIDTH_PX, "fourier": SINC_HALF_WIDTH_PX}
 #: Shape parameter β of the Kaiser window of that kernel. With the half width
 #: above, a Gaussian of σ >= 1.3 px is shifted to better than 1e-4 of its peak
 #: (5e-4 at σ = 1 px), ten to a thousand times better than a cubic spline.

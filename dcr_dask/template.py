@@ -17,7 +17,7 @@ from astropy.wcs import WCS
 from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.fits import wcs_from_header_text
-from dcr_dask.shift import SINC_HALF_WIDTH_PX
+from dcr_dask.shift import INTERPOLATION_REACH_PX
 from dcr_dask.subbands import run_shifts
 from dcr_dask.visit import VisitInfo
 
@@ -125,10 +125,7 @@ def forward_model_tile(
         with all visits in each chunk.
     """
     planes = planes.rechunk({0: -1})
-    # the shift plus the interpolation's reach: the sinc kernel's half width (also
-    # used for the phase ramp, which has no finite reach) or the spline's tails
-    reach = 8 if method == "spline" else SINC_HALF_WIDTH_PX
-    depth = math.ceil(max_shift_px) + reach
+    depth = math.ceil(max_shift_px) + INTERPOLATION_REACH_PX[method]
     starts_y = np.cumsum((0, *planes.chunks[1]))
     starts_x = np.cumsum((0, *planes.chunks[2]))
     n_visits = np.asarray(shifts_at((starts_y[-1] - 1) / 2.0, (starts_x[-1] - 1) / 2.0)).shape[0]

@@ -161,13 +161,11 @@ CLI_BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
 CLI_FAST = ["--set", "subregionSize=[96,96]", "--set", "maxNumIter=3"]
 
 
-@pytest.fixture(scope="session")
-def cli_tile(tmp_path_factory) -> Path:
-    """Directory of a small simulated tile (``warps/``, ``holdout/``), written once."""
-    from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
+def cli_spec():
+    """The small tile the command-line tests run on (96^2, six visits, one held out)."""
+    from dcr_dask.simulate import SimulationSpec
 
-    directory = tmp_path_factory.mktemp("cli-tile")
-    spec = SimulationSpec(
+    return SimulationSpec(
         shape=(96, 96),
         airmasses=(1.02, 1.2, 1.45, 1.7, 2.0, 1.3),
         holdout_airmasses=(1.9,),
@@ -175,7 +173,15 @@ def cli_tile(tmp_path_factory) -> Path:
         n_galaxies=2,
         seed=11,
     )
-    write_simulation(simulate_tile(spec), directory, overwrite=True)
+
+
+@pytest.fixture(scope="session")
+def cli_tile(tmp_path_factory) -> Path:
+    """Directory of a small simulated tile (``warps/``, ``holdout/``), written once."""
+    from dcr_dask.simulate import simulate_tile, write_simulation
+
+    directory = tmp_path_factory.mktemp("cli-tile")
+    write_simulation(simulate_tile(cli_spec()), directory, overwrite=True)
     return directory
 
 

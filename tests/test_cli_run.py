@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import xarray as xr
 from astropy.io import fits
+from conftest import cli_spec
 
 from dcr_dask.cli import main
 from dcr_dask.io.store import open_output
-from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
+from dcr_dask.simulate import simulate_tile, write_simulation
 from dcr_dask.template import matched_template
 
 pytestmark = pytest.mark.slow
@@ -26,15 +27,7 @@ SMALL = ["--set", "subregionSize=[48,48]", "--set", "maxNumIter=4"]
 @pytest.fixture(scope="module")
 def simulation(tmp_path_factory):
     directory = tmp_path_factory.mktemp("sim")
-    spec = SimulationSpec(
-        shape=(96, 96),
-        airmasses=(1.02, 1.2, 1.45, 1.7, 2.0, 1.3),
-        holdout_airmasses=(1.9,),
-        n_stars=10,
-        n_galaxies=2,
-        seed=11,
-    )
-    tile = simulate_tile(spec)
+    tile = simulate_tile(cli_spec())
     write_simulation(tile, directory)
     return tile, directory
 
