@@ -101,6 +101,7 @@ MODEL_PSF_WIDEN = 1.05
 ARTIFACT_VARIABLES = {"artifacts": "CLIPPED", "no_data": "NO_DATA"}
 
 _TILE_ATTRS = ("mask_planes", "wcs_header", "tile_shape")
+_POLARITY_SIGNS = {"both": (1, -1), "positive": (1,), "negative": (-1,)}
 _MIN_PSF_STAMP = 15
 
 
@@ -684,12 +685,15 @@ def find_artifacts(
         growth; default from the warps' ``model_psf_fwhm_px`` attribute, else
         ``modelPsf.defaultFwhm``.
     same_sign_epochs : bool
-        False (the reference): a footprint's epoch counts count the
-        footprints of either sign in every visit. True: only footprints of
-        its own sign (the sign of its summed signal), so that a positive
-        transient is not made persistent by the negative residuals its own
-        flux leaves in other visits' comparison (as when the reference is a
-        fit that absorbed part of it).
+        False (the reference): positive and negative footprints that touch
+        are merged, and a footprint's epoch counts count the footprints of
+        either sign in every visit. True: each polarity of
+        ``detect.thresholdPolarity`` is detected, labelled and counted on its
+        own, so that a positive transient neither merges with a negative
+        residual beside it (e.g. the mismatch of a neighbouring star) nor is
+        made persistent by the negative residuals its own flux leaves in other
+        visits' comparison (as when the reference is a fit that absorbed part
+        of it). A pixel is clipped if a footprint of either sign clips it.
 
     Returns
     -------
@@ -744,43 +748,56 @@ def find_artifacts(
     signal = _signal(
         image - reference_image, variance + reference_variance, valid, settings.threshold_type
     )
-    candidates = _detect(signal, settings)
+    # Candidates on a leading axis of (polarity, visit): one polarity with "both"
+    # merged (the reference), or each polarity on its own (same_sign_epochs).
+    if same_sign_epochs:
+        signs = _POLARITY_SIGNS[settings.polarity]
+        one_sided = attrs.evolve(settings, polarity="positive")
+        candidates = da.concatenate([_detect(sign * signal, one_sided) for sign in signs], axis=0)
+    else:
+        signs = (1,)
+        candidates = _detect(signal, settings)
+    n_planes = len(signs)
+
+    def stacked(array: da.Array) -> da.Array:
+        return da.concatenate([array] * n_planes, axis=0) if n_planes > 1 else array
+
+    def per_visit(planes_: da.Array) -> da.Array:
+        """OR a (polarity x visit, y, x) mask over polarities."""
+        if n_planes == 1:
+            return planes_
+        return da.stack([planes_[k * n_visits : (k + 1) * n_visits] for k in range(n_planes)]).any(
+            axis=0
+        )
 
     # Pass 1: footprints across the tile; prefilter counts.
     prefilter_good = (mask & planes.value(config.prefilterArtifactsMaskPlanes)) == 0
+    plane_like = stacked(like)
     components, first = find_components(
         candidates,
-        prefilter_good,
-        _visit_index(like),
-        da.where(candidates, da.nan_to_num(signal), 0.0),
+        stacked(prefilter_good),
+        _visit_index(plane_like),
+        da.where(candidates, da.nan_to_num(stacked(signal)), 0.0),
         block_stats=artifact_tests.count_stats,
         n_stats=3,
     )
     pixels = components.pixels
     with np.errstate(invalid="ignore", divide="ignore"):
-        visit_of = np.rint(first[:, 1] / np.maximum(pixels, 1)).astype(np.int64)
+        visit_of = np.rint(first[:, 1] / np.maximum(pixels, 1)).astype(np.int64) % n_visits
     if config.doPrefilterArtifacts:
         kept = artifact_tests.prefilter_keep(pixels, first[:, 0], config.prefilterArtifactsRatio)
     else:
         kept = np.ones(components.count, dtype=bool)
 
-    # Pass 2: epoch counts, N and template sources under each footprint.
+    # Pass 2: epoch counts (per polarity with same_sign_epochs), N and template
+    # sources under each footprint.
     kept_mask = map_components(components, candidates, kept, fill=False, dtype=bool)
-    epoch_count = kept_mask.sum(axis=0, dtype=np.uint16)
-    footprint_epochs = _as_like(epoch_count, like)
-    if same_sign_epochs:
-        positive = first[:, 2] > 0
-        positive_mask = map_components(
-            components, candidates, kept & positive, fill=False, dtype=bool
-        )
-        negative_mask = map_components(
-            components, candidates, kept & ~positive, fill=False, dtype=bool
-        )
-        positive_count = positive_mask.sum(axis=0, dtype=np.uint16)
-        negative_count = negative_mask.sum(axis=0, dtype=np.uint16)
-        footprint_epochs = da.where(
-            positive_mask, positive_count[None], negative_count[None]
-        ).astype(np.uint16)
+    epoch_count = per_visit(kept_mask).sum(axis=0, dtype=np.uint16)
+    counts = [
+        kept_mask[k * n_visits : (k + 1) * n_visits].sum(axis=0, dtype=np.uint16)
+        for k in range(n_planes)
+    ]
+    footprint_epochs = da.concatenate([_as_like(count, like) for count in counts], axis=0)
     good_epoch = valid & ((mask & planes.value(config.badMaskPlanes)) == 0)
     n_epochs = good_epoch.sum(axis=0, dtype=np.uint16)
     template_grow = 0
@@ -803,8 +820,8 @@ def find_artifacts(
         components,
         candidates,
         footprint_epochs,
-        _as_like(n_epochs, like),
-        _as_like(outside, like),
+        _as_like(n_epochs, plane_like),
+        _as_like(outside, plane_like),
         block_stats=_EpochStats(n_visits),
         n_stats=n_visits + 3,
     )
@@ -831,7 +848,9 @@ def find_artifacts(
         int(is_artifact.sum()),
     )
 
-    artifact_mask = map_components(components, candidates, is_artifact, fill=False, dtype=bool)
+    artifact_mask = per_visit(
+        map_components(components, candidates, is_artifact, fill=False, dtype=bool)
+    )
     dims = ("visit", "y", "x")
     coords = {name: coord for name, coord in psf_matched.coords.items() if "visit" in coord.dims}
     coords.update({"y": psf_matched["y"], "x": psf_matched["x"]})

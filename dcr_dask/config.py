@@ -2538,8 +2538,10 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "static",
         "dcr_dask extension. Image that the PSF-matched warps are compared with to find "
         "artifacts: 'static' (the reference: the static sky model) or 'dcrTemplate' (each "
-        "visit's DCR-matched template from a DCR fit to the PSF-matched warps, which leaves "
-        "no DCR residual; clipped pixels are then also left out of the DCR fit).",
+        "visit's DCR-matched template from a DCR fit to the PSF-matched warps, run without "
+        "frequency regularization and for up to 3 x maxNumIter iterations, which leaves no "
+        "DCR residual; positive and negative footprints are then detected and epoch-counted "
+        "apart, and clipped pixels are also left out of the DCR fit).",
         allowed=("static", "dcrTemplate"),
         extension=True,
     )

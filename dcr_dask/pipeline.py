@@ -390,6 +390,11 @@ class _FitPlan:
     memory_budget_bytes: float | None
 
 
+#: The DCR fit behind ``artifactReference="dcrTemplate"`` may run this many times
+#: ``maxNumIter`` iterations (see :func:`_artifacts_against_dcr_templates`).
+REFERENCE_FIT_ITERATIONS = 3
+
+
 def _fit_bad_planes(config: DcrAssembleCoaddConfig) -> list[str]:
     """Planes whose pixels the DCR fit leaves out: ``badMaskPlanes``, and ``CLIPPED``
     when the artifacts were found against DCR-matched templates (the reference keeps
@@ -409,13 +414,24 @@ def _artifacts_against_dcr_templates(
     1. the artifacts found against the static model (the reference's pass) are
        left out of
     2. a DCR fit to the PSF-matched warps, whose forward model gives each visit
-       a template at the model PSF that carries the visit's DCR;
+       a template at the model PSF that carries the visit's DCR. This fit runs
+       without the frequency regularization (``regularizeModelFrequency``):
+       its floor on every sub-band (``smoothRef / sqrt(factor)``, with the mean
+       of the planes cut at zero) adds flux wherever the planes are faint, and
+       on the simulator's crowded tile the templates came out 2.7 % brighter
+       than every visit, in haloes around the stars; every visit then showed a
+       persistent negative residual there, and cosmic rays next to stars
+       merged into it and were kept (``benchmarks/bench_artifacts.py``). It
+       also runs up to :data:`REFERENCE_FIT_ITERATIONS` times ``maxNumIter``
+       iterations (still stopping at ``convergenceThreshold``): the templates'
+       mismatch at bright stars is what hides cosmic rays on them and what
+       clips stars, and both fell with more iterations;
     3. each PSF-matched warp is compared with its own template (variance: the
        static model's plus ``(artifactTemplateError x template)^2``; ``detect``
        thresholds, epoch tests and ``doPreserveContainedBySource`` on the static
-       model, as CompareWarp, except that a footprint's epochs count only
-       footprints of its own sign), so DCR residuals of sources are no longer
-       taken for artifacts.
+       model, as CompareWarp, except that positive and negative footprints
+       are found and epoch-counted apart: ``find_artifacts(same_sign_epochs=True)``),
+       so DCR residuals of sources are no longer taken for artifacts.
     """
     psf_matched = compared.psf_matched
     first = _checkpoint(
@@ -430,16 +446,20 @@ def _artifacts_against_dcr_templates(
     if scratch.exists():
         shutil.rmtree(scratch)
     log.info("fitting a DCR model to the PSF-matched warps: the artifacts' reference")
+    settings = attrs.evolve(
+        plan.settings,
+        regularize_frequency=0.0,
+        max_iter=REFERENCE_FIT_ITERATIONS * plan.settings.max_iter,
+    )
     model, _, fits = fit_tile(
         inputs,
         plan.grid,
         plan.shifts,
-        plan.settings,
+        settings,
         scratch,
         halo=plan.halo,
         memory_budget_bytes=plan.memory_budget_bytes,
     )
-    settings = plan.settings
     templates = forward_model_tile(
         model,
         lambda y, x: plan.shifts[plan.grid.block_at(y, x)].shifts_px,

@@ -27,6 +27,21 @@ SPEC = SimulationSpec(
     cosmic_rays_per_visit=4,
     seed=1,
 )
+#: The end-to-end runs: the reference, DCR-matched templates, and those without
+#: doPreserveContainedBySource and with wider footprints (the configuration that
+#: benchmarks/README.md recommends for data with many artifacts).
+MODES = {
+    "static": {"artifactReference": "static"},
+    "dcrTemplate": {"artifactReference": "dcrTemplate"},
+    "dcrTemplate+": {
+        "artifactReference": "dcrTemplate",
+        "doPreserveContainedBySource": False,
+        "detect": {"nSigmaToGrow": 1.0},
+    },
+}
+#: Least cosmic-ray recall asserted on this tile (measured 0.897 and 0.920; 0.483
+#: against the static model).
+COSMIC_RECALL = {"dcrTemplate": 0.85, "dcrTemplate+": 0.9}
 
 
 # ------------------------------------------------------------------------- building blocks
@@ -114,14 +129,14 @@ def runs(tmp_path_factory):
         ) as cluster,
         Client(cluster) as client,
     ):
-        for mode in ("static", "dcrTemplate"):
+        for mode, overrides in MODES.items():
             config = DcrAssembleCoaddConfig()
             config.update(
                 effectiveWavelength=478.0,
                 bandwidth=147.0,
                 subregionSize=[64, 64],
-                artifactReference=mode,
-                saveMetadata=mode == "dcrTemplate",  # the static run checks it off
+                saveMetadata=mode == "dcrTemplate",  # the other runs check it off
+                **overrides,
             )
             dataset = dcr_dask.run(
                 config, paths["warps"], output=out / f"{mode}.zarr", client=client
@@ -147,12 +162,49 @@ def test_dcr_templates_find_more_cosmic_rays_and_clip_fewer_stars(runs):
     static = _scores(tile, results["static"]["artifacts"].values.astype(bool))
     dcr = _scores(tile, results["dcrTemplate"]["artifacts"].values.astype(bool))
     print(f"static: streak, cosmic, stars = {static}; dcrTemplate: {dcr}")
-    assert dcr[0] >= 0.9  # the streak (0.995 against the static model: see bench_artifacts)
-    assert dcr[1] > static[1] + 0.1  # cosmic rays: more found than against the static model
-    assert dcr[2] < static[2] and dcr[2] < 0.01  # stars: fewer clipped
+    assert dcr[0] >= 0.95  # the streak, found whole across the chunks it crosses
+    assert dcr[1] > static[1] + 0.3  # cosmic rays: far more than against the static model
+    assert dcr[1] >= COSMIC_RECALL["dcrTemplate"]
+    assert dcr[2] < static[2] / 2 and dcr[2] < 0.005  # stars: fewer clipped
     record = results["dcrTemplate"].attrs["convergence"]
     assert record["artifact_reference"] == "dcrTemplate" and record["reference_blocks"]
     assert results["static"].attrs["convergence"]["reference_blocks"] == []
+
+
+@pytest.mark.slow
+def test_without_preservation_dcr_templates_meet_the_acceptance_on_this_tile(runs):
+    """CompareWarp's acceptance (>= 95 % of the streak's and cosmic rays' pixels
+    clipped, fewer than 1 % of star pixels), with DCR-matched templates, without
+    doPreserveContainedBySource (its source footprints cover a quarter of this crowded
+    tile and protect the cosmic rays on them) and with footprints grown by 1 PSF sigma.
+    Cosmic rays alone stay below 95 % (0.92 here): those missed sit on bright stars,
+    and a perfect template misses some of them too (benchmarks/bench_artifacts.py)."""
+    tile, results, _ = runs
+    streak, cosmic, stars = _scores(tile, results["dcrTemplate+"]["artifacts"].values.astype(bool))
+    everything = results["dcrTemplate+"]["artifacts"].values.astype(bool)[tile.artifacts].mean()
+    print(
+        f"dcrTemplate+: all {everything:.4f}, streak {streak:.4f}, cosmic {cosmic:.4f}, "
+        f"stars {stars:.4%}"
+    )
+    assert everything >= 0.95 and streak >= 0.95
+    assert cosmic >= COSMIC_RECALL["dcrTemplate+"]
+    assert stars < 0.01
+
+
+@pytest.mark.slow
+def test_the_artifacts_reference_keeps_the_flux_of_every_visit(runs):
+    """The DCR fit behind artifactReference="dcrTemplate" runs without the frequency
+    regularization, whose floor added about 2.7 % of the flux of this tile in haloes
+    around its stars (so that every visit showed a persistent negative residual there):
+    each template must carry its visit's flux."""
+    _, _, out = runs
+    work = out / "dcrTemplate.zarr.work"
+    matched = xr.open_zarr(work / "psf_matched.zarr", consolidated=False)["image"].values
+    templates = xr.open_zarr(work / "dcr_reference.zarr", consolidated=False)["image"].values
+    clean = [v for v in range(len(matched)) if v not in SPEC.streak_visits]
+    ratio = templates[clean].sum(axis=(1, 2)) / matched[clean].sum(axis=(1, 2))
+    print("template / PSF-matched flux per visit:", np.round(ratio, 4))
+    assert np.all(np.abs(ratio - 1.0) < 0.005)
 
 
 @pytest.mark.slow

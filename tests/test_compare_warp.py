@@ -323,16 +323,7 @@ def test_same_sign_epochs_keep_a_transient_whose_ghosts_are_negative():
     blob = 60.0 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 1.5**2))
     image[0] += blob  # the transient, seen against a reference holding a sixth of it
     image[1:] -= blob / 2  # ... which shows as negative ghosts elsewhere
-    planes = MaskPlanes({"BAD": 0, "SAT": 1, "NO_DATA": 8, "DETECTED": 5, "CLIPPED": 9})
-    warps = xr.Dataset(
-        {
-            "image": (("visit", "y", "x"), image),
-            "variance": (("visit", "y", "x"), np.ones((n_visits, *shape), np.float32)),
-            "mask": (("visit", "y", "x"), np.zeros((n_visits, *shape), np.int32)),
-        },
-        coords={"visit": np.arange(n_visits), "y": np.arange(40), "x": np.arange(40)},
-        attrs={"mask_planes": dict(planes.bits), "tile_shape": list(shape)},
-    ).chunk({"visit": 2, "y": 20, "x": 20})
+    warps = _residual_warps(image)
     reference = xr.Dataset(
         {
             "image": (("y", "x"), np.zeros(shape, np.float32)),
@@ -350,3 +341,51 @@ def test_same_sign_epochs_keep_a_transient_whose_ghosts_are_negative():
     assert not either["artifacts"].values.any()
     clipped = by_sign["artifacts"].values.astype(bool)
     assert clipped[0, 20, 20] and not clipped[1:].any()
+
+
+def _residual_warps(image: np.ndarray) -> xr.Dataset:
+    """Unit-variance warps holding ``image`` (chunked so footprints cross chunk borders)."""
+    n_visits, ny, nx = image.shape
+    planes = MaskPlanes({"BAD": 0, "SAT": 1, "NO_DATA": 8, "DETECTED": 5, "CLIPPED": 9})
+    return xr.Dataset(
+        {
+            "image": (("visit", "y", "x"), image.astype(np.float32)),
+            "variance": (("visit", "y", "x"), np.ones(image.shape, np.float32)),
+            "mask": (("visit", "y", "x"), np.zeros(image.shape, np.int32)),
+        },
+        coords={"visit": np.arange(n_visits), "y": np.arange(ny), "x": np.arange(nx)},
+        attrs={"mask_planes": dict(planes.bits), "tile_shape": [ny, nx]},
+    ).chunk({"visit": 2, "y": 20, "x": 20})
+
+
+def test_same_sign_epochs_keep_a_transient_apart_from_a_persistent_residual_beside_it():
+    """A cosmic ray beside a star that leaves a negative residual in every visit: merged
+    with it into one footprint (the reference) the ray is persistent and kept; with each
+    polarity found on its own (artifactReference="dcrTemplate") the ray alone is clipped."""
+    n_visits, shape = 6, (40, 40)
+    rng = np.random.default_rng(7)
+    image = rng.normal(0.0, 1.0, size=(n_visits, *shape))
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image -= 60.0 * np.exp(-((yy - 20) ** 2 + (xx - 15) ** 2) / (2 * 2.0**2))
+    image[0] += 80.0 * np.exp(-((yy - 20) ** 2 + (xx - 23) ** 2) / (2 * 1.0**2))
+    warps = _residual_warps(image)
+    reference = xr.Dataset(
+        {
+            "image": (("y", "x"), np.zeros(shape, np.float32)),
+            "variance": (("y", "x"), np.full(shape, 1e-4, np.float32)),
+        }
+    ).chunk({"y": 20, "x": 20})
+    config = _config()
+    config.doPreserveContainedBySource = False
+    with dask.config.set(scheduler="synchronous"):
+        merged = find_artifacts(warps, reference, config, psf_sigma_px=1.5).compute()
+        apart = find_artifacts(
+            warps, reference, config, psf_sigma_px=1.5, same_sign_epochs=True
+        ).compute()
+    assert int(merged["n_footprints"].values[0]) == 1  # one footprint: ray and residual
+    assert not merged["artifacts"].values.any()
+    clipped = apart["artifacts"].values.astype(bool)
+    assert clipped[0, 20, 23] and clipped[0].sum() < 40
+    assert not clipped[:, 20, 15].any() and not clipped[1:].any()
+    assert int(apart["epoch_count"].values[20, 23]) == 1
+    assert int(apart["epoch_count"].values[20, 15]) == n_visits
