@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 from distributed import Client, LocalCluster
 from scipy import ndimage
+from test_compare_warp import SPEC  # the artifact tile of the CompareWarp tests
 
 import dcr_dask
 from dcr_dask import model as kernels
@@ -17,16 +18,9 @@ from dcr_dask.assemble import TileGrid
 from dcr_dask.compare_warp import _reference_arrays
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError
-from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
+from dcr_dask.simulate import simulate_tile, write_simulation
 from dcr_dask.template import forward_model_tile
 
-SPEC = SimulationSpec(
-    shape=(128, 128),
-    airmasses=(1.01, 1.05, 1.1, 1.2, 1.3, 1.4, 1.55, 1.7, 1.85, 2.0),
-    streak_visits=(2,),
-    cosmic_rays_per_visit=4,
-    seed=1,
-)
 #: The end-to-end runs: the reference, DCR-matched templates, and those without
 #: doPreserveContainedBySource and with wider footprints (the configuration that
 #: benchmarks/README.md recommends for data with many artifacts).

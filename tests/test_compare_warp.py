@@ -312,6 +312,38 @@ def test_reference_and_template_errors(result):
         detect_sources(without_psf, config.detectTemplate)
 
 
+def _artifacts_both_ways(image: np.ndarray) -> tuple[xr.Dataset, xr.Dataset]:
+    """``find_artifacts`` on unit-variance warps holding ``image`` against a zero
+    reference (chunked so footprints cross chunk borders), without preservation: as the
+    reference (polarities merged) and with ``same_sign_epochs``."""
+    n_visits, ny, nx = image.shape
+    planes = MaskPlanes({"BAD": 0, "SAT": 1, "NO_DATA": 8, "DETECTED": 5, "CLIPPED": 9})
+    warps = xr.Dataset(
+        {
+            "image": (("visit", "y", "x"), image.astype(np.float32)),
+            "variance": (("visit", "y", "x"), np.ones(image.shape, np.float32)),
+            "mask": (("visit", "y", "x"), np.zeros(image.shape, np.int32)),
+        },
+        coords={"visit": np.arange(n_visits), "y": np.arange(ny), "x": np.arange(nx)},
+        attrs={"mask_planes": dict(planes.bits), "tile_shape": [ny, nx]},
+    ).chunk({"visit": 2, "y": 20, "x": 20})
+    reference = xr.Dataset(
+        {
+            "image": (("y", "x"), np.zeros((ny, nx), np.float32)),
+            "variance": (("y", "x"), np.full((ny, nx), 1e-4, np.float32)),
+        }
+    ).chunk({"y": 20, "x": 20})
+    config = _config()
+    config.doPreserveContainedBySource = False
+    with dask.config.set(scheduler="synchronous"):
+        return tuple(
+            find_artifacts(
+                warps, reference, config, psf_sigma_px=1.5, same_sign_epochs=same_sign
+            ).compute()
+            for same_sign in (False, True)
+        )
+
+
 def test_same_sign_epochs_keep_a_transient_whose_ghosts_are_negative():
     """A reference that absorbed part of a visit's transient leaves negative residuals
     in every other visit: counted with either sign (the reference) they make the
@@ -323,39 +355,11 @@ def test_same_sign_epochs_keep_a_transient_whose_ghosts_are_negative():
     blob = 60.0 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 1.5**2))
     image[0] += blob  # the transient, seen against a reference holding a sixth of it
     image[1:] -= blob / 2  # ... which shows as negative ghosts elsewhere
-    warps = _residual_warps(image)
-    reference = xr.Dataset(
-        {
-            "image": (("y", "x"), np.zeros(shape, np.float32)),
-            "variance": (("y", "x"), np.full(shape, 1e-4, np.float32)),
-        }
-    ).chunk({"y": 20, "x": 20})
-    config = _config()
-    config.doPreserveContainedBySource = False
-    with dask.config.set(scheduler="synchronous"):
-        either = find_artifacts(warps, reference, config, psf_sigma_px=1.5).compute()
-        by_sign = find_artifacts(
-            warps, reference, config, psf_sigma_px=1.5, same_sign_epochs=True
-        ).compute()
+    either, by_sign = _artifacts_both_ways(image)
     assert int(either["epoch_count"].values[20, 20]) == n_visits
     assert not either["artifacts"].values.any()
     clipped = by_sign["artifacts"].values.astype(bool)
     assert clipped[0, 20, 20] and not clipped[1:].any()
-
-
-def _residual_warps(image: np.ndarray) -> xr.Dataset:
-    """Unit-variance warps holding ``image`` (chunked so footprints cross chunk borders)."""
-    n_visits, ny, nx = image.shape
-    planes = MaskPlanes({"BAD": 0, "SAT": 1, "NO_DATA": 8, "DETECTED": 5, "CLIPPED": 9})
-    return xr.Dataset(
-        {
-            "image": (("visit", "y", "x"), image.astype(np.float32)),
-            "variance": (("visit", "y", "x"), np.ones(image.shape, np.float32)),
-            "mask": (("visit", "y", "x"), np.zeros(image.shape, np.int32)),
-        },
-        coords={"visit": np.arange(n_visits), "y": np.arange(ny), "x": np.arange(nx)},
-        attrs={"mask_planes": dict(planes.bits), "tile_shape": [ny, nx]},
-    ).chunk({"visit": 2, "y": 20, "x": 20})
 
 
 def test_same_sign_epochs_keep_a_transient_apart_from_a_persistent_residual_beside_it():
@@ -368,20 +372,7 @@ def test_same_sign_epochs_keep_a_transient_apart_from_a_persistent_residual_besi
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     image -= 60.0 * np.exp(-((yy - 20) ** 2 + (xx - 15) ** 2) / (2 * 2.0**2))
     image[0] += 80.0 * np.exp(-((yy - 20) ** 2 + (xx - 23) ** 2) / (2 * 1.0**2))
-    warps = _residual_warps(image)
-    reference = xr.Dataset(
-        {
-            "image": (("y", "x"), np.zeros(shape, np.float32)),
-            "variance": (("y", "x"), np.full(shape, 1e-4, np.float32)),
-        }
-    ).chunk({"y": 20, "x": 20})
-    config = _config()
-    config.doPreserveContainedBySource = False
-    with dask.config.set(scheduler="synchronous"):
-        merged = find_artifacts(warps, reference, config, psf_sigma_px=1.5).compute()
-        apart = find_artifacts(
-            warps, reference, config, psf_sigma_px=1.5, same_sign_epochs=True
-        ).compute()
+    merged, apart = _artifacts_both_ways(image)
     assert int(merged["n_footprints"].values[0]) == 1  # one footprint: ray and residual
     assert not merged["artifacts"].values.any()
     clipped = apart["artifacts"].values.astype(bool)
