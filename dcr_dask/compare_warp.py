@@ -43,7 +43,9 @@ Every graph here keeps one ``(y, x)`` chunk of every visit in memory at a
 time, plus halos. Tile-wide numbers are computed eagerly in small
 reductions, so that no graph waits on a tile-wide result while holding
 chunks: the static model's visit weights (one pass), the variance factors
-(one pass), and two labelling passes in :func:`find_artifacts`. Each pass
+(one pass), and two labelling passes in :func:`find_artifacts`, plus one
+for each detection with ``includeThresholdMultiplier > 1`` (a footprint's
+peak test needs it whole; see :func:`detect_sources`). Each pass
 recomputes the PSF matching from the warps; write the PSF-matched warps or
 the static model to a store first to avoid that on large tiles.
 """
@@ -60,6 +62,7 @@ import attrs
 import dask.array as da
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 from dcr_dask import artifacts as artifact_tests
 from dcr_dask import psf as psf_kernels
@@ -70,7 +73,13 @@ from dcr_dask.config import (
     ScaleVarianceConfig,
     SourceDetectionConfig,
 )
-from dcr_dask.detection import DetectionSettings, footprint_mask, grow_radius
+from dcr_dask.detection import (
+    DetectionSettings,
+    footprint_mask,
+    grow_radius,
+    grow_stencil,
+    plane_structure,
+)
 from dcr_dask.labels import component_stats, find_components, map_components
 from dcr_dask.masks import MaskPlanes
 
@@ -489,21 +498,18 @@ def detection_settings(
     Raises
     ------
     ValueError
-        For a ``thresholdType`` other than ``pixel_stdev`` or ``value``, or an
-        ``includeThresholdMultiplier`` other than 1 (a per-footprint peak test
-        the block-wise detection does not make); the message names the field.
+        For a ``thresholdType`` other than ``pixel_stdev`` or ``value``, or a
+        negative or non-finite ``thresholdValue`` or
+        ``includeThresholdMultiplier``; the message names the field.
 
     Notes
     -----
     Background settings (``reEstimateBackground``, ``doTempLocalBackground``,
     ``doTempWideBackground``) are not applied: detection runs on the images
-    as they are (background-subtracted warps and their stack).
+    as they are (background-subtracted warps and their stack). An
+    ``includeThresholdMultiplier`` above 1 makes detection on chunked arrays
+    label the footprints across chunks, one eager pass (see :func:`detect_sources`).
     """
-    if config.includeThresholdMultiplier != 1.0:
-        raise ValueError(
-            f"includeThresholdMultiplier = {config.includeThresholdMultiplier!r} is not supported; "
-            "only 1.0 (no separate peak threshold) is"
-        )
     return DetectionSettings(
         threshold=float(config.thresholdValue),
         threshold_type=config.thresholdType,
@@ -511,6 +517,7 @@ def detection_settings(
         min_pixels=int(config.minPixels),
         grow_px=grow_radius(config.nSigmaToGrow, psf_sigma_px),
         isotropic=bool(config.isotropicGrow),
+        include_multiplier=float(config.includeThresholdMultiplier),
     )
 
 
@@ -525,7 +532,16 @@ def _signal(image: da.Array, variance: da.Array, valid: da.Array, threshold_type
 
 
 def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
-    """The footprint mask of a chunked signal, exact on every chunk thanks to the halo."""
+    """The footprint mask of a chunked signal (:func:`dcr_dask.detection.footprint_mask`).
+
+    Without the peak test, one lazy ``map_overlap``, exact on every chunk
+    thanks to the halo. With it (``includeThresholdMultiplier > 1``),
+    footprints are labelled across chunks first, one eager pass
+    (:func:`_peak_tested_footprints`); the mask returned is lazy.
+    """
+    if settings.peak_test:
+        signs = _POLARITY_SIGNS[settings.polarity]
+        return _grow(_peak_tested_footprints(signal, settings, signs).any(axis=0), settings)
     halo = settings.halo
     depth = {axis: 0 for axis in range(signal.ndim - 2)}
     depth.update({signal.ndim - 2: halo, signal.ndim - 1: halo})
@@ -538,6 +554,72 @@ def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
         meta=np.empty((0,) * signal.ndim, bool),
         settings=settings,
     ).rechunk(signal.chunks)
+
+
+def _peak_tested_footprints(
+    signal: da.Array, settings: DetectionSettings, signs: Sequence[int]
+) -> da.Array:
+    """Footprints kept by size and peak, per polarity, not grown (one eager labelling pass).
+
+    Parameters
+    ----------
+    signal : dask.array.Array
+        ``(..., y, x)`` signal, NaN where not valid.
+    settings : DetectionSettings
+        Uses ``threshold``, ``include_threshold`` and ``min_pixels``.
+    signs : sequence of int
+        +1 (positive polarity) and/or -1 (negative).
+
+    Returns
+    -------
+    dask.array.Array of bool
+        ``(len(signs), ..., y, x)``, lazy: per polarity, the whole of every
+        8-connected component of ``sign · signal >= threshold`` that has at
+        least ``min_pixels`` pixels and a pixel with ``sign · signal >=
+        include_threshold``. Components are found across chunks
+        (:func:`dcr_dask.labels.find_components`, computed now on the current
+        scheduler); leading axes never connect.
+    """
+    # NaN (no valid data) is never at or beyond a threshold
+    found = da.stack([sign * signal >= settings.threshold for sign in signs])
+    include = da.stack([sign * signal >= settings.include_threshold for sign in signs])
+    components, peaks = find_components(
+        found, include, block_stats=artifact_tests.count_stats, n_stats=1
+    )
+    keep = (components.pixels >= settings.min_pixels) & (peaks[:, 0] > 0)
+    logger.debug(
+        "%d footprints above %s, %d kept by minPixels and the include threshold %s",
+        components.count,
+        settings.threshold,
+        int(keep.sum()),
+        settings.include_threshold,
+    )
+    return map_components(components, found, keep, fill=False, dtype=bool)
+
+
+def _dilate_block(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    if not mask.any():
+        return mask
+    return ndimage.binary_dilation(mask, structure=structure)
+
+
+def _grow(mask: da.Array, settings: DetectionSettings) -> da.Array:
+    """Grow a chunked footprint mask by ``settings.grow_px`` (lazy; halo of ``grow_px``)."""
+    radius = settings.grow_px
+    if radius == 0:
+        return mask
+    structure = plane_structure(mask.ndim, grow_stencil(radius, settings.isotropic))
+    depth = {axis: 0 for axis in range(mask.ndim - 2)}
+    depth.update({mask.ndim - 2: radius, mask.ndim - 1: radius})
+    return da.map_overlap(
+        _dilate_block,
+        mask,
+        depth=depth,
+        boundary=False,
+        dtype=bool,
+        meta=np.empty((0,) * mask.ndim, bool),
+        structure=structure,
+    ).rechunk(mask.chunks)
 
 
 def detect_sources(
@@ -568,13 +650,23 @@ def detect_sources(
     xarray.DataArray of bool
         The union of the grown footprints, on the image's dims and chunks;
         footprints that cross chunk borders are found whole (halo of
-        :attr:`dcr_dask.detection.DetectionSettings.halo`).
+        :attr:`dcr_dask.detection.DetectionSettings.halo`, or labelling
+        across chunks with ``includeThresholdMultiplier > 1``).
 
     Raises
     ------
     ValueError
         If no PSF sigma is given or recorded, or the detection settings are
         not supported (see :func:`detection_settings`).
+
+    Notes
+    -----
+    Lazy when ``includeThresholdMultiplier <= 1``. Above 1, whether a
+    footprint is kept depends on its brightest pixel, wherever along it that
+    lies, so the footprints are labelled across chunks first: one eager pass
+    over the image (:func:`dcr_dask.labels.find_components`) on the current
+    scheduler; the mask returned is still lazy and recomputes the
+    thresholding chunk by chunk.
     """
     if psf_sigma_px is None:
         if "model_psf_fwhm_px" not in dataset.attrs:
@@ -721,7 +813,12 @@ def find_artifacts(
     Notes
     -----
     Computes two labelling passes eagerly (module docstring); the masks
-    returned are lazy and recompute the detection chunk by chunk.
+    returned are lazy and recompute the detection chunk by chunk. With
+    ``detect.includeThresholdMultiplier > 1`` the detection itself labels
+    the footprints across chunks first, one more eager pass (both polarities
+    at once), and so does the template detection with
+    ``detectTemplate.includeThresholdMultiplier > 1`` when
+    ``doPreserveContainedBySource`` (see :func:`detect_sources`).
     """
     planes = MaskPlanes(psf_matched.attrs["mask_planes"])
     n_visits = psf_matched.sizes["visit"]
@@ -752,8 +849,15 @@ def find_artifacts(
     # merged (the reference), or each polarity on its own (same_sign_epochs).
     if same_sign_epochs:
         signs = _POLARITY_SIGNS[settings.polarity]
-        one_sided = attrs.evolve(settings, polarity="positive")
-        candidates = da.concatenate([_detect(sign * signal, one_sided) for sign in signs], axis=0)
+        if settings.peak_test:
+            # one labelling pass for both polarities
+            each = _grow(_peak_tested_footprints(signal, settings, signs), settings)
+            candidates = da.concatenate([each[k] for k in range(len(signs))], axis=0)
+        else:
+            one_sided = attrs.evolve(settings, polarity="positive")
+            candidates = da.concatenate(
+                [_detect(sign * signal, one_sided) for sign in signs], axis=0
+            )
     else:
         signs = (1,)
         candidates = _detect(signal, settings)

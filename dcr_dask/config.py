@@ -1717,8 +1717,9 @@ class SourceDetectionConfig(ConfigBase):
     includeThresholdMultiplier: float = _scalar(
         float,
         1.0,
-        "Factor on thresholdValue that a footprint must exceed to be kept; the mask and "
-        "the footprints' extent still use thresholdValue.",
+        "Factor on thresholdValue that at least one pixel of a footprint must reach for the "
+        "footprint to be kept (1 or less keeps every footprint); the mask and the footprints' "
+        "extent still use thresholdValue.",
         bounds=_NON_NEGATIVE,
     )
     thresholdType: str = _scalar(

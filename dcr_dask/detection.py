@@ -1,8 +1,12 @@
 """Footprint detection on in-memory blocks, as afw's ``FootprintSet`` finds them.
 
-A *footprint* is an 8-connected set of pixels above a threshold (afw's
-connectivity), kept when it has at least ``minPixels`` pixels, then grown by a
-disc (``isotropicGrow``) or a diamond of ``nGrow = int(nSigmaToGrow · σ_PSF +
+A *footprint* is an 8-connected set of pixels at or beyond a threshold (afw's
+connectivity), kept when it has at least ``minPixels`` pixels and, with an
+``includeThresholdMultiplier`` above 1, when at least one of its pixels
+reaches ``thresholdValue × includeThresholdMultiplier`` (a hysteresis: the
+footprint keeps its whole extent at ``thresholdValue``; a multiplier of 1 or
+less keeps every footprint). Kept footprints are then grown by a disc
+(``isotropicGrow``) or a diamond of ``nGrow = int(nSigmaToGrow · σ_PSF +
 0.5)`` pixels; grown footprints that touch merge, and with
 ``thresholdPolarity = "both"`` the positive and negative sets are merged the
 same way (CompareWarp's ``fpSet.positive.merge(fpSet.negative)``). No
@@ -14,14 +18,22 @@ block and across blocks, in :mod:`dcr_dask.labels`.
 
 Blocks and halos
 ----------------
-The kernels see one block at a time, grown by a halo of :attr:`DetectionSettings.halo`
-pixels, and are exact on the block's core: a pixel is in the union if a kept
+Without the peak test (``include_multiplier <= 1``), the kernels see one
+block at a time, grown by a halo of :attr:`DetectionSettings.halo` pixels,
+and are exact on the block's core: a pixel is in the union if a kept
 above-threshold component lies within the growth radius ``g``; such a
 component either lies wholly inside the halo, and is counted exactly, or
 reaches the halo's outer edge, and then spans at least ``minPixels - 1``
 pixels of Chebyshev distance, so it has at least ``minPixels`` pixels and is
 kept without being seen whole. Outside the tile the graph layer pads with NaN,
 which is never above threshold.
+
+The peak test (``include_multiplier > 1``) has no such halo: whether a
+footprint is kept depends on its brightest pixel, which may lie anywhere
+along it (the far end of a streak crossing the tile). :func:`footprint_mask`
+then takes its input as the whole image, and chunked arrays are labelled
+across chunks first (:mod:`dcr_dask.labels`; see
+:func:`dcr_dask.compare_warp.detect_sources`).
 
 Leading axes (e.g. visits) are independent: nothing connects across them.
 """
@@ -40,6 +52,7 @@ __all__ = [
     "footprint_mask",
     "grow_radius",
     "grow_stencil",
+    "keep_components",
     "plane_structure",
     "remove_small_components",
     "threshold_masks",
@@ -139,6 +152,12 @@ class DetectionSettings:
         Growth radius, pixels (:func:`grow_radius`).
     isotropic : bool
         ``isotropicGrow``.
+    include_multiplier : float
+        ``includeThresholdMultiplier`` (finite, >= 0): a footprint is kept
+        only if at least one of its pixels reaches ``threshold ×
+        include_multiplier`` (same polarity); its extent is still that at
+        ``threshold``. A multiplier of 1 or less keeps every footprint (afw);
+        above 1 the test needs whole footprints (see :attr:`peak_test`).
     """
 
     threshold: float
@@ -147,6 +166,7 @@ class DetectionSettings:
     min_pixels: int = 1
     grow_px: int = 0
     isotropic: bool = True
+    include_multiplier: float = 1.0
 
     def __attrs_post_init__(self) -> None:
         if self.threshold_type not in THRESHOLD_TYPES:
@@ -163,10 +183,33 @@ class DetectionSettings:
             raise ValueError(
                 f"minPixels = {self.min_pixels!r} and the growth {self.grow_px!r} px must be >= 0"
             )
+        if not (np.isfinite(self.include_multiplier) and self.include_multiplier >= 0):
+            raise ValueError(
+                f"includeThresholdMultiplier = {self.include_multiplier!r} must be finite and >= 0"
+            )
+
+    @property
+    def include_threshold(self) -> float:
+        """``threshold × include_multiplier``: what a kept footprint must reach somewhere."""
+        return self.threshold * self.include_multiplier
+
+    @property
+    def peak_test(self) -> bool:
+        """Whether footprints are tested for a pixel at :attr:`include_threshold`.
+
+        True when ``include_multiplier > 1`` (and ``threshold > 0``: at a
+        threshold of 0 every footprint reaches ``0 × include_multiplier``);
+        :func:`footprint_mask` is then exact only on a whole image, and
+        :attr:`halo` does not apply.
+        """
+        return self.include_multiplier > 1.0 and self.threshold > 0
 
     @property
     def halo(self) -> int:
-        """Halo, pixels, that makes :func:`footprint_mask` exact on a block's core."""
+        """Halo, pixels, that makes :func:`footprint_mask` exact on a block's core.
+
+        Only without the :attr:`peak_test`, which no finite halo makes exact.
+        """
         return self.grow_px + max(self.min_pixels - 1, 0)
 
 
@@ -229,8 +272,44 @@ def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     return keep[labels]
 
 
+def keep_components(mask: np.ndarray, include: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Keep the 8-connected components of ``mask`` that are large and reach the peak threshold.
+
+    The array is taken as the whole image: components are complete, and a
+    component that touches the border is tested like any other (unlike
+    :func:`remove_small_components`).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool
+        ``(..., y, x)`` pixels at or beyond the threshold; leading axes are
+        independent.
+    include : numpy.ndarray of bool
+        Same shape: pixels at or beyond the include threshold
+        (:attr:`DetectionSettings.include_threshold`).
+    min_pixels : int
+        ``minPixels``.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The whole of every component with at least ``min_pixels`` pixels and
+        at least one ``include`` pixel; nothing of the others.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask
+    labels, count = ndimage.label(mask, structure=plane_structure(mask.ndim, EIGHT_CONNECTED))
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=count + 1)
+    peaks = np.bincount(flat, weights=(np.asarray(include) & mask).ravel(), minlength=count + 1)
+    keep = (sizes >= min_pixels) & (peaks > 0)
+    keep[0] = False
+    return keep[labels]
+
+
 def footprint_mask(signal: np.ndarray, settings: DetectionSettings) -> np.ndarray:
-    """The union of the detected, size-filtered, grown footprints of a block.
+    """The union of the detected, filtered, grown footprints of a block or image.
 
     Parameters
     ----------
@@ -238,23 +317,37 @@ def footprint_mask(signal: np.ndarray, settings: DetectionSettings) -> np.ndarra
         ``(..., y, x)`` signal (see :class:`DetectionSettings`), NaN where
         there is no valid data.
     settings : DetectionSettings
-        Threshold, polarity, size filter and growth.
+        Threshold, polarity, size filter, peak test and growth.
 
     Returns
     -------
     numpy.ndarray of bool
-        Same shape; exact on the core of a block given a halo of
-        ``settings.halo`` pixels.
+        Same shape. Without the peak test (:attr:`DetectionSettings.peak_test`
+        False), exact on the core of a block given a halo of
+        ``settings.halo`` pixels; a component that touches the array's border
+        is kept whatever its size (it may continue beyond the block), so for
+        a whole image pad it with ``settings.halo`` NaN pixels first. With
+        the peak test, exact only on a whole image: every component is taken
+        as complete and must have ``min_pixels`` pixels and reach
+        ``settings.include_threshold`` (see the module docstring).
     """
     positive, negative = threshold_masks(signal, settings.threshold, settings.polarity)
+    include_positive = include_negative = None
+    if settings.peak_test:
+        include_positive, include_negative = threshold_masks(
+            signal, settings.include_threshold, settings.polarity
+        )
     out = np.zeros(np.shape(signal), dtype=bool)
     structure = None
     if settings.grow_px > 0:
         structure = plane_structure(out.ndim, grow_stencil(settings.grow_px, settings.isotropic))
-    for found in (positive, negative):
+    for found, include in ((positive, include_positive), (negative, include_negative)):
         if found is None:
             continue
-        kept = remove_small_components(found, settings.min_pixels)
+        if settings.peak_test:
+            kept = keep_components(found, include, settings.min_pixels)
+        else:
+            kept = remove_small_components(found, settings.min_pixels)
         if structure is not None and kept.any():
             kept = ndimage.binary_dilation(kept, structure=structure)
         out |= kept

@@ -1,6 +1,8 @@
 """CompareWarp on Dask: static model, artifact recall and false positives, chunking, storage."""
 
+import attrs
 import dask
+import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
@@ -9,10 +11,14 @@ from test_stack import reference_stack_pixel
 
 from dcr_dask.coadd import stack_settings
 from dcr_dask.compare_warp import (
+    _detect,
+    _grow,
+    _peak_tested_footprints,
     apply_artifact_masks,
     assemble_static_sky_model,
     compare_warp,
     detect_sources,
+    detection_settings,
     find_artifacts,
     match_psfs,
     psf_matching,
@@ -20,6 +26,7 @@ from dcr_dask.compare_warp import (
     write_artifact_masks,
 )
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.detection import DetectionSettings, footprint_mask
 from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.warps import open_warps
 from dcr_dask.masks import MaskPlanes
@@ -312,7 +319,9 @@ def test_reference_and_template_errors(result):
         detect_sources(without_psf, config.detectTemplate)
 
 
-def _artifacts_both_ways(image: np.ndarray) -> tuple[xr.Dataset, xr.Dataset]:
+def _artifacts_both_ways(
+    image: np.ndarray, include_multiplier: float = 1.0
+) -> tuple[xr.Dataset, xr.Dataset]:
     """``find_artifacts`` on unit-variance warps holding ``image`` against a zero
     reference (chunked so footprints cross chunk borders), without preservation: as the
     reference (polarities merged) and with ``same_sign_epochs``."""
@@ -335,6 +344,7 @@ def _artifacts_both_ways(image: np.ndarray) -> tuple[xr.Dataset, xr.Dataset]:
     ).chunk({"y": 20, "x": 20})
     config = _config()
     config.doPreserveContainedBySource = False
+    config.detect.includeThresholdMultiplier = include_multiplier
     with dask.config.set(scheduler="synchronous"):
         return tuple(
             find_artifacts(
@@ -380,3 +390,161 @@ def test_same_sign_epochs_keep_a_transient_apart_from_a_persistent_residual_besi
     assert not clipped[:, 20, 15].any() and not clipped[1:].any()
     assert int(apart["epoch_count"].values[20, 23]) == 1
     assert int(apart["epoch_count"].values[20, 15]) == n_visits
+
+
+# ------------------------------------------------------------- includeThresholdMultiplier
+
+
+def test_include_threshold_multiplier_end_to_end(result, truth):
+    """thresholdValue 5 with includeThresholdMultiplier 1.5 against the default 7.5 / 1
+    (the ``result`` fixture): every footprint found at 7.5 is found again, with its extent
+    at 5 (the streak is clipped wider), and the tile's artifacts are still clipped."""
+    found, high = result
+    config = _config()
+    assert config.detect.thresholdValue == 7.5 and config.detect.includeThresholdMultiplier == 1
+    config.detect.thresholdValue = 5.0
+    config.detect.includeThresholdMultiplier = 1.5
+    with _threads():
+        psf_matched, static_model = dask.persist(found.psf_matched, found.static_model)
+        low = find_artifacts(
+            psf_matched, static_model, config, variance_scale=high.variance_scale.values
+        ).compute()
+    assert not high.n_prefiltered.values.any() and not low.n_prefiltered.values.any()
+    # the footprints at 5 that reach 7.5 cover every footprint at 7.5, and more
+    assert (low.epoch_count.values >= high.epoch_count.values).all()
+    assert (low.epoch_count.values > high.epoch_count.values).any()
+    clipped = low.artifacts.values.astype(bool)
+    clipped_high = high.artifacts.values.astype(bool)
+    visit = SPEC.streak_visits[0]
+
+    def streak_footprint(mask):
+        labels, _ = ndimage.label(mask[visit], structure=np.ones((3, 3)))
+        return labels == np.bincount(labels[truth["streak"][visit]]).argmax()
+
+    wide, narrow = streak_footprint(clipped), streak_footprint(clipped_high)
+    print(
+        f"includeThresholdMultiplier: clipped {clipped.sum()} px at 5/1.5, "
+        f"{clipped_high.sum()} at 7.5/1; streak footprint {wide.sum()} px against "
+        f"{narrow.sum()}; recall {clipped[truth['all']].mean():.4f}, "
+        f"sources {clipped[truth['sources']].mean():.4%}"
+    )
+    assert not (narrow & ~wide).any() and wide.sum() > 1.05 * narrow.sum()
+    assert clipped[truth["streak"]].mean() >= 0.95
+    assert clipped[truth["all"]].mean() >= 0.9
+    assert clipped[truth["sources"]].mean() < 0.01
+
+
+def test_include_threshold_multiplier_drops_faint_transients_either_way():
+    """A bright transient (peak 40 sigma) and a faint one (peak 10 sigma, above the 7.5 sigma
+    threshold but below 7.5 x 1.5): with the multiplier only the bright one is clipped, in
+    the reference's merged detection and with same_sign_epochs alike."""
+    n_visits, shape = 5, (40, 40)
+    rng = np.random.default_rng(3)
+    image = rng.normal(0.0, 1.0, size=(n_visits, *shape))
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image[0] += 40.0 * np.exp(-((yy - 10) ** 2 + (xx - 19) ** 2) / (2 * 1.5**2))
+    image[1] -= 10.0 * np.exp(-((yy - 30) ** 2 + (xx - 21) ** 2) / (2 * 3.0**2))
+    for include_multiplier, faint_clipped in ((1.0, True), (1.5, False)):
+        for found in _artifacts_both_ways(image, include_multiplier):
+            clipped = found["artifacts"].values.astype(bool)
+            assert clipped[0, 10, 19] and clipped[0, 9:12, 18:21].all()
+            assert clipped[1, 30, 21] == faint_clipped
+            assert clipped[1].any() == faint_clipped and not clipped[2:].any()
+
+
+def _smooth_signal(seed: int = 2) -> np.ndarray:
+    """Gaussian-filtered noise: many footprints of many sizes above 1.5, both signs."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(2, 50, 70))
+    signal = ndimage.gaussian_filter(noise, (0, 0.7, 0.7))
+    signal = (1.5 * signal / signal.std()).astype(np.float32)
+    signal[0, 20, 30] = np.nan
+    return signal
+
+
+@pytest.mark.parametrize("chunks", [(1, 16, 16), (1, 50, 70), (2, (7, 20, 23), (30, 1, 39))])
+@pytest.mark.parametrize("polarity", ["positive", "negative", "both"])
+def test_peak_tested_detection_on_chunks_equals_the_whole_array(chunks, polarity):
+    signal = _smooth_signal()
+    array = da.from_array(signal, chunks=chunks)
+    for min_pixels in (1, 4):
+        for grow in (0, 2):
+            settings = DetectionSettings(
+                threshold=1.5,
+                polarity=polarity,
+                min_pixels=min_pixels,
+                grow_px=grow,
+                include_multiplier=1.5,
+            )
+            with dask.config.set(scheduler="synchronous"):
+                mask = _detect(array, settings)
+                assert mask.chunks == array.chunks
+                mask = mask.compute()
+            expected = footprint_mask(signal, settings)
+            assert (
+                expected.any()
+                and expected.sum()
+                < footprint_mask(signal, attrs.evolve(settings, include_multiplier=1.0)).sum()
+            )
+            np.testing.assert_array_equal(mask, expected)
+
+
+def test_peak_tested_polarities_apart_on_chunks_equal_the_whole_array():
+    """What find_artifacts(same_sign_epochs=True) detects: each polarity on its own."""
+    signal = _smooth_signal(seed=5)
+    settings = DetectionSettings(
+        threshold=1.5, polarity="both", min_pixels=4, grow_px=2, include_multiplier=1.5
+    )
+    positive = attrs.evolve(settings, polarity="positive")
+    with dask.config.set(scheduler="synchronous"):
+        planes = _grow(
+            _peak_tested_footprints(da.from_array(signal, chunks=(1, 16, 16)), settings, (1, -1)),
+            settings,
+        ).compute()
+    np.testing.assert_array_equal(planes[0], footprint_mask(signal, positive))
+    np.testing.assert_array_equal(planes[1], footprint_mask(-signal, positive))
+
+
+def _streak_image(peak: float) -> xr.Dataset:
+    """A 1-pixel-wide diagonal streak at 6 sigma across a (60, 80) image, 16-px chunks, whose
+    only pixel above 6 x 1.5 (``peak``) is at its far end, in the last chunk it crosses."""
+    image = np.zeros((60, 80), np.float32)
+    ys = np.arange(5, 55)
+    xs = ys + 20
+    image[ys, xs] = 6.0
+    image[54, 74] = peak
+    return xr.Dataset(
+        {
+            "image": (("y", "x"), image),
+            "variance": (("y", "x"), np.ones_like(image)),
+        },
+        attrs={"model_psf_fwhm_px": 2.355},
+    ).chunk({"y": 16, "x": 16})
+
+
+@pytest.mark.parametrize("peak", [9.5, 8.9])
+def test_a_streak_is_kept_in_every_chunk_by_one_bright_pixel_in_one(peak):
+    config = _config().detect
+    config.update(thresholdValue=6.0, includeThresholdMultiplier=1.5, minPixels=4, nSigmaToGrow=1.0)
+    streak = _streak_image(peak)
+    with dask.config.set(scheduler="synchronous"):
+        found = detect_sources(streak, config, psf_sigma_px=1.0).values
+    chunks_crossed = {(y // 16, (y + 20) // 16) for y in range(5, 55)}
+    assert len(chunks_crossed) >= 5
+    if peak >= 9.0:
+        on_streak = streak.image.values > 0
+        grown = ndimage.binary_dilation(
+            on_streak, structure=ndimage.generate_binary_structure(2, 1)
+        )
+        np.testing.assert_array_equal(found, grown)  # the whole streak, grown by 1 px
+    else:
+        assert not found.any()  # dropped everywhere
+
+
+def test_detection_settings_pass_the_include_threshold_multiplier():
+    config = _config().detect
+    assert detection_settings(config, 1.0).include_multiplier == 1.0
+    config.includeThresholdMultiplier = 2.0
+    settings = detection_settings(config, 1.0)
+    assert settings.include_multiplier == 2.0 and settings.peak_test
+    assert settings.include_threshold == 15.0
