@@ -93,6 +93,7 @@ __all__ = [
     "SingleFrameMeasurementConfig",
     "SourceDetectionConfig",
     "apply_overrides",
+    "many_artifacts_overrides",
 ]
 
 _META_KEY = "dcr_dask.config"
@@ -2652,6 +2653,45 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 _NULL = frozenset({"none", "null"})
+
+
+def many_artifacts_overrides() -> dict[str, Any]:
+    """The settings we recommend for warps with many artifacts, as overrides.
+
+    For crowded fields whose warps still carry cosmic rays and streaks as plain
+    flux. Measured against the simulator's truth in
+    ``benchmarks/bench_artifacts.py`` (``benchmarks/README.md``); the README's
+    TOML block is the same settings, and a test keeps the two equal.
+
+    - ``artifactReference = "dcrTemplate"``: compare each PSF-matched warp
+      with its own DCR-matched template, so that the DCR residuals of stars
+      are not taken for artifacts (nor merge with them);
+    - ``doPreserveContainedBySource = False``: on a crowded tile the sources
+      detected on the static model cover a quarter to a third of the sky, and
+      cosmic rays inside them were kept;
+    - ``detect.thresholdValue = 6.0`` and ``detect.minPixels = 1``: a cosmic
+      ray in a visit whose PSF is close to the model PSF stays one to three
+      pixels wide after PSF matching, which ``minPixels = 4`` drops;
+    - ``detect.nSigmaToGrow = 1.0``: footprints reach the faint edges of a
+      streak.
+
+    Returns
+    -------
+    dict
+        A fresh dict for :meth:`ConfigBase.update` (nested for ``detect``).
+
+    Examples
+    --------
+    >>> config = DcrAssembleCoaddConfig()
+    >>> config.update(**many_artifacts_overrides())
+    >>> config.artifactReference, config.detect.minPixels
+    ('dcrTemplate', 1)
+    """
+    return {
+        "artifactReference": "dcrTemplate",
+        "doPreserveContainedBySource": False,
+        "detect": {"thresholdValue": 6.0, "minPixels": 1, "nSigmaToGrow": 1.0},
+    }
 
 
 def _parse_scalar(dtype: type, text: str) -> Any:

@@ -16,26 +16,18 @@ import dcr_dask
 from dcr_dask import model as kernels
 from dcr_dask.assemble import TileGrid
 from dcr_dask.compare_warp import _reference_arrays
-from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.config import DcrAssembleCoaddConfig, many_artifacts_overrides
 from dcr_dask.errors import ConfigError
 from dcr_dask.simulate import simulate_tile, write_simulation
 from dcr_dask.template import forward_model_tile
 
-#: The end-to-end runs: the reference, DCR-matched templates, and those without
-#: doPreserveContainedBySource and with wider footprints (the configuration that
-#: benchmarks/README.md recommends for data with many artifacts).
+#: The end-to-end runs: the reference, DCR-matched templates, and the settings we
+#: recommend for data with many artifacts (many_artifacts_overrides).
 MODES = {
     "static": {"artifactReference": "static"},
     "dcrTemplate": {"artifactReference": "dcrTemplate"},
-    "dcrTemplate+": {
-        "artifactReference": "dcrTemplate",
-        "doPreserveContainedBySource": False,
-        "detect": {"nSigmaToGrow": 1.0},
-    },
+    "dcrTemplate+": many_artifacts_overrides(),
 }
-#: Least cosmic-ray recall asserted on this tile (measured 0.897 and 0.920; 0.483
-#: against the static model).
-COSMIC_RECALL = {"dcrTemplate": 0.85, "dcrTemplate+": 0.9}
 
 
 # ------------------------------------------------------------------------- building blocks
@@ -158,7 +150,7 @@ def test_dcr_templates_find_more_cosmic_rays_and_clip_fewer_stars(runs):
     print(f"static: streak, cosmic, stars = {static}; dcrTemplate: {dcr}")
     assert dcr[0] >= 0.95  # the streak, found whole across the chunks it crosses
     assert dcr[1] > static[1] + 0.3  # cosmic rays: far more than against the static model
-    assert dcr[1] >= COSMIC_RECALL["dcrTemplate"]
+    assert dcr[1] >= 0.85  # measured 0.897; 0.483 against the static model
     assert dcr[2] < static[2] / 2 and dcr[2] < 0.005  # stars: fewer clipped
     record = results["dcrTemplate"].attrs["convergence"]
     assert record["artifact_reference"] == "dcrTemplate" and record["reference_blocks"]
@@ -166,22 +158,22 @@ def test_dcr_templates_find_more_cosmic_rays_and_clip_fewer_stars(runs):
 
 
 @pytest.mark.slow
-def test_without_preservation_dcr_templates_meet_the_acceptance_on_this_tile(runs):
-    """CompareWarp's acceptance (>= 95 % of the streak's and cosmic rays' pixels
-    clipped, fewer than 1 % of star pixels), with DCR-matched templates, without
-    doPreserveContainedBySource (its source footprints cover a quarter of this crowded
-    tile and protect the cosmic rays on them) and with footprints grown by 1 PSF sigma.
-    Cosmic rays alone stay below 95 % (0.92 here): those missed sit on bright stars,
-    and a perfect template misses some of them too (benchmarks/bench_artifacts.py)."""
+def test_the_recommended_settings_meet_the_acceptance_on_this_tile(runs):
+    """CompareWarp's acceptance: >= 95 % of the streak's pixels and of the cosmic rays'
+    pixels clipped, fewer than 1 % of star pixels, with the settings recommended for
+    many artifacts (DCR-matched templates, no doPreserveContainedBySource, footprints
+    from 6 sigma and one pixel, grown by 1 PSF sigma). On other seeds cosmic rays on
+    bright stars can stay hidden even from a perfect template
+    (benchmarks/bench_artifacts.py)."""
     tile, results, _ = runs
-    streak, cosmic, stars = _scores(tile, results["dcrTemplate+"]["artifacts"].values.astype(bool))
-    everything = results["dcrTemplate+"]["artifacts"].values.astype(bool)[tile.artifacts].mean()
+    clipped = results["dcrTemplate+"]["artifacts"].values.astype(bool)
+    streak, cosmic, stars = _scores(tile, clipped)
+    everything = clipped[tile.artifacts].mean()
     print(
         f"dcrTemplate+: all {everything:.4f}, streak {streak:.4f}, cosmic {cosmic:.4f}, "
         f"stars {stars:.4%}"
     )
-    assert everything >= 0.95 and streak >= 0.95
-    assert cosmic >= COSMIC_RECALL["dcrTemplate+"]
+    assert everything >= 0.95 and streak >= 0.95 and cosmic >= 0.95
     assert stars < 0.01
 
 

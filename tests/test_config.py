@@ -24,6 +24,7 @@ from dcr_dask.config import (
     ScaleVarianceConfig,
     SourceDetectionConfig,
     apply_overrides,
+    many_artifacts_overrides,
 )
 from dcr_dask.errors import ConfigError, InputError
 
@@ -904,3 +905,22 @@ def test_unknown_attribute_assignment_fails():
     config = DcrAssembleCoaddConfig()
     with pytest.raises(AttributeError):
         config.dcrNumSubfilter = 4  # type: ignore[attr-defined]
+
+
+def test_the_readme_recommends_exactly_the_many_artifacts_settings(tmp_path):
+    """The README's TOML block for data with many artifacts, read as a user would,
+    gives the same config as many_artifacts_overrides() (which the benchmark and the
+    end-to-end tests use), so the two cannot drift apart."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("For data with many artifacts", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert block, "README: no TOML block after 'For data with many artifacts'"
+    path = tmp_path / "many_artifacts.toml"
+    path.write_text(block.group(1), encoding="utf-8")
+    from_readme = DcrAssembleCoaddConfig()
+    from_readme.load_file(path)
+    recommended = DcrAssembleCoaddConfig()
+    recommended.update(**many_artifacts_overrides())
+    assert from_readme.toDict() == recommended.toDict()
+    assert recommended.toDict() != DcrAssembleCoaddConfig().toDict()
+    assert many_artifacts_overrides() is not many_artifacts_overrides()  # a fresh dict each time
