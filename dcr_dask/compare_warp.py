@@ -531,6 +531,11 @@ def _signal(image: da.Array, variance: da.Array, valid: da.Array, threshold_type
     return da.where(valid, value, np.nan).astype(np.float32)
 
 
+def _yx_depth(ndim: int, halo: int) -> dict[int, int]:
+    """``map_overlap`` depth of ``halo`` pixels on the last two axes (y, x), none on the others."""
+    return {axis: halo if axis >= ndim - 2 else 0 for axis in range(ndim)}
+
+
 def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
     """The footprint mask of a chunked signal (:func:`dcr_dask.detection.footprint_mask`).
 
@@ -542,13 +547,10 @@ def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
     if settings.peak_test:
         signs = _POLARITY_SIGNS[settings.polarity]
         return _grow(_peak_tested_footprints(signal, settings, signs).any(axis=0), settings)
-    halo = settings.halo
-    depth = {axis: 0 for axis in range(signal.ndim - 2)}
-    depth.update({signal.ndim - 2: halo, signal.ndim - 1: halo})
     return da.map_overlap(
         footprint_mask,
         signal,
-        depth=depth,
+        depth=_yx_depth(signal.ndim, settings.halo),
         boundary=np.nan,
         dtype=bool,
         meta=np.empty((0,) * signal.ndim, bool),
@@ -609,12 +611,10 @@ def _grow(mask: da.Array, settings: DetectionSettings) -> da.Array:
     if radius == 0:
         return mask
     structure = plane_structure(mask.ndim, grow_stencil(radius, settings.isotropic))
-    depth = {axis: 0 for axis in range(mask.ndim - 2)}
-    depth.update({mask.ndim - 2: radius, mask.ndim - 1: radius})
     return da.map_overlap(
         _dilate_block,
         mask,
-        depth=depth,
+        depth=_yx_depth(mask.ndim, radius),
         boundary=False,
         dtype=bool,
         meta=np.empty((0,) * mask.ndim, bool),
