@@ -16,6 +16,7 @@ agreement between the two is a real check.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -25,18 +26,23 @@ from pathlib import Path
 import attrs
 import numpy as np
 from astropy.wcs import WCS
-from scipy import ndimage
-from scipy.special import erf
+from scipy import fft as sp_fft
+from scipy import ndimage, optimize
+from scipy.special import erf, gammaln, kve
 
 from dcr_dask import geometry, refraction
 from dcr_dask.masks import MaskPlanes, run_layout
 from dcr_dask.visit import Observatory, VisitInfo, Weather
 
 __all__ = [
+    "PSF_PROFILES",
     "RUBIN_OBSERVATORY",
     "SimulatedTile",
     "SimulationSpec",
     "Source",
+    "default_demo_spec",
+    "point_source_flux_at_snr",
+    "realistic_spec",
     "simulate_tile",
     "write_simulation",
 ]
@@ -47,6 +53,9 @@ log = logging.getLogger(__name__)
 RUBIN_OBSERVATORY = Observatory(
     longitude_deg=-70.749417, latitude_deg=-30.244639, elevation_m=2663.0
 )
+
+#: Radial profiles :class:`SimulationSpec` can give the visit PSFs.
+PSF_PROFILES = ("gaussian", "moffat")
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _SQRT2 = math.sqrt(2.0)
@@ -88,14 +97,38 @@ class SimulationSpec:
     weather : Weather or None
         Conditions of every visit; None uses the standard atmosphere at the
         site's elevation (keywords then left out of the headers).
+    psf_profile : {"gaussian", "moffat"}
+        Radial profile of the visit PSFs. ``"gaussian"`` has no wings, so a
+        Gaussian model PSF matches it exactly; ``"moffat"``,
+        ``I(r) ∝ (1 + r²/α²)^-β``, has the power-law wings of atmospheric
+        seeing (Moffat 1969; Trujillo et al. 2001).
+    psf_beta_range : tuple of float
+        Range from which each visit's Moffat index β is drawn (uniform, > 1);
+        used only by ``"moffat"``.
     seeing_fwhm_px : tuple of float
-        Range from which each visit's Gaussian PSF FWHM is drawn, pixels.
+        Range from which each visit's PSF FWHM at the band's effective
+        wavelength is drawn (uniform), pixels: the half-maximum full width of
+        the profile before pixel integration.
+    seeing_wavelength_exponent : float
+        Chromatic seeing: the PSF of each wavelength sample has the FWHM
+        ``seeing × (λ/λ_eff)^exponent``; Kolmogorov turbulence gives -0.2,
+        0 makes the PSF achromatic.
     truth_psf_fwhm_px : float or None
         PSF of the truth sub-band images; None uses the median visit seeing.
     n_stars, n_galaxies : int
         Numbers of point sources and small round galaxies.
     star_flux_range : tuple of float
         Range of total fluxes (log-uniform), image units.
+    n_faint_stars : int
+        Point sources added after the others (last in the catalogue), with
+        fluxes drawn from a power-law count distribution, down to the
+        detection limit.
+    faint_flux_range : tuple of float
+        Range of their total fluxes, image units; :func:`realistic_spec` puts
+        the low end at a single-visit point-source S/N of 5.
+    faint_count_slope : float
+        Their differential counts, ``dN/dF ∝ F^-slope`` (> 1 gives more faint
+        than bright stars; 2.5 is a Euclidean population).
     spectral_index_range : tuple of float
         Range of the power-law index α of ``f_λ ∝ λ^α``; negative is blue.
     galaxy_sigma_px : tuple of float
@@ -123,7 +156,9 @@ class SimulationSpec:
     bad_columns : int
         Columns flagged ``BAD`` (and zeroed) in every visit.
     psf_stamp_size : int
-        Size of the PSF HDU written with each warp (odd), pixels.
+        Size of the PSF HDU written with each warp (odd), pixels. The PSF is
+        cut to this stamp and renormalised to a sum of 1; the fraction of its
+        light the stamp holds is ``SimulatedTile.psf_stamp_flux``.
     seed : int
         Seed of the random generator: the same spec gives the same tile.
     """
@@ -141,11 +176,17 @@ class SimulationSpec:
     dec_deg: float = -25.0
     observatory: Observatory = RUBIN_OBSERVATORY
     weather: Weather | None = None
+    psf_profile: str = "gaussian"
+    psf_beta_range: tuple[float, float] = (2.5, 4.8)
     seeing_fwhm_px: tuple[float, float] = (3.0, 4.5)
+    seeing_wavelength_exponent: float = 0.0
     truth_psf_fwhm_px: float | None = None
     n_stars: int = 40
     n_galaxies: int = 10
     star_flux_range: tuple[float, float] = (2.0e3, 2.0e5)
+    n_faint_stars: int = 0
+    faint_flux_range: tuple[float, float] = (100.0, 2.0e3)
+    faint_count_slope: float = 2.0
     spectral_index_range: tuple[float, float] = (-3.0, 2.0)
     galaxy_sigma_px: tuple[float, float] = (1.0, 2.5)
     sky_sigma: float = 5.0
@@ -173,6 +214,16 @@ class SimulationSpec:
             problems.append("n_subfilters and wavelength_samples must be at least 1")
         if self.psf_stamp_size % 2 != 1:
             problems.append(f"psf_stamp_size {self.psf_stamp_size} must be odd")
+        if self.psf_profile not in PSF_PROFILES:
+            problems.append(f"psf_profile {self.psf_profile!r} is not one of {PSF_PROFILES}")
+        if not 1.0 < self.psf_beta_range[0] <= self.psf_beta_range[1]:
+            problems.append(f"psf_beta_range {self.psf_beta_range!r} must be ordered and > 1")
+        if not 0.0 < self.seeing_fwhm_px[0] <= self.seeing_fwhm_px[1]:
+            problems.append(f"seeing_fwhm_px {self.seeing_fwhm_px!r} must be ordered and > 0")
+        if self.n_faint_stars < 0:
+            problems.append(f"n_faint_stars {self.n_faint_stars} is negative")
+        if not 0.0 < self.faint_flux_range[0] < self.faint_flux_range[1]:
+            problems.append(f"faint_flux_range {self.faint_flux_range!r} must be ordered and > 0")
         for index in self.streak_visits:
             if not 0 <= index < len(self.airmasses):
                 problems.append(f"streak visit index {index} is not a visit")
@@ -233,9 +284,23 @@ class SimulatedTile:
     masks : numpy.ndarray
         ``(visit, y, x)`` int32 masks.
     psfs : numpy.ndarray
-        ``(visit, n, n)`` normalised PSF images.
+        ``(visit, n, n)`` PSF of each visit as rendered: the band average of
+        the chromatic PSF for a flat spectrum (``f_λ`` constant), without
+        DCR, integrated over the pixels, centred on the stamp's central
+        pixel, cut to the stamp and normalised to a sum of 1.
     psf_fwhm_px : numpy.ndarray
-        FWHM of each visit's PSF, pixels.
+        FWHM of each visit's PSF, pixels (the ``PSF-FWHM`` keyword): the
+        half-maximum full width of the radial profile of ``psfs`` before pixel
+        integration and truncation, which :func:`dcr_dask.psf.gaussian_psf_image`
+        turns back into a stamp for a Gaussian. Equal to ``seeing_fwhm_px``
+        when the seeing is achromatic.
+    seeing_fwhm_px : numpy.ndarray
+        FWHM of each visit's PSF at the band's effective wavelength, pixels.
+    psf_beta : numpy.ndarray
+        Moffat index β of each visit's PSF (NaN for other profiles).
+    psf_stamp_flux : numpy.ndarray
+        Fraction of each visit's PSF light inside its stamp, before the
+        stamp is renormalised.
     shifts_px : numpy.ndarray
         ``(visit, subfilter, 2)`` mean ``(dy, dx)`` DCR displacement of each
         sub-band's light for a flat spectrum, pixels.
@@ -264,6 +329,9 @@ class SimulatedTile:
     masks: np.ndarray
     psfs: np.ndarray
     psf_fwhm_px: np.ndarray
+    seeing_fwhm_px: np.ndarray
+    psf_beta: np.ndarray
+    psf_stamp_flux: np.ndarray
     shifts_px: np.ndarray
     true_images: np.ndarray
     true_subbands: np.ndarray
@@ -366,6 +434,168 @@ def _render(
     return image
 
 
+# Level below which the optical transfer function is neglected: aliases of the
+# pixel grid where it is smaller are left out, which changes a pixel by less
+# than this fraction of the source's flux.
+_OTF_FLOOR = 1e-9
+# The Fourier renderer's periodic grid is padded so that light wraps around
+# only where a PSF has fallen below this fraction of its peak.
+_WRAP_LEVEL = 1e-6
+# Grid of the tabulated Moffat transfer function, in z = 2π q α.
+_MOFFAT_OTF_STEP = 5e-4
+_MOFFAT_OTF_ZMAX = 50.0
+
+
+def _moffat_alpha(fwhm: np.ndarray | float, beta: np.ndarray | float) -> np.ndarray:
+    """Moffat scale α (pixels) of a profile of half-maximum full width ``fwhm``."""
+    return np.asarray(fwhm) / (2.0 * np.sqrt(2.0 ** (1.0 / np.asarray(beta)) - 1.0))
+
+
+@functools.lru_cache(maxsize=128)
+def _moffat_otf_table(beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Moffat transfer function and its increments on a uniform grid of ``z = 2π q α``.
+
+    The Hankel transform of ``I(r) = (β-1)/(πα²) (1 + r²/α²)^-β`` is
+    ``2/Γ(β-1) (z/2)^(β-1) K_(β-1)(z)`` (Gradshteyn & Ryzhik 6.565.4 with
+    ν = 0, μ = β-1). The grid step keeps the interpolation error below
+    ``step²/8 · max|OTF''| < 1e-7``.
+    """
+    nu = beta - 1.0
+    z = np.arange(0.0, _MOFFAT_OTF_ZMAX + _MOFFAT_OTF_STEP, _MOFFAT_OTF_STEP)
+    otf = np.ones_like(z)
+    zz = z[1:]
+    otf[1:] = np.exp(nu * np.log(zz / 2.0) - zz + np.log(kve(nu, zz)) - gammaln(nu) + math.log(2))
+    return otf, np.append(np.diff(otf), 0.0)
+
+
+def _otf(profile: str, rho: np.ndarray, fwhm: float, beta: float) -> np.ndarray:
+    """Optical transfer function of a unit-flux radial PSF at ``rho`` cycles per pixel."""
+    if profile == "gaussian":
+        sigma = fwhm / _FWHM_PER_SIGMA
+        return np.exp(-2.0 * math.pi**2 * sigma**2 * rho**2)
+    table, increment = _moffat_otf_table(float(beta))
+    # Linear interpolation on the uniform grid (np.interp's search is slower).
+    u = rho * (2.0 * math.pi * float(_moffat_alpha(fwhm, beta)) / _MOFFAT_OTF_STEP)
+    cell = np.minimum(u.astype(np.intp), table.size - 1)
+    return np.where(cell < table.size - 1, table[cell] + increment[cell] * (u - cell), 0.0)
+
+
+def _otf_support(profile: str, fwhm: float, beta: float) -> float:
+    """Frequency (cycles per pixel) beyond which the transfer function is below ``_OTF_FLOOR``."""
+    if profile == "gaussian":
+        sigma = fwhm / _FWHM_PER_SIGMA
+        return math.sqrt(math.log(1.0 / _OTF_FLOOR) / 2.0) / (math.pi * sigma)
+    table, _ = _moffat_otf_table(float(beta))
+    z_cut = (np.nonzero(table >= _OTF_FLOOR)[0][-1] + 1) * _MOFFAT_OTF_STEP
+    return float(z_cut / (2.0 * math.pi * _moffat_alpha(fwhm, beta)))
+
+
+def _radial_profile(
+    profile: str, r: np.ndarray | float, fwhm: np.ndarray | float, beta: float
+) -> np.ndarray:
+    """Surface brightness of unit-flux radial PSFs at radius ``r`` (pixels), per pixel².
+
+    ``r`` and ``fwhm`` broadcast against each other.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    if profile == "gaussian":
+        sigma = np.asarray(fwhm) / _FWHM_PER_SIGMA
+        return np.exp(-0.5 * (r / sigma) ** 2) / (2.0 * math.pi * sigma**2)
+    alpha = _moffat_alpha(fwhm, beta)
+    return (beta - 1.0) / (math.pi * alpha**2) * (1.0 + (r / alpha) ** 2) ** (-beta)
+
+
+def _wrap_radius(profile: str, fwhm: float, beta: float) -> float:
+    """Radius (pixels) beyond which the PSF is below ``_WRAP_LEVEL`` of its peak."""
+    if profile == "gaussian":
+        return fwhm / _FWHM_PER_SIGMA * math.sqrt(2.0 * math.log(1.0 / _WRAP_LEVEL))
+    alpha = float(_moffat_alpha(fwhm, beta))
+    return alpha * math.sqrt(_WRAP_LEVEL ** (-1.0 / beta) - 1.0)
+
+
+def _half_maximum_fwhm(profile: str, fwhm: np.ndarray, weights: np.ndarray, beta: float) -> float:
+    """Half-maximum full width (pixels) of the mixture ``Σ_l w_l I_l(r)`` of radial PSFs."""
+
+    def mixture(r: float) -> float:
+        return float(weights @ _radial_profile(profile, r, fwhm, beta))
+
+    half = 0.5 * mixture(0.0)
+    radius = optimize.brentq(lambda r: mixture(r) - half, 0.5 * fwhm.min(), 0.5 * fwhm.max())
+    return 2.0 * radius
+
+
+def _render_fourier(
+    shape: tuple[int, int],
+    y: np.ndarray,
+    x: np.ndarray,
+    sigma: np.ndarray,
+    sample_flux: np.ndarray,
+    fwhm: np.ndarray,
+    beta: np.ndarray,
+    shifts: np.ndarray,
+    profile: str,
+) -> np.ndarray:
+    """Noise-free images of several visits of one catalogue, through radial PSFs.
+
+    Each source (a point, or a circular Gaussian of sigma ``sigma``) sends the
+    flux ``sample_flux[:, l]`` through wavelength sample ``l``, displaced by
+    ``shifts[v, l]`` ``(dy, dx)`` pixels and seen through a PSF of FWHM
+    ``fwhm[v, l]`` (Moffat index ``beta[v]``). The image is built from its
+    discrete-time Fourier transform, which is known in closed form: at
+    frequency ``q`` (cycles per pixel) each source contributes
+    ``Σ_n OTF(|q+n|) G(|q+n|) sinc(q_y+n_y) sinc(q_x+n_x) e^{-2πi (q+n)·(p+d)}``,
+    the sinc factors being the exact integral over a pixel and the sum over
+    integer ``n`` the aliases of the pixel grid, kept while the transfer
+    function is above ``_OTF_FLOOR``. Sampling that transform on a grid padded
+    beyond the tile and inverting it by FFT gives the pixel values without
+    truncating any stamp; light wraps around the padded grid only where the
+    PSF is below ``_WRAP_LEVEL`` of its peak. The source sums are matrix
+    products, shared by all visits.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(visit, ny, nx)`` float64 images.
+    """
+    n_visits, n_samples = fwhm.shape
+    widest = int(np.argmin(beta)) if profile == "moffat" else 0
+    margin = math.ceil(_wrap_radius(profile, float(fwhm.max()), float(beta[widest])))
+    padded = [sp_fft.next_fast_len(n + margin, real=True) for n in shape]
+    qy = np.fft.fftfreq(padded[0])
+    qx = np.fft.rfftfreq(padded[1])
+    q_max = np.array(
+        [_otf_support(profile, float(fwhm[v].min()), float(beta[v])) for v in range(n_visits)]
+    )
+    # Aliases by the nearest distance of q + n to 0 (q_y in [-1/2, 1/2), q_x in [0, 1/2]).
+    reach = math.ceil(q_max.max()) + 1
+    aliases = {
+        (ny, nx): math.hypot(max(abs(ny) - 0.5, 0.0), nx if nx > 0 else max(-nx - 0.5, 0.0))
+        for ny in range(-reach, reach + 1)
+        for nx in range(-reach, reach + 1)
+    }
+    terms = []
+    for (ny, nx), distance in aliases.items():
+        seen_by = np.nonzero(distance < q_max)[0]
+        if seen_by.size == 0:
+            continue
+        ky, kx = qy + ny, qx + nx
+        ey = np.exp(-2j * math.pi * np.outer(y, ky) - 2.0 * math.pi**2 * np.outer(sigma**2, ky**2))
+        ex = np.exp(-2j * math.pi * np.outer(x, kx) - 2.0 * math.pi**2 * np.outer(sigma**2, kx**2))
+        pixel = np.outer(np.sinc(ky), np.sinc(kx))
+        rho = np.hypot(ky[:, None], kx[None, :])
+        terms.append((ky, kx, ey.T.copy(), ex, pixel, rho, seen_by))
+    spectra = np.zeros((n_visits, padded[0], qx.size), dtype=np.complex128)
+    for sample in range(n_samples):
+        for ky, kx, ey_t, ex, pixel, rho, seen_by in terms:
+            sources = (ey_t @ (sample_flux[:, sample, None] * ex)) * pixel
+            for v in seen_by:
+                dy, dx = shifts[v, sample]
+                phase = np.outer(np.exp(-2j * math.pi * ky * dy), np.exp(-2j * math.pi * kx * dx))
+                spectra[v] += _otf(profile, rho, fwhm[v, sample], beta[v]) * phase * sources
+    images = sp_fft.irfft2(spectra, s=padded, axes=(1, 2))
+    return images[:, : shape[0], : shape[1]]
+
+
 def _wavelength_grid(spec: SimulationSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sub-band edges (S, 2), sample wavelengths (S, K) and weights (S, K), flat throughput."""
     edges = geometry.subfilter_edges_nm(
@@ -376,6 +606,53 @@ def _wavelength_grid(spec: SimulationSpec) -> tuple[np.ndarray, np.ndarray, np.n
     samples = edges[:, :1] + (edges[:, 1:] - edges[:, :1]) * frac[None, :]
     widths = np.broadcast_to((edges[:, 1:] - edges[:, :1]) / k, samples.shape)
     return edges, samples, np.array(widths)
+
+
+def _power_law(
+    rng: np.random.Generator, low: float, high: float, slope: float, size: int
+) -> np.ndarray:
+    """Draws from ``dN/dF ∝ F^-slope`` on ``[low, high]``, by inverting its distribution."""
+    u = rng.uniform(0.0, 1.0, size)
+    if slope == 1.0:
+        return low * (high / low) ** u
+    k = 1.0 - slope
+    return (low**k + u * (high**k - low**k)) ** (1.0 / k)
+
+
+def point_source_flux_at_snr(
+    snr: float, sky_sigma: float, fwhm_px: float, *, profile: str = "gaussian", beta: float = 3.5
+) -> float:
+    """Flux of a point source detected at a given S/N on a sky-limited image.
+
+    Parameters
+    ----------
+    snr : float
+        Signal-to-noise ratio of PSF-weighted photometry.
+    sky_sigma : float
+        Background noise per pixel, image units.
+    fwhm_px : float
+        PSF half-maximum full width, pixels.
+    profile : {"gaussian", "moffat"}
+        PSF profile.
+    beta : float
+        Moffat index (``"moffat"`` only).
+
+    Returns
+    -------
+    float
+        ``snr · sky_sigma · sqrt(n_eff)``, image units, with the noise-equivalent
+        area ``n_eff = 1/∫I²`` of the continuous PSF: ``4πσ²`` for a Gaussian,
+        ``πα²(2β-1)/(β-1)²`` for a Moffat. Pixel integration makes the true
+        ``1/Σp²`` slightly larger (by about 1 % at 4 pixels FWHM).
+    """
+    if profile == "gaussian":
+        n_eff = 4.0 * math.pi * (fwhm_px / _FWHM_PER_SIGMA) ** 2
+    elif profile == "moffat":
+        alpha = float(_moffat_alpha(fwhm_px, beta))
+        n_eff = math.pi * alpha**2 * (2.0 * beta - 1.0) / (beta - 1.0) ** 2
+    else:
+        raise ValueError(f"profile {profile!r} is not one of {PSF_PROFILES}")
+    return snr * sky_sigma * math.sqrt(n_eff)
 
 
 def _draw_sources(spec: SimulationSpec, rng: np.random.Generator, samples, widths) -> list[Source]:
@@ -389,6 +666,16 @@ def _draw_sources(spec: SimulationSpec, rng: np.random.Generator, samples, width
     index = rng.uniform(*spec.spectral_index_range, n)
     sigma = np.zeros(n)
     sigma[spec.n_stars :] = rng.uniform(*spec.galaxy_sigma_px, spec.n_galaxies)
+    if spec.n_faint_stars:
+        m = spec.n_faint_stars
+        x = np.concatenate([x, rng.uniform(margin, nx - 1 - margin, m)])
+        y = np.concatenate([y, rng.uniform(margin, ny - 1 - margin, m)])
+        flux = np.concatenate(
+            [flux, _power_law(rng, *spec.faint_flux_range, spec.faint_count_slope, m)]
+        )
+        index = np.concatenate([index, rng.uniform(*spec.spectral_index_range, m)])
+        sigma = np.concatenate([sigma, np.zeros(m)])
+        n += m
     sources = []
     for i in range(n):
         density = (samples / spec.effective_wavelength_nm) ** index[i] * widths
@@ -452,7 +739,16 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     n_visits = len(airmasses)
     holdout = np.arange(n_visits) >= len(spec.airmasses)
     seeing = rng.uniform(*spec.seeing_fwhm_px, n_visits)
+    if spec.psf_profile == "moffat":
+        beta = rng.uniform(*spec.psf_beta_range, n_visits)
+    else:
+        beta = np.full(n_visits, np.nan)
     truth_fwhm = float(spec.truth_psf_fwhm_px or np.median(seeing[~holdout]))
+    # PSF FWHM of each visit and wavelength sample (chromatic seeing), and the
+    # flat-spectrum weight of each sample.
+    chromatic = (samples.ravel() / spec.effective_wavelength_nm) ** spec.seeing_wavelength_exponent
+    sample_fwhm = seeing[:, None] * chromatic[None, :]
+    flat_weight = widths.ravel() / widths.sum()
 
     src_x = np.array([s.x for s in sources])
     src_y = np.array([s.y for s in sources])
@@ -475,21 +771,13 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
 
     centre_y, centre_x = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
     visits: list[VisitInfo] = []
+    psf_fwhm = np.zeros(n_visits)
+    # (dy, dx) DCR displacement of each visit and wavelength sample, pixels.
+    sample_shifts = np.zeros((n_visits, samples.size, 2))
     shifts = np.zeros((n_visits, spec.n_subfilters, 2))
-    true_images = np.zeros((n_visits, *shape), dtype=np.float32)
-    images = np.zeros_like(true_images)
-    variances = np.zeros_like(true_images)
-    masks = np.zeros((n_visits, *shape), dtype=np.int32)
-    artifacts = np.zeros((n_visits, *shape), dtype=bool)
-    psfs = np.zeros((n_visits, spec.psf_stamp_size, spec.psf_stamp_size), dtype=np.float32)
-    half = spec.psf_stamp_size // 2
-    stamp_edges = np.arange(-half, half + 2) - 0.5
     for v, airmass in enumerate(airmasses):
         info = _visit_info(spec, visit_id=1000 + v, airmass=airmass, east=(v % 2 == 0))
-        info = attrs.evolve(info, psf_fwhm_px=float(seeing[v]))
-        visits.append(info)
         geo = geometry.visit_geometry(info, wcs, centre_x, centre_y)
-        scale = geo.pixel_scale_arcsec
         angle = math.radians(geo.zenith_direction_deg)
         dcr_px = (
             np.degrees(
@@ -502,25 +790,36 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
                 )
             )
             * 3600.0
-            / scale
+            / geo.pixel_scale_arcsec
         )
+        sample_shifts[v, :, 0] = dcr_px.ravel() * math.cos(angle)
+        sample_shifts[v, :, 1] = dcr_px.ravel() * math.sin(angle)
         shifts[v, :, 0] = dcr_px.mean(axis=1) * math.cos(angle)
         shifts[v, :, 1] = dcr_px.mean(axis=1) * math.sin(angle)
-        psf_sigma = seeing[v] / _FWHM_PER_SIGMA
-        sigma = np.hypot(psf_sigma, src_sigma)
-        n_samples = dcr_px.size
-        true = _render(
-            shape,
-            np.repeat(src_y, n_samples) + np.tile(dcr_px.ravel() * math.cos(angle), len(sources)),
-            np.repeat(src_x, n_samples) + np.tile(dcr_px.ravel() * math.sin(angle), len(sources)),
-            sample_flux.reshape(-1),
-            np.repeat(sigma, n_samples),
+        psf_fwhm[v] = (
+            seeing[v]
+            if spec.seeing_wavelength_exponent == 0.0
+            else _half_maximum_fwhm(spec.psf_profile, sample_fwhm[v], flat_weight, beta[v])
         )
-        true_images[v] = true
-        g1 = _pixel_integrated_gaussian(stamp_edges, np.array([0.0]), np.array([psf_sigma]))[0]
-        psf = np.outer(g1, g1)
-        psfs[v] = psf / psf.sum()
+        visits.append(attrs.evolve(info, psf_fwhm_px=float(psf_fwhm[v])))
+    true_images, psfs = _render_visits(
+        spec,
+        (src_y, src_x, src_sigma, sample_flux.reshape(len(sources), -1)),
+        sample_fwhm,
+        beta,
+        sample_shifts,
+        flat_weight,
+    )
+    psf_stamp_flux = psfs.sum(axis=(1, 2))
+    psfs = (psfs / psf_stamp_flux[:, None, None]).astype(np.float32)
 
+    images = np.zeros(true_images.shape, dtype=np.float32)
+    variances = np.zeros_like(images)
+    masks = np.zeros((n_visits, *shape), dtype=np.int32)
+    artifacts = np.zeros((n_visits, *shape), dtype=bool)
+    for v in range(n_visits):
+        true = true_images[v]
+        psf_sigma = seeing[v] / _FWHM_PER_SIGMA
         observed = true.copy()
         artifact = np.zeros(shape, dtype=bool)
         if v in spec.streak_visits:
@@ -565,15 +864,83 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
         variances=variances,
         masks=masks,
         psfs=psfs,
-        psf_fwhm_px=seeing,
+        psf_fwhm_px=psf_fwhm,
+        seeing_fwhm_px=seeing,
+        psf_beta=beta,
+        psf_stamp_flux=psf_stamp_flux,
         shifts_px=shifts,
-        true_images=true_images,
+        true_images=true_images.astype(np.float32),
         true_subbands=true_subbands,
         artifacts=artifacts,
         sources=sources,
         wavelength_edges_nm=edges,
         truth_psf_fwhm_px=truth_fwhm,
     )
+
+
+def _render_visits(
+    spec: SimulationSpec,
+    catalogue: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    sample_fwhm: np.ndarray,
+    beta: np.ndarray,
+    sample_shifts: np.ndarray,
+    flat_weight: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free visit images and PSF stamps.
+
+    ``catalogue`` is ``(y, x, sigma, sample_flux)`` with ``sample_flux`` of
+    shape ``(source, sample)``; ``sample_fwhm`` and ``sample_shifts`` give the
+    PSF FWHM and the ``(dy, dx)`` DCR displacement of each visit and
+    wavelength sample. Gaussian PSFs are separable and rendered stamp by
+    stamp with exact pixel integrals (:func:`_render`); other profiles through
+    their transfer function (:func:`_render_fourier`). The stamps are the
+    flat-spectrum (``flat_weight``) band average of the PSF without DCR,
+    centred on the central pixel, not yet normalised.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(visit, ny, nx)`` images and ``(visit, n, n)`` stamps, float64.
+    """
+    y, x, sigma, sample_flux = catalogue
+    n_visits, n_samples = sample_fwhm.shape
+    size = spec.psf_stamp_size
+    if spec.psf_profile != "gaussian":
+        images = _render_fourier(
+            spec.shape, y, x, sigma, sample_flux, sample_fwhm, beta, sample_shifts, spec.psf_profile
+        )
+        centre = np.array([size // 2], dtype=np.float64)
+        stamps = _render_fourier(
+            (size, size),
+            centre,
+            centre,
+            np.zeros(1),
+            flat_weight[None, :],
+            sample_fwhm,
+            beta,
+            np.zeros_like(sample_shifts),
+            spec.psf_profile,
+        )
+        return images, stamps
+    images = np.zeros((n_visits, *spec.shape))
+    stamps = np.zeros((n_visits, size, size))
+    stamp_edges = np.arange(-(size // 2), size // 2 + 2) - 0.5
+    for v in range(n_visits):
+        psf_sigma = sample_fwhm[v] / _FWHM_PER_SIGMA
+        _render(
+            spec.shape,
+            np.repeat(y, n_samples) + np.tile(sample_shifts[v, :, 0], len(y)),
+            np.repeat(x, n_samples) + np.tile(sample_shifts[v, :, 1], len(x)),
+            sample_flux.reshape(-1),
+            np.hypot(psf_sigma[None, :], sigma[:, None]).reshape(-1),
+            out=images[v],
+        )
+        # One stamp per distinct PSF width, weighted by its share of the band.
+        widths, inverse = np.unique(psf_sigma, return_inverse=True)
+        weight = np.bincount(inverse, weights=flat_weight)
+        profiles = _pixel_integrated_gaussian(stamp_edges, np.zeros(widths.size), widths)
+        stamps[v] = np.einsum("u,uy,ux->yx", weight / weight.sum(), profiles, profiles)
+    return images, stamps
 
 
 def _streak(
@@ -704,5 +1071,84 @@ def default_demo_spec(shape: Sequence[int] = (256, 256), seed: int = 1) -> Simul
         holdout_airmasses=(1.88, 1.92),
         streak_visits=(3,),
         cosmic_rays_per_visit=5,
+        seed=seed,
+    )
+
+
+_R_AIRMASSES = (1.01, 1.04, 1.07, 1.1, 1.14, 1.18, 1.22, 1.27, 1.32, 1.38, 1.44, 1.5, 1.57)
+_R_AIRMASSES += (1.64, 1.72, 1.8)
+#: Bands :func:`realistic_spec` knows: effective wavelength and bandwidth (nm),
+#: fitted and held-out airmasses.
+_REALISTIC_BANDS = {
+    "g": (
+        478.0,
+        147.0,
+        (1.01, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.6, 1.75, 1.9, 2.0),
+        (1.88, 1.92),
+    ),
+    "r": (
+        622.0,
+        140.0,
+        _R_AIRMASSES,
+        (1.74, 1.78),
+    ),
+}
+
+
+def realistic_spec(
+    shape: Sequence[int] = (256, 256), seed: int = 1, band: str = "g"
+) -> SimulationSpec:
+    """A tile closer to real warps than :func:`default_demo_spec`.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Tile size ``(ny, nx)``, pixels.
+    seed : int
+        Random seed.
+    band : {"g", "r"}
+        ``"g"``: 478 nm, 147 nm wide, the demo's 12 visits at airmass
+        1.01-2.0 and two held out near 1.9. ``"r"``: 622 nm, 140 nm wide,
+        16 visits at airmass 1.01-1.8 and two held out near 1.76.
+
+    Returns
+    -------
+    SimulationSpec
+        Moffat PSFs (β 2.5-4.8) with chromatic seeing ``∝ λ^-0.2``, 3-5 pixel
+        (0.6"-1.0") FWHM at 0.2"/pixel, a 55-pixel PSF stamp that holds the
+        wings, no ``DETECTED`` plane, 150 faint stars down to a single-visit
+        S/N of 5 at 4 pixels FWHM, a satellite streak in visit 3 and five
+        cosmic rays per visit.
+
+    Raises
+    ------
+    ValueError
+        If ``band`` is not one of the known bands.
+    """
+    if band not in _REALISTIC_BANDS:
+        raise ValueError(f"band {band!r} is not one of {sorted(_REALISTIC_BANDS)}")
+    wavelength, bandwidth, airmasses, holdout = _REALISTIC_BANDS[band]
+    seeing, beta, sky_sigma = (3.0, 5.0), (2.5, 4.8), 5.0
+    faintest = point_source_flux_at_snr(
+        5.0, sky_sigma, float(np.mean(seeing)), profile="moffat", beta=float(np.mean(beta))
+    )
+    return SimulationSpec(
+        shape=(int(shape[0]), int(shape[1])),
+        airmasses=airmasses,
+        holdout_airmasses=holdout,
+        band=band,
+        effective_wavelength_nm=wavelength,
+        bandwidth_nm=bandwidth,
+        psf_profile="moffat",
+        psf_beta_range=beta,
+        seeing_fwhm_px=seeing,
+        seeing_wavelength_exponent=-0.2,
+        sky_sigma=sky_sigma,
+        n_faint_stars=150,
+        faint_flux_range=(faintest, SimulationSpec().star_flux_range[0]),
+        detected_plane=False,
+        streak_visits=(3,),
+        cosmic_rays_per_visit=5,
+        psf_stamp_size=55,
         seed=seed,
     )
