@@ -141,7 +141,8 @@ class SimulationSpec:
         Pixels of a visit's noise-free image above this are clipped and
         flagged ``SAT``; None disables.
     detected_plane : bool
-        Set ``DETECTED`` where a visit's noise-free image exceeds
+        Define the ``DETECTED`` plane (False leaves it, and its ``MP_DETECTED``
+        keyword, out of the masks) and set it where a visit's noise-free image exceeds
         ``detection_sigma × sky_sigma``, grown by ``detection_grow_sigma``
         PSF sigmas, as single-visit source detection marks its footprints.
     detection_sigma : float
@@ -733,6 +734,9 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     shape = spec.shape
     wcs = make_tile_wcs(shape, spec.ra_deg, spec.dec_deg, spec.pixel_scale_arcsec)
     planes = run_layout()
+    if not spec.detected_plane:
+        # Like warps from a pipeline that did not detect: no plane, no MP_DETECTED keyword.
+        planes = MaskPlanes({n: b for n, b in planes.bits.items() if n != "DETECTED"})
     edges, samples, widths = _wavelength_grid(spec)
     sources = _draw_sources(spec, rng, samples, widths)
     airmasses = list(spec.airmasses) + list(spec.holdout_airmasses)

@@ -141,3 +141,202 @@ def test_written_simulation_reads_back_to_the_same_arrays_and_metadata(tile, tmp
         np.testing.assert_allclose(hdus["PSF"].data.sum(), 1.0, rtol=1e-6)
     saved = np.load(paths["truth"])
     np.testing.assert_array_equal(saved["true_subbands"], tile.true_subbands)
+
+
+# --------------------------------------------------------------------------- realistic PSFs
+
+
+def _digest(tile):
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (tile.images, tile.variances, tile.masks, tile.psfs, tile.true_images):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(np.asarray(tile.psf_fwhm_px).tobytes())
+    return digest.hexdigest()
+
+
+def test_gaussian_default_output_is_unchanged_bit_for_bit(tile):
+    # Computed with the simulator of commit 58bd27e, before the Moffat, chromatic
+    # seeing and faint-star options (numpy 2); another platform may round differently.
+    assert _digest(tile) == "c67fbac605310cefe143ad8b5d0bd9696cd206b9339b2e9ed327b290f8d35d22"
+    np.testing.assert_array_equal(tile.psf_fwhm_px, tile.seeing_fwhm_px)
+    np.testing.assert_array_equal([v.psf_fwhm_px for v in tile.visits], tile.seeing_fwhm_px)
+
+
+# Visits at airmass 1 (the field transits the zenith) have no DCR.
+ZENITH = {"dec_deg": -30.244639, "n_galaxies": 0, "spectral_index_range": (0.0, 0.0)}
+
+
+def _moffat_spec(**overrides):
+    settings = {
+        "shape": (64, 64),
+        "airmasses": (1.0, 1.3),
+        "psf_profile": "moffat",
+        "seeing_fwhm_px": (3.0, 5.0),
+        "psf_stamp_size": 41,
+        "n_stars": 1,
+        **ZENITH,
+        "seed": 6,  # the star sits 20 pixels or more inside the 64² tile
+    }
+    return SimulationSpec(**{**settings, **overrides})
+
+
+def _moffat(r, fwhm, beta):
+    alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    return (beta - 1.0) / (np.pi * alpha**2) * (1.0 + (r / alpha) ** 2) ** -beta
+
+
+def _band_average(spec, fwhm, yc, xc, size, exponent, beta, supersample=31):
+    """Flat-spectrum band average of Moffat PSFs, pixel-integrated by supersampling."""
+    from dcr_dask.geometry import subfilter_edges_nm
+
+    edges = subfilter_edges_nm(spec.effective_wavelength_nm, spec.bandwidth_nm, spec.n_subfilters)
+    k = spec.wavelength_samples
+    wavelengths = (edges[:, :1] + (edges[:, 1:] - edges[:, :1]) * (np.arange(k) + 0.5) / k).ravel()
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    yy = (np.arange(size)[:, None] + offsets).ravel() - yc
+    xx = (np.arange(size)[:, None] + offsets).ravel() - xc
+    r = np.hypot(yy[:, None], xx[None, :])
+    image = np.zeros_like(r)
+    for wavelength in wavelengths:
+        scale = (wavelength / spec.effective_wavelength_nm) ** exponent
+        image += _moffat(r, fwhm * scale, beta) / len(wavelengths)
+    return image.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+
+
+def test_moffat_psf_hdu_is_a_flat_spectrum_star_seen_at_the_zenith():
+    # The star's noise-free image and the PSF HDU both match an independent
+    # supersampled band average of Moffat profiles with chromatic seeing.
+    spec = _moffat_spec(seeing_wavelength_exponent=-0.2, wavelength_samples=2)
+    tile = simulate_tile(spec)
+    assert np.all(tile.shifts_px[0] == 0.0)
+    fwhm, beta = tile.seeing_fwhm_px[0], tile.psf_beta[0]
+    assert spec.psf_beta_range[0] <= beta <= spec.psf_beta_range[1]
+    star = tile.sources[0]
+    y0, x0 = round(star.y) - 20, round(star.x) - 20
+    expected = star.flux * _band_average(spec, fwhm, star.y - y0, star.x - x0, 41, -0.2, beta)
+    seen = tile.true_images[0, y0 : y0 + 41, x0 : x0 + 41]
+    np.testing.assert_allclose(seen, expected, atol=2e-4 * expected.max())
+    stamp = _band_average(spec, fwhm, 20.0, 20.0, 41, -0.2, beta)
+    np.testing.assert_allclose(tile.psf_stamp_flux[0], stamp.sum(), rtol=1e-5)
+    np.testing.assert_allclose(tile.psfs[0], stamp / stamp.sum(), atol=2e-4 * stamp.max())
+    # what the stamp leaves out is at most the light outside its inscribed circle
+    alpha = fwhm * 1.05 / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))  # bluest sample
+    assert 1.0 - (1.0 + (20 / alpha) ** 2) ** (1.0 - beta) < tile.psf_stamp_flux[0] < 1.0
+
+
+def _half_maximum_width(stamp):
+    """Half-maximum full width of a centred stamp, radially interpolated, pixels."""
+    half = stamp.shape[0] // 2
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    radii, inverse = np.unique(np.round(np.hypot(yy, xx), 9).ravel(), return_inverse=True)
+    profile = np.bincount(inverse, stamp.ravel()) / np.bincount(inverse)
+    below = np.nonzero(profile < 0.5 * profile[0])[0][0]
+    r0, r1, p0, p1 = radii[below - 1], radii[below], profile[below - 1], profile[below]
+    return 2.0 * (r0 + (0.5 * profile[0] - p0) * (r1 - r0) / (p1 - p0))
+
+
+@pytest.mark.parametrize("exponent", [0.0, -0.2])
+def test_moffat_half_maximum_width_is_the_psf_fwhm_keyword_and_wings_inflate_moments(exponent):
+    from dcr_dask.psf import psf_fwhm_px
+
+    # Wide PSFs sampled finely, so that the pixels do not widen the half maximum.
+    spec = _moffat_spec(
+        shape=(32, 32), seeing_fwhm_px=(16.0, 20.0), psf_stamp_size=121,
+        seeing_wavelength_exponent=exponent,
+    )  # fmt: skip
+    tile = simulate_tile(spec)
+    for v in range(2):
+        width = _half_maximum_width(tile.psfs[v])
+        np.testing.assert_allclose(width, tile.psf_fwhm_px[v], rtol=0.02)
+        if exponent == 0.0:
+            assert tile.psf_fwhm_px[v] == tile.seeing_fwhm_px[v]
+        assert psf_fwhm_px(tile.psfs[v]) > 1.2 * width
+    # at the usual sampling the pixels widen the measured half maximum
+    coarse = simulate_tile(_moffat_spec(seeing_wavelength_exponent=exponent))
+    for v in range(2):
+        width = _half_maximum_width(coarse.psfs[v])
+        assert coarse.psf_fwhm_px[v] < width < 1.06 * coarse.psf_fwhm_px[v]
+        assert psf_fwhm_px(coarse.psfs[v]) > 1.2 * width
+
+
+def test_chromatic_seeing_widens_blue_light():
+    from dcr_dask.psf import psf_fwhm_px
+
+    def width(exponent, spectral_index):
+        # the same star (same seed), at the zenith, with another spectrum
+        spec = _moffat_spec(
+            spectral_index_range=(spectral_index, spectral_index),
+            seeing_wavelength_exponent=exponent,
+        )
+        tile = simulate_tile(spec)
+        y, x = round(tile.sources[0].y), round(tile.sources[0].x)
+        return psf_fwhm_px(tile.true_images[0, y - 20 : y + 21, x - 20 : x + 21])
+
+    assert width(-0.2, -3.0) > 1.005 * width(-0.2, 2.0)
+    np.testing.assert_allclose(width(0.0, -3.0), width(0.0, 2.0), rtol=1e-6)
+
+
+def test_without_a_detected_plane_the_masks_do_not_name_it(tmp_path):
+    from astropy.io import fits
+
+    from dcr_dask.io.warps import mask_planes, open_warps
+
+    spec = SimulationSpec(**{**_spec_kwargs(SMALL), "detected_plane": False})
+    tile = simulate_tile(spec)
+    assert "DETECTED" not in tile.mask_planes
+    assert not np.any(tile.masks & (1 << 5))  # afw's DETECTED bit
+    paths = write_simulation(tile, tmp_path)
+    with fits.open(paths["warps"][0]) as hdus:
+        assert "MP_DETECTED" not in hdus["MASK"].header
+        assert "MP_BAD" in hdus["MASK"].header
+    warps = open_warps(paths["warps"])
+    assert "DETECTED" in mask_planes(warps)  # the run layout still has the plane
+    assert not np.any(warps["mask"].values & mask_planes(warps).value(["DETECTED"]))
+
+
+def test_faint_stars_reach_the_single_visit_detection_limit():
+    from dcr_dask.simulate import point_source_flux_at_snr
+
+    limit = point_source_flux_at_snr(5.0, 5.0, 4.0, profile="moffat", beta=3.5)
+    spec = _moffat_spec(
+        shape=(96, 96), airmasses=(1.1, 1.3, 1.5, 1.7, 1.9), n_stars=4,
+        n_faint_stars=200, faint_flux_range=(limit, 2.0e3), seeing_fwhm_px=(3.5, 4.5),
+        psf_beta_range=(3.5, 3.5), psf_stamp_size=31,
+    )  # fmt: skip
+    tile = simulate_tile(spec)
+    faint = np.array([s.flux for s in tile.sources[spec.n_stars :]])
+    assert faint.size == 200 and np.all(faint >= limit) and np.all(faint <= 2.0e3)
+    assert np.sum(faint < np.sqrt(limit * 2.0e3)) > 2 * np.sum(faint >= np.sqrt(limit * 2.0e3))
+    # PSF-weighted S/N of the faintest star in each visit, from the PSF HDU
+    snr = faint.min() * np.sqrt((tile.psfs.astype(float) ** 2).sum(axis=(1, 2))) / spec.sky_sigma
+    assert 4.0 < np.median(snr) < 5.5
+
+
+def test_realistic_spec_renders_and_reads_back(tmp_path):
+    from astropy.io import fits
+
+    from dcr_dask.io.warps import open_warps
+    from dcr_dask.simulate import realistic_spec
+
+    spec = realistic_spec(shape=(64, 64), seed=2)
+    assert spec.psf_profile == "moffat" and spec.seeing_wavelength_exponent == -0.2
+    assert spec.airmasses == default_demo_spec().airmasses
+    assert spec.holdout_airmasses == default_demo_spec().holdout_airmasses
+    assert not spec.detected_plane and spec.n_faint_stars > 0 and spec.streak_visits
+    red = realistic_spec(band="r")
+    assert red.effective_wavelength_nm == 622.0 and red.bandwidth_nm == 140.0
+    assert len(red.airmasses) == 16 and max(red.airmasses + red.holdout_airmasses) <= 1.8
+    with pytest.raises(ValueError, match="band 'z'"):
+        realistic_spec(band="z")
+    tile = simulate_tile(spec)
+    assert np.all(tile.psf_stamp_flux > 0.99)
+    paths = write_simulation(tile, tmp_path)
+    warps = open_warps(paths["warps"], chunks=(32, 32))
+    fitted = ~tile.holdout
+    np.testing.assert_array_equal(warps["image"].values, tile.images[fitted])
+    np.testing.assert_allclose(warps["psf_fwhm_px"].values, tile.psf_fwhm_px[fitted])
+    with fits.open(paths["warps"][0]) as hdus:
+        assert hdus["PSF"].data.shape == (55, 55)
+        assert hdus[0].header["PSF-FWHM"] == pytest.approx(tile.psf_fwhm_px[0])
