@@ -9,9 +9,14 @@ power-law spectrum ``f_λ ∝ (λ/λ_eff)^α``; its light is sampled at many
 wavelengths across the band, each sample is displaced toward the zenith by its
 own differential refraction (Stone 1996, through :mod:`dcr_dask.refraction`),
 and each displaced copy is integrated exactly over the pixels with the visit's
-Gaussian PSF (a product of error-function differences, so no interpolation or
-resampling is involved). The engine instead shifts whole sub-band images, so
-agreement between the two is a real check.
+PSF, so no interpolation or resampling is involved. A Gaussian PSF (the
+default) is a product of error-function differences; a Moffat PSF, whose
+power-law wings a Gaussian model PSF cannot match, is rendered from its
+closed-form transfer function, with the pixel response and the aliases of the
+pixel grid, by FFT. The PSF may widen toward the blue (chromatic seeing). The
+engine instead shifts whole sub-band images, so agreement between the two is
+a real check. :func:`default_demo_spec` is the idealised tile the package was
+first tuned on; :func:`realistic_spec` is closer to real warps.
 """
 
 from __future__ import annotations
