@@ -19,7 +19,14 @@ from dcr_dask.config import AssembleCoaddConfig
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.stack import StackSettings, stack_block, weighted_mean
 
-__all__ = ["good_pixels", "plain_coadd", "stack_settings", "stack_warps", "visit_weights"]
+__all__ = [
+    "direct_coadd",
+    "good_pixels",
+    "plain_coadd",
+    "stack_settings",
+    "stack_warps",
+    "visit_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +186,30 @@ def stack_settings(
 def _stack_block(images, variances, masks, weights, settings):
     planes = stack_block(images, variances, masks, weights, settings)
     return np.stack([plane.astype(np.float64) for plane in planes])
+
+
+def direct_coadd(warps: xr.Dataset, config: AssembleCoaddConfig) -> xr.Dataset:
+    """The coadd of the direct warps that starts the DCR fit when no template is given (lazy).
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        Direct warps ``(visit, y, x)`` whose masks carry CompareWarp's
+        artifacts (``CLIPPED``).
+    config : AssembleCoaddConfig
+        The main config: its ``statistic`` (``MEAN`` after CompareWarp's
+        defaults), ``badMaskPlanes`` and mask rules (:func:`stack_warps`).
+
+    Returns
+    -------
+    xarray.Dataset
+        :func:`stack_warps` of the warps with ``CLIPPED`` pixels rejected: the
+        coadd CompareWarp itself would make, at the visits' own PSFs. The
+        reference starts from the static sky model of the PSF-matched warps
+        instead, which blurs every source to the model PSF; starting from
+        the direct coadd leaves the fit only the DCR to find.
+    """
+    return stack_warps(warps, config, extra_bad_planes=["CLIPPED"])
 
 
 def stack_warps(

@@ -55,6 +55,8 @@ __all__ = [
     "keep_components",
     "plane_structure",
     "remove_small_components",
+    "smoothed_significance",
+    "smoothing_halo",
     "threshold_masks",
 ]
 
@@ -352,3 +354,61 @@ def footprint_mask(signal: np.ndarray, settings: DetectionSettings) -> np.ndarra
             kept = ndimage.binary_dilation(kept, structure=structure)
         out |= kept
     return out
+
+
+def smoothing_halo(sigma_px: float) -> int:
+    """Halo, pixels, that :func:`smoothed_significance` needs: 4 sigma, rounded up."""
+    return int(np.ceil(4.0 * sigma_px))
+
+
+def smoothed_significance(
+    image: np.ndarray, variance: np.ndarray, valid: np.ndarray, sigma_px: float
+) -> np.ndarray:
+    """Significance of an image smoothed with a Gaussian PSF, as single-visit detection uses.
+
+    Parameters
+    ----------
+    image, variance : numpy.ndarray
+        ``(..., y, x)`` image and per-pixel variance.
+    valid : numpy.ndarray of bool
+        Pixels to use; the others carry no weight.
+    sigma_px : float
+        Gaussian sigma of the smoothing kernel ``G`` (the image's PSF), pixels.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        ``(G ⊛ (v·I) / G ⊛ v) / sqrt(G² ⊛ (v·V) / (G ⊛ v)²)`` with ``v`` the
+        valid pixels: the smoothed image in units of its own noise (the
+        matched filter for a point source, so a faint star reaches a
+        threshold that its single pixels never would). NaN where no valid
+        pixel lies within the kernel or the smoothed variance is not positive.
+        Pixels within :func:`smoothing_halo` of the block's edge see nothing
+        beyond it (the graph layer adds and trims a halo).
+
+    Notes
+    -----
+    ``G²`` is a Gaussian of sigma ``σ/√2`` scaled by ``1 / (4πσ²)`` (the
+    square of a unit-sum Gaussian); both filters are truncated at 4 sigma.
+    """
+    if not (np.isfinite(sigma_px) and sigma_px > 0):
+        raise ValueError(f"smoothing sigma = {sigma_px!r} pixels must be finite and positive")
+    axes = (image.ndim - 2, image.ndim - 1)
+    weight = np.asarray(valid, dtype=np.float64)
+    values = np.where(valid, image, 0.0).astype(np.float64)
+    noise = np.where(valid, variance, 0.0).astype(np.float64)
+    sigma = [0.0] * image.ndim
+    for axis in axes:
+        sigma[axis] = sigma_px
+    norm = ndimage.gaussian_filter(weight, sigma, mode="constant", truncate=4.0)
+    smoothed = ndimage.gaussian_filter(values, sigma, mode="constant", truncate=4.0)
+    narrow = [s / np.sqrt(2.0) for s in sigma]
+    smoothed_variance = ndimage.gaussian_filter(
+        noise, narrow, mode="constant", truncate=4.0 * np.sqrt(2.0)
+    )
+    smoothed_variance /= 4.0 * np.pi * sigma_px**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        significance = smoothed / np.sqrt(smoothed_variance)
+    # the ratio of the normalised mean to its noise: the normalisation cancels
+    ok = (norm > 1e-6) & (smoothed_variance > 0)
+    return np.where(ok, significance, np.nan).astype(np.float32)

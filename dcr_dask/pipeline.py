@@ -8,7 +8,9 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 3. CompareWarp (:mod:`dcr_dask.compare_warp`): PSF-matched warps (given or
    made), the static sky model (``assembleStaticSkyModel``), and the artifacts
    found against it, stored beside the warps (``CLIPPED``, ``NO_DATA``); the
-   static-sky template is the given one, or that static model;
+   static-sky template that starts the fit is the given one, else the coadd
+   of the direct warps without the artifacts (``startingModel``; the
+   reference starts from the static model);
 4. the DCR geometry of every visit (at the tile centre, or at each subregion
    centre with ``useLocalGeometry``);
 5. the iterative DCR fit, block by block (:mod:`dcr_dask.assemble`);
@@ -44,7 +46,7 @@ from dcr_dask.assemble import (
     halo_px,
 )
 from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import good_pixels, visit_weights
+from dcr_dask.coadd import direct_coadd, good_pixels, visit_weights
 from dcr_dask.compare_warp import (
     apply_artifact_masks,
     assemble_static_sky_model,
@@ -66,6 +68,7 @@ from dcr_dask.io.warps import (
     visit_infos,
 )
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.psf import FWHM_PER_SIGMA
 from dcr_dask.subbands import band_from_config, run_shifts
 from dcr_dask.template import forward_model_tile
 
@@ -183,9 +186,10 @@ def run(
         settings = FitSettings.from_config(config)
         max_shift = max(float(np.abs(s.shifts_px).max()) for s in shifts.values())
         halo = halo_px(max_shift, settings)
-        psf_sigma = (
-            matching.model_sigma_px if matching is not None else _median_psf_sigma(ingested, config)
-        )
+        # the model PSF's sigma (PSF-matched images) and the direct warps' median PSF sigma
+        # (the direct coadd that starts the fit, and a given template)
+        direct_sigma = _median_psf_sigma(ingested, config, matching)
+        psf_sigma = matching.model_sigma_px if matching is not None else direct_sigma
         if memory_budget_bytes is None:
             memory_budget_bytes = cluster_memory_budget(active)
             if memory_budget_bytes is not None:
@@ -211,16 +215,23 @@ def run(
         write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
         stored = open_ingested(work / "warps.zarr")
         masked = apply_artifact_masks(ingested, stored[["artifacts", "no_data"]])
-        if template_ds is None:
-            template_ds = static_ds
         timings["artifact_masks_s"] = time.perf_counter() - stage
+        template_sigma = direct_sigma
+        if template_ds is None and config.startingModel == "staticModel":
+            template_ds, template_sigma = static_ds, psf_sigma
+        elif template_ds is None:
+            stage = time.perf_counter()
+            template_ds = _checkpoint(
+                direct_coadd(masked, config), work / "direct_coadd.zarr", active
+            )
+            timings["direct_coadd_s"] = time.perf_counter() - stage
 
         stage = time.perf_counter()
         planes = MaskPlanes(masked.attrs["mask_planes"])
         good = good_pixels(masked, _fit_bad_planes(config))
         weights = visit_weights(masked, good)
         inputs, weights_np = _fit_inputs(
-            masked, template_ds, good, weights, planes, config, psf_sigma
+            masked, template_ds, good, weights, planes, config, template_sigma
         )
         timings["inputs_s"] = time.perf_counter() - stage
 
@@ -511,12 +522,16 @@ def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
     return reopened
 
 
-def _median_psf_sigma(warps: xr.Dataset, config) -> float:
-    """Gaussian sigma of the warps' median PSF FWHM (``modelPsf.defaultFwhm`` if unknown)."""
-    fwhm = np.asarray(warps["psf_fwhm_px"].values, dtype=float)
+def _median_psf_sigma(warps: xr.Dataset, config, matching=None) -> float:
+    """Gaussian sigma of the direct warps' median PSF FWHM: measured on their PSF stamps
+    when they were PSF-matched here, else from their headers, else ``modelPsf.defaultFwhm``."""
+    if matching is not None:
+        fwhm = np.asarray(matching.input_fwhm_px, dtype=float)
+    else:
+        fwhm = np.asarray(warps["psf_fwhm_px"].values, dtype=float)
     fwhm = fwhm[np.isfinite(fwhm)]
     value = float(np.median(fwhm)) if fwhm.size else float(config.modelPsf.defaultFwhm)
-    return value / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    return value / FWHM_PER_SIGMA
 
 
 def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_px):
@@ -524,9 +539,11 @@ def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_
 
     Without any ``convergenceMaskPlanes`` pixel in the warps (many users' warps
     carry no ``DETECTED`` plane), the reference finds no valid data and stops
-    after one update; here sources are detected on the template with the
-    ``detectTemplate`` settings and used for the convergence metric, and, if
-    the template has no ``DETECTED`` pixels either, for the model weights.
+    after one update; here sources are detected on the template as
+    single-visit processing would (smoothed with its PSF, ``detectModelSources``:
+    5 sigma) and used for the convergence metric, and, if the template has no
+    ``DETECTED`` pixels either, for the model weights. (The reference's
+    ``detectTemplate``, 300 sigma, left every faint source out of the model.)
     """
     conv_bits = planes.value(config.convergenceMaskPlanes)
     bad_bits = planes.value(config.badMaskPlanes)
@@ -538,10 +555,11 @@ def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_
     if conv_bits == 0 or not bool(convergence_mask.any().compute()):
         detected = _detect_on_template(template_ds, config, psf_sigma_px)
         log.info(
-            "no %s pixels in the warps: using sources detected on the template "
-            "(detectTemplate, %.1f sigma) for the convergence metric and model weights",
+            "no %s pixels in the warps: using sources detected on the template smoothed "
+            "with its PSF (detectModelSources, %.1f sigma) for the convergence metric and "
+            "model weights",
             "/".join(config.convergenceMaskPlanes),
-            config.detectTemplate.thresholdValue,
+            config.detectModelSources.thresholdValue,
         )
         convergence_mask = detected[None]
         template_detected = detected
@@ -563,8 +581,9 @@ def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_
 
 
 def _detect_on_template(template_ds: xr.Dataset, config, psf_sigma_px: float) -> da.Array:
-    """Pixels of sources detected on the template with the ``detectTemplate`` settings (lazy)."""
+    """Pixels of sources detected on the template, smoothed with its PSF, with the
+    ``detectModelSources`` settings (lazy)."""
     detected = detect_sources(
-        template_ds, config.detectTemplate, psf_sigma_px=psf_sigma_px, polarity="positive"
+        template_ds, config.detectModelSources, psf_sigma_px=psf_sigma_px, smooth=True
     )
     return detected.data.astype(bool)

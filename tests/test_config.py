@@ -42,6 +42,8 @@ EXTENSIONS = {
     "residualWeighting": "equal",
     "artifactReference": "static",
     "artifactTemplateError": 0.0,
+    "detectModelSources": SourceDetectionConfig(apply_defaults=False),
+    "startingModel": "directCoadd",
 }
 DEPRECATED = ("doApplyUberCal", "doPsfMatch", "doSigmaClip", "useMeasMosaic")
 
@@ -924,3 +926,26 @@ def test_the_readme_recommends_exactly_the_many_artifacts_settings(tmp_path):
     assert from_readme.toDict() == recommended.toDict()
     assert recommended.toDict() != DcrAssembleCoaddConfig().toDict()
     assert many_artifacts_overrides() is not many_artifacts_overrides()  # a fresh dict each time
+
+
+def test_the_reference_preset_restores_the_reference_choices(capsys):
+    from dcr_dask.cli import main
+    from dcr_dask.config import PRESETS, reference_overrides
+
+    config = DcrAssembleCoaddConfig()
+    # dcr_dask's own defaults, chosen on benchmarks against independent truth
+    assert (config.shiftMethod, config.modelPsf.addWing, config.startingModel) == (
+        "sinc",
+        False,
+        "directCoadd",
+    )
+    config.update(**reference_overrides())
+    assert config.shiftMethod == "spline" and config.shiftPrecision == "double"
+    assert config.modelPsf.addWing is True and config.startingModel == "staticModel"
+    # the GaussianPsfFactory default itself is the reference's
+    assert GaussianPsfFactory().addWing is True
+    assert set(PRESETS) == {"reference", "many-artifacts"}
+    assert main(["config", "show", "--preset", "reference", "--set", "shiftMethod=sinc"]) == 0
+    shown = capsys.readouterr().out
+    assert "startingModel = 'staticModel'" in shown or "startingModel: staticModel" in shown
+    assert "shiftMethod = 'sinc'" in shown or "shiftMethod: sinc" in shown

@@ -254,3 +254,57 @@ def test_a_multiplier_at_a_threshold_of_zero_keeps_every_footprint():
 def test_a_bad_include_multiplier_names_the_field(multiplier):
     with pytest.raises(ValueError, match=rf"includeThresholdMultiplier = {multiplier!r}"):
         DetectionSettings(threshold=5.0, include_multiplier=multiplier)
+
+
+def _faint_star_field(seed=3, n=64, flux=200.0, sigma_psf=1.6, sky=5.0):
+    """A faint Gaussian star (matched-filter S/N 7, peak pixel S/N 2.5) on white noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n]
+    star = flux * np.exp(-((yy - 30.3) ** 2 + (xx - 33.6) ** 2) / (2 * sigma_psf**2))
+    star /= 2 * np.pi * sigma_psf**2
+    image = star + rng.normal(0.0, sky, (n, n))
+    return image, np.full((n, n), sky**2), star
+
+
+def test_smoothed_significance_is_unit_noise_and_finds_a_faint_star():
+    from dcr_dask.detection import smoothed_significance
+
+    image, variance, star = _faint_star_field()
+    valid = np.ones(image.shape, bool)
+    # noise alone: the smoothed image's significance has unit spread (away from the edges)
+    noise_only = smoothed_significance(image - star, variance, valid, 1.6)[10:-10, 10:-10]
+    assert np.nanstd(noise_only) == pytest.approx(1.0, rel=0.15)
+    significance = smoothed_significance(image, variance, valid, 1.6)
+    peak = np.unravel_index(np.nanargmax(significance), image.shape)
+    assert abs(peak[0] - 30.3) <= 2 and abs(peak[1] - 33.6) <= 2
+    assert significance[30, 34] > 5.0  # the matched filter reaches 5 sigma ...
+    assert (image / 5.0)[28:33, 31:37].max() < 5.0  # ... which no single pixel does
+    # invalid pixels carry no weight: masking the star's far side leaves a finite value
+    valid[:, 40:] = False
+    masked = smoothed_significance(image, variance, valid, 1.6)
+    assert np.isfinite(masked[30, 34]) and np.isnan(masked[30, 55])
+    with pytest.raises(ValueError, match="smoothing sigma"):
+        smoothed_significance(image, variance, valid, 0.0)
+
+
+def test_smoothed_source_detection_is_chunk_independent():
+    import dask
+    import xarray as xr
+
+    from dcr_dask.compare_warp import detect_sources
+    from dcr_dask.config import DcrAssembleCoaddConfig
+
+    image, variance, _ = _faint_star_field()
+    config = DcrAssembleCoaddConfig().detectModelSources
+    found = []
+    for chunk in (64, 17):
+        dataset = xr.Dataset(
+            {"image": (("y", "x"), image), "variance": (("y", "x"), variance)}
+        ).chunk({"y": chunk, "x": chunk})
+        with dask.config.set(scheduler="synchronous"):
+            found.append(detect_sources(dataset, config, psf_sigma_px=1.6, smooth=True).values)
+    np.testing.assert_array_equal(found[0], found[1])
+    assert found[0][30, 34] and found[0].sum() < 200  # the star, grown by 2.4 sigma; no noise
+    config.thresholdType = "value"
+    with pytest.raises(ValueError, match="pixel_stdev"):
+        detect_sources(dataset, config, psf_sigma_px=1.6, smooth=True)

@@ -72,6 +72,20 @@ def test_matched_templates_follow_dcr_far_better_than_a_plain_coadd(simulation, 
         assert dcr_error <= 0.15 * plain_error, (dcr_error, plain_error)
 
 
+def test_without_a_template_the_fit_starts_from_the_direct_coadd(simulation, result):
+    """The template (and so the output variance) is the coadd of the direct warps, not the
+    static model of the PSF-matched warps, whose smoothing lowers the per-pixel variance."""
+    _, paths = simulation
+    output, dataset = result
+    warps = open_warps(paths["warps"])
+    plain = plain_coadd(warps, ["NO_DATA", "BAD", "SAT"]).variance.values
+    static = xr.open_zarr(f"{output}.work/static_model.zarr")["variance"].values
+    variance = dataset["variance"].values
+    assert np.median(variance) == pytest.approx(np.median(plain), rel=0.02)
+    assert np.median(static) < 0.8 * np.median(plain)
+    assert "direct_coadd_s" in dataset.attrs["timings_s"]
+
+
 def test_subband_models_match_the_true_subband_sky(simulation, result):
     tile, _ = simulation
     _, dataset = result

@@ -6,12 +6,18 @@ import argparse
 import glob
 from pathlib import Path
 
-from dcr_dask.config import DcrAssembleCoaddConfig, apply_overrides
+from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig, apply_overrides
 from dcr_dask.errors import InputError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config``, ``--set`` and ``--allow-python-config`` to ``parser``."""
+    """Add ``--preset``, ``--config``, ``--set`` and ``--allow-python-config`` to ``parser``."""
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="start from a named set of settings: 'reference' behaves as Rubin's "
+        "DcrAssembleCoaddTask, 'many-artifacts' suits warps with many cosmic rays and streaks",
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -45,9 +51,11 @@ def config_from_args(args: argparse.Namespace, *, validate: bool = True) -> DcrA
     Returns
     -------
     DcrAssembleCoaddConfig
-        Defaults, then the file, then each ``--set`` in order.
+        Defaults, then the preset, then the file, then each ``--set`` in order.
     """
     config = DcrAssembleCoaddConfig()
+    if getattr(args, "preset", None):
+        config.update(**PRESETS[args.preset]())
     if args.config:
         config.load_file(args.config, allow_python=args.allow_python_config)
     apply_overrides(config, args.overrides)
