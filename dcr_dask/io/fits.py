@@ -4,7 +4,14 @@ The layout is that of DATA_CONTRACT.md (section 1), which follows Rubin's
 ``afw`` ``ExposureF``: an empty primary HDU with the visit metadata, then
 ``IMAGE`` (float32), ``MASK`` (int32, planes named by ``MP_<PLANE>`` keywords)
 and ``VARIANCE`` (float32), and optionally ``PSF`` (float32, odd square,
-normalised to a sum of 1).
+normalised to a sum of 1) and afw's table archive.
+
+The readers accept what afw has written over the years: HDUs named by
+``EXTNAME``, else ``EXTTYPE`` (before 2021-05), else found at positions 1-3;
+uint16 masks (``BZERO = 32768``, before 2017), widened to int32. A warp without
+``PSF-FWHM`` and a PSF HDU gets its PSF width from the archive
+(:mod:`dcr_dask.io.afw_archive`) or, when asked, from its stars
+(:mod:`dcr_dask.psf_stars`).
 
 Pixel origin (``xy0``)
 ----------------------
