@@ -9,7 +9,6 @@ import math
 import attrs
 import numpy as np
 import pytest
-import xarray as xr
 from afw_layouts import ERAS, archive_hdus, primary_header, write_afw_warp
 from astropy.convolution import discretize_model
 from astropy.io import fits
@@ -260,14 +259,16 @@ def test_a_run_on_every_era_matches_the_canonical_run(tile, client, canonical_ru
     sources = {v.psf_source.split(" ")[0] for v in visit_infos(inputs)}
     assert sources == ({"archive"} if psf == "archive" else {"measured"})
     reference = canonical_run
-    np.testing.assert_array_equal(result["mask"].values, reference["mask"].values)
+    scale = float(np.abs(reference["coadd"].values).max())
+    difference = float(np.abs(result["coadd"].values - reference["coadd"].values).max())
     if psf == "archive":
-        xr.testing.assert_allclose(result["coadd"], reference["coadd"], rtol=1e-6, atol=1e-6)
+        # sigma -> FWHM round trip: the same to float32 rounding.
+        np.testing.assert_array_equal(result["mask"].values, reference["mask"].values)
+        assert difference < 1e-5 * scale
     else:
-        # The stars' FWHMs (widened by the DCR within the band) set a wider model PSF.
-        scale = float(np.abs(reference["coadd"].values).max())
-        difference = np.abs(result["coadd"].values - reference["coadd"].values).max()
-        assert difference < 0.05 * scale
+        # The stars' FWHMs (widened by the DCR within the band, up to 15 %) set a wider
+        # model PSF: the artifact masks and the coadd differ a little.
+        assert difference < 0.05 * scale, (difference, scale)
 
 
 def test_no_psf_anywhere_fails_before_any_work(tmp_path, tile):
