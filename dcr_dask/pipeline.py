@@ -132,7 +132,7 @@ def run(
         raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
     band = band_from_config(config)
     chunks = (int(config.subregionSize[1]), int(config.subregionSize[0]))
-    direct = open_warps([Path(p) for p in warps], chunks=chunks)
+    direct = open_warps([Path(p) for p in warps], chunks=chunks, need_psf=True)
     template_ds = open_template(template, like=direct) if template is not None else None
     psf_matched_ds = (
         open_psf_matched([Path(p) for p in psf_matched], like=direct, chunks=chunks)

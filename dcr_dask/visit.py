@@ -62,9 +62,10 @@ class VisitInfo:
     Parameters
     ----------
     visit : int
-        Visit identifier (``EXPID`` or ``VISIT``), unique within a run.
+        Visit identifier (``EXPID``, ``IDNUM``, ``VISIT`` or the Butler's data
+        id), unique within a run.
     band : str
-        Filter or band name (``FILTER`` or ``BAND``).
+        Band (or, failing that, physical filter) name.
     observatory : Observatory
         Site of the telescope.
     weather : Weather
@@ -90,13 +91,26 @@ class VisitInfo:
     rottype : str or None
         Type of the rotator angle (recorded only).
     psf_fwhm_px : float or None
-        PSF full width at half maximum, pixels, if known from the header.
+        PSF full width at half maximum, pixels, if known from the header, the
+        afw archive or the stars (:attr:`psf_source` says which).
     magzero : float or None
         Photometric zero point of the image, magnitudes.
     bunit : str or None
         Flux unit of the image.
     filename : str or None
         File the metadata came from, for messages.
+    visit_source : str or None
+        Header keyword the visit id was read from (``EXPID``, ``IDNUM``, ...).
+    band_source : str or None
+        Header keyword or archive entry the band was read from.
+    psf_source : str or None
+        Where the PSF came from: ``PSF-FWHM``, ``PSF HDU``, ``archive <class>``,
+        ``archive ExposureSummaryStats psfSigma`` or ``measured from <n> stars``.
+
+    Notes
+    -----
+    The three ``*_source`` fields record provenance only and take no part in
+    comparisons.
     """
 
     visit: int
@@ -117,3 +131,6 @@ class VisitInfo:
     magzero: float | None = None
     bunit: str | None = None
     filename: str | None = None
+    visit_source: str | None = attrs.field(default=None, eq=False)
+    band_source: str | None = attrs.field(default=None, eq=False)
+    psf_source: str | None = attrs.field(default=None, eq=False)

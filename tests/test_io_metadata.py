@@ -156,7 +156,6 @@ def test_derived_date_matches_mjd(visit_header):
         (("OBS-LAT",), "OBS-LAT"),
         (("OBS-ELEV",), "OBS-ELEV"),
         (("DATE-AVG",), "DATE-AVG"),
-        (("BORE-ALT", "BORE-AIRMASS"), "BORE-ALT"),
     ],
 )
 def test_missing_required_keyword(visit_header, removed, named):
@@ -215,10 +214,6 @@ def test_elevation_above_standard_atmosphere(visit_header):
 def test_bad_time_keywords(visit_header):
     _single_error(visit_header(changes={"DATE-AVG": "yesterday"}), "DATE-AVG")
     _single_error(visit_header(changes={"TIMESYS": "LOCAL"}), "TIMESYS")
-
-
-def test_disagreeing_aliases(visit_header):
-    _single_error(visit_header(changes={"VISIT": 8}), "EXPID/VISIT")
 
 
 def test_all_problems_of_a_header_are_reported_together(visit_header):

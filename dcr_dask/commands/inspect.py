@@ -40,7 +40,7 @@ def inspect_warps(paths: list[str], config) -> list[dict]:
     list of dict
         One record per visit, in visit order (see the module documentation).
     """
-    warps = open_warps(paths, chunks=tuple(config.subregionSize))
+    warps = open_warps(paths, chunks=tuple(config.subregionSize), need_psf=True)
     ny, nx = (int(n) for n in warps.attrs["tile_shape"])
     wcs = tile_wcs(warps)
     visits = visit_infos(warps)
@@ -69,6 +69,9 @@ def inspect_warps(paths: list[str], config) -> list[dict]:
                 "defaulted": list(weather.defaulted),
             },
             "psf_fwhm_px": visit.psf_fwhm_px,
+            "psf_source": visit.psf_source,
+            "visit_source": visit.visit_source,
+            "band_source": visit.band_source,
             "weight": None,
             "subband_edges_nm": band.edges_nm.tolist(),
             "shifts_px": edges.unsplit_px[i].tolist(),

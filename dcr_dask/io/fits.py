@@ -4,7 +4,14 @@ The layout is that of DATA_CONTRACT.md (section 1), which follows Rubin's
 ``afw`` ``ExposureF``: an empty primary HDU with the visit metadata, then
 ``IMAGE`` (float32), ``MASK`` (int32, planes named by ``MP_<PLANE>`` keywords)
 and ``VARIANCE`` (float32), and optionally ``PSF`` (float32, odd square,
-normalised to a sum of 1).
+normalised to a sum of 1) and afw's table archive.
+
+The readers accept what afw has written over the years: HDUs named by
+``EXTNAME``, else ``EXTTYPE`` (before 2021-05), else found at positions 1-3;
+uint16 masks (``BZERO = 32768``, before 2017), widened to int32. A warp without
+``PSF-FWHM`` and a PSF HDU gets its PSF width from the archive
+(:mod:`dcr_dask.io.afw_archive`) or, when asked, from its stars
+(:mod:`dcr_dask.psf_stars`).
 
 Pixel origin (``xy0``)
 ----------------------
@@ -42,9 +49,17 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning, Sip
 
 from dcr_dask.errors import InputError, raise_collected
+from dcr_dask.io.afw_archive import (
+    DECODED_PSF_CLASSES,
+    archive_filter_label,
+    archive_psf,
+    archive_summary_psf_sigma,
+)
 from dcr_dask.io.atomic import atomic_file
 from dcr_dask.io.metadata import check_visit_header, visit_to_header
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.psf import FWHM_PER_SIGMA
+from dcr_dask.psf_stars import MIN_STARS, measure_psf_fwhm
 from dcr_dask.visit import VisitInfo
 
 __all__ = [
@@ -375,6 +390,12 @@ class WarpLayout:
         ``(n, n)`` of the PSF HDU, or None if there is none.
     bunit : str or None
         ``BUNIT`` of the IMAGE HDU.
+    hdu_lookup : str
+        How the image HDUs were found: ``EXTNAME``, ``EXTTYPE`` (afw before
+        2021-05) or ``position`` (HDUs 1-3, older files).
+    mask_bitpix : int
+        ``BITPIX`` of the MASK HDU: 32, or 16 for afw's uint16 masks (before
+        2017), which are widened to int32 on reading.
     """
 
     filename: str
@@ -385,6 +406,8 @@ class WarpLayout:
     hdus: dict[str, int] = attrs.field(factory=dict)
     psf_shape: tuple[int, int] | None = None
     bunit: str | None = None
+    hdu_lookup: str = "EXTNAME"
+    mask_bitpix: int = 32
 
     @property
     def has_psf(self) -> bool:
@@ -483,7 +506,9 @@ def _check_psf_pixels(hdu: Any, fail: Callable[[str | None, str], None]) -> np.n
     return psf
 
 
-def check_warp(path: str | os.PathLike[str], *, visit: bool = True) -> WarpCheck:
+def check_warp(
+    path: str | os.PathLike[str], *, visit: bool = True, need_psf: bool = False
+) -> WarpCheck:
     """Read and check the headers of one warp (or coadd) file, without its pixels.
 
     Parameters
@@ -493,6 +518,13 @@ def check_warp(path: str | os.PathLike[str], *, visit: bool = True) -> WarpCheck
     visit : bool
         Also parse the visit metadata of the primary header (False for a
         template coadd, which has none).
+    need_psf : bool
+        With ``visit``, a warp with neither a ``PSF-FWHM`` keyword nor a PSF
+        HDU always gets its PSF FWHM from the afw archive when it can (a
+        Gaussian PSF, else the summary statistics' ``psfSigma``); with
+        ``need_psf`` it is else measured from its stars (this reads the central
+        section of the pixels), and if that fails too it is an error.
+        :attr:`VisitInfo.psf_source` records where the PSF came from.
 
     Returns
     -------
@@ -529,7 +561,7 @@ def check_warp(path: str | os.PathLike[str], *, visit: bool = True) -> WarpCheck
             except (OSError, ValueError) as exc:
                 fail(None, f"cannot read the FITS headers: {exc}")
                 return WarpCheck(None, None, None, errors)
-            return _check_open_file(hdul, headers, name, size, visit, errors, fail)
+            return _check_open_file(hdul, headers, name, size, visit, need_psf, errors, fail)
 
 
 def _check_open_file(
@@ -538,16 +570,16 @@ def _check_open_file(
     name: str,
     size: int,
     with_visit: bool,
+    need_psf: bool,
     errors: list[InputError],
     fail: Callable[[str | None, str], None],
 ) -> WarpCheck:
     """The checks of :func:`check_warp` on an open file."""
-    hdus: dict[str, int] = {}
+    hdus, lookup = _find_hdus(headers)
     broken: set[str] = set()
+    names = {index: extname for extname, index in hdus.items()}
     for index, header in enumerate(headers):
-        extname = str(header.get("EXTNAME", "")).strip().upper()
-        if extname in _BITPIX and extname not in hdus:
-            hdus[extname] = index
+        extname = names.get(index, str(header.get("EXTNAME", "")).strip().upper())
         info = hdul.fileinfo(index)
         end = info["datLoc"] + info["datSpan"]
         if end > size:
@@ -558,7 +590,8 @@ def _check_open_file(
             )
     visit_info = None
     if with_visit:
-        visit_info, visit_errors = check_visit_header(headers[0], name)
+        label = archive_filter_label(hdul, headers)
+        visit_info, visit_errors = check_visit_header(headers[0], name, filter_label=label)
         errors.extend(visit_errors)
 
     shapes: dict[str, tuple[int, int]] = {}
@@ -566,13 +599,23 @@ def _check_open_file(
     for extname in (*IMAGE_HDUS, "PSF"):
         if extname not in hdus:
             if extname != "PSF":
-                fail(extname, f"HDU with EXTNAME = '{extname}' is missing")
+                fail(
+                    extname,
+                    f"HDU with EXTNAME = '{extname}' is missing (nor EXTTYPE = '{extname}', nor "
+                    "IMAGE, MASK, VARIANCE at HDUs 1-3 after an empty primary HDU)",
+                )
             continue
         header = headers[hdus[extname]]
         bitpix = header.get("BITPIX")
-        if bitpix != _BITPIX[extname] or header.get("BZERO", 0) != 0:
-            wanted = "int32" if _BITPIX[extname] == 32 else "float32"
-            fail(extname, f"pixels must be {wanted} (BITPIX = {_BITPIX[extname]}), got {bitpix}")
+        scaling = (header.get("BSCALE", 1), header.get("BZERO", 0))
+        uint16_mask = extname == "MASK" and bitpix == 16 and scaling == (1, 32768)
+        if not uint16_mask and (bitpix != _BITPIX[extname] or scaling[1] != 0):
+            wanted = "int32 (or afw's old uint16)" if extname == "MASK" else "float32"
+            fail(
+                extname,
+                f"pixels must be {wanted} (BITPIX = {_BITPIX[extname]}), got BITPIX = {bitpix}"
+                + (f", BZERO = {scaling[1]}" if scaling[1] != 0 else ""),
+            )
             broken.add(extname)
         naxis = header.get("NAXIS", 0)
         if naxis != 2 or header.get("NAXIS1", 0) < 1 or header.get("NAXIS2", 0) < 1:
@@ -625,10 +668,119 @@ def _check_open_file(
         hdus=hdus,
         psf_shape=shapes.get("PSF"),
         bunit=bunit,
+        hdu_lookup=lookup,
+        mask_bitpix=int(headers[hdus["MASK"]]["BITPIX"]),
     )
     if visit_info is not None:
         visit_info = attrs.evolve(visit_info, bunit=bunit)
+        if psf is not None and visit_info.psf_source is None:
+            visit_info = attrs.evolve(visit_info, psf_source="PSF HDU")
+        elif visit_info.psf_source is None:
+            visit_info = _psf_from_archive_or_stars(
+                hdul, headers, layout, visit_info, fail, stars=need_psf
+            )
+            if errors:
+                return WarpCheck(None, None, None, errors)
     return WarpCheck(visit_info, layout, psf, [])
+
+
+def _find_hdus(headers: list[fits.Header]) -> tuple[dict[str, int], str]:
+    """Index of each image HDU, found as afw finds it, and how it was found.
+
+    By ``EXTNAME``; else (afw before 2021-05 wrote only ``EXTTYPE``) by
+    ``EXTTYPE``; else, when no HDU names IMAGE, MASK or VARIANCE at all and the
+    primary HDU holds no data, IMAGE, MASK and VARIANCE are HDUs 1, 2 and 3 (as
+    afw's own reader takes them).
+    """
+    hdus: dict[str, int] = {}
+    lookup = "EXTNAME"
+    for keyword in ("EXTNAME", "EXTTYPE"):
+        for index, header in enumerate(headers):
+            if index == 0 or header.get("XTENSION") != "IMAGE":
+                continue
+            extname = str(header.get(keyword, "")).strip().upper()
+            if extname in _BITPIX and extname not in hdus:
+                hdus[extname] = index
+                if keyword == "EXTTYPE":
+                    lookup = "EXTTYPE"
+    if not any(extname in hdus for extname in IMAGE_HDUS) and len(headers) >= 4:
+        images = all(headers[i].get("XTENSION") == "IMAGE" for i in (1, 2, 3))
+        if images and headers[0].get("NAXIS", 0) == 0:
+            hdus.update(dict(zip(IMAGE_HDUS, (1, 2, 3), strict=True)))
+            lookup = "position"
+    return hdus, lookup
+
+
+#: Most pixels (per side) of the central section in which stars are measured.
+STAR_SECTION_PX = 2048
+
+#: Mask planes whose pixels are not used to measure stars.
+_STAR_BAD_PLANES = ("BAD", "SAT", "CR", "EDGE", "NO_DATA", "SUSPECT", "INTRP", "SENSOR_EDGE")
+
+
+def _psf_from_archive_or_stars(
+    hdul: fits.HDUList,
+    headers: list[fits.Header],
+    layout: WarpLayout,
+    visit: VisitInfo,
+    fail: Callable[[str | None, str], None],
+    *,
+    stars: bool,
+) -> VisitInfo:
+    """Fill in the PSF FWHM of a warp with no ``PSF-FWHM`` and no PSF HDU.
+
+    From the afw archive (:mod:`dcr_dask.io.afw_archive`): a Gaussian PSF, else
+    ``psfSigma`` of the summary statistics; else, with ``stars``, measured from
+    the stars of the central (at most :data:`STAR_SECTION_PX` square) section
+    of the image (:func:`dcr_dask.psf_stars.measure_psf_fwhm`), and an error
+    naming the file when that fails too.
+    """
+    found = archive_psf(hdul, headers)
+    if found is not None and found.fwhm_px is not None:
+        return attrs.evolve(
+            visit, psf_fwhm_px=found.fwhm_px, psf_source=f"archive {found.class_name}"
+        )
+    sigma = archive_summary_psf_sigma(hdul, headers)
+    if sigma is not None:
+        return attrs.evolve(
+            visit,
+            psf_fwhm_px=FWHM_PER_SIGMA * sigma,
+            psf_source="archive ExposureSummaryStats psfSigma",
+        )
+    if not stars:
+        return visit
+    ny, nx = layout.shape
+    cy, cx = max(0, (ny - STAR_SECTION_PX) // 2), max(0, (nx - STAR_SECTION_PX) // 2)
+    section = (slice(cy, cy + STAR_SECTION_PX), slice(cx, cx + STAR_SECTION_PX))
+    image = np.array(hdul[layout.hdus["IMAGE"]].section[section], dtype=np.float64)
+    if layout.mask_bitpix == 32:
+        mask = np.array(hdul[layout.hdus["MASK"]].section[section], dtype=np.int64)
+    else:  # astropy does not scale (BZERO) a memory-mapped section
+        with fits.open(layout.filename, memmap=False) as unmapped:
+            mask = np.array(unmapped[layout.hdus["MASK"]].data[section], dtype=np.int64)
+    variance = np.array(hdul[layout.hdus["VARIANCE"]].section[section], dtype=np.float64)
+    bad = (mask & layout.mask_planes.value(_STAR_BAD_PLANES, missing_ok=True)) != 0
+    measured = measure_psf_fwhm(image, bad=bad, variance=variance)
+    if measured is not None:
+        return attrs.evolve(
+            visit,
+            psf_fwhm_px=measured.fwhm_px,
+            psf_source=f"measured from {measured.n_stars} stars",
+        )
+    if found is None:
+        archive = "no PSF in an afw archive"
+    else:
+        archive = (
+            f"an archive {found.class_name}, which is not decoded (only "
+            f"{', '.join(DECODED_PSF_CLASSES)} are)"
+        )
+    fail(
+        "PSF",
+        f"no PSF: no PSF-FWHM keyword, no PSF HDU, {archive}, no psfSigma in the summary "
+        f"statistics, and fewer than {MIN_STARS} bright isolated unmasked stars to measure "
+        "the PSF from; add PSF-FWHM (pixels) to the primary header",
+    )
+    return visit
 
 
 def read_warp_header(path: str | os.PathLike[str]) -> tuple[VisitInfo, WarpLayout]:
@@ -742,7 +894,8 @@ def read_warp_pixels(
     if oy0 >= oy1 or ox0 >= ox1:
         return image, mask, variance
     section = (slice(oy0 - wy.start, oy1 - wy.start), slice(ox0 - wx.start, ox1 - wx.start))
-    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+    # astropy scales (BZERO) a section of afw's old uint16 masks only without memory mapping.
+    with fits.open(path, memmap=layout.mask_bitpix == 32, lazy_load_hdus=True) as hdul:
         img = np.array(hdul[layout.hdus["IMAGE"]].section[section], dtype=np.float32)
         msk = np.array(hdul[layout.hdus["MASK"]].section[section], dtype=np.int32)
         var = np.array(hdul[layout.hdus["VARIANCE"]].section[section], dtype=np.float32)

@@ -46,6 +46,9 @@ from dcr_dask.visit import Observatory, VisitInfo, Weather
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BAND_KEYS",
+    "PHYSICAL_FILTER_KEYS",
+    "VISIT_KEYS",
     "check_visit_header",
     "parse_visit_header",
     "visit_to_header",
@@ -136,26 +139,6 @@ class _HeaderReader:
             return None
         return value
 
-    def first_of(self, keys: tuple[str, ...], getter: Callable[..., Any]) -> Any:
-        """The value of the first of ``keys`` present, or an error naming them all."""
-        present = [key for key in keys if self.has(key)]
-        if not present:
-            self.error(
-                "/".join(keys), f"required keyword is missing (give one of {', '.join(keys)})"
-            )
-            return None
-        values = [getter(key) for key in present]
-        known = [
-            (key, value) for key, value in zip(present, values, strict=True) if value is not None
-        ]
-        if len({value for _, value in known}) > 1:
-            text = ", ".join(f"{key} = {value!r}" for key, value in known)
-            self.error("/".join(present), f"keywords disagree: {text}")
-            return None
-        if len(known) < len(values):
-            return None
-        return values[0]
-
 
 @functools.lru_cache(maxsize=1)
 def _bundled_iers_a() -> iers.IERS_A:
@@ -230,17 +213,21 @@ def _read_time(reader: _HeaderReader) -> tuple[float | None, float | None]:
                 reader.error("DATE-AVG", f"cannot parse {date!r} as an ISO-8601 date: {exc}")
     if mjd is None:
         mjd = date_mjd
+    present = ("MJD-AVG-UT1", "AVG-ERA", "DATE-AVG")
+    if mjd is None and era is None and not any(reader.has(key) for key in present):
+        # afw's last resort (files before 2017): TIME-MID, in UTC whatever TIMESYS says.
+        mid = reader.string("TIME-MID", nonempty=True)
+        if mid is not None:
+            try:
+                mjd = _ut1_mjd_from_date(mid[:-1] if mid.endswith("Z") else mid, "UTC")
+            except (ValueError, TypeError) as exc:
+                reader.error("TIME-MID", f"cannot parse {mid!r} as an ISO-8601 date: {exc}")
     ok = len(reader.errors) == n_errors
-    if (
-        ok
-        and mjd is None
-        and era is None
-        and not any(reader.has(key) for key in ("MJD-AVG-UT1", "AVG-ERA", "DATE-AVG"))
-    ):
+    if ok and mjd is None and era is None and not any(reader.has(key) for key in present):
         reader.error(
             "DATE-AVG/MJD-AVG-UT1",
             "required keyword is missing: the mid-exposure time needs DATE-AVG (+ TIMESYS) "
-            "or MJD-AVG-UT1 (or AVG-ERA)",
+            "or MJD-AVG-UT1 (or AVG-ERA, or TIME-MID in UTC)",
         )
         ok = False
     if ok and era is None and mjd is not None:
@@ -248,19 +235,39 @@ def _read_time(reader: _HeaderReader) -> tuple[float | None, float | None]:
     return mjd, era
 
 
-def _read_pointing(reader: _HeaderReader) -> tuple[float | None, float | None]:
-    """Return ``(altitude_deg, airmass)``, each derived from the other if absent."""
+def _read_pointing(
+    reader: _HeaderReader,
+    era: float | None,
+    ra: float | None,
+    dec: float | None,
+    longitude: float | None,
+    latitude: float | None,
+) -> tuple[float | None, float | None]:
+    """Return ``(altitude_deg, airmass)``, each derived from the other if absent.
+
+    afw writes ``BORE-ALT`` and ``BORE-AIRMASS`` only when they are finite; when
+    both are absent the (geometric) altitude follows from the hour angle, the
+    declination and the latitude.
+    """
     alt = reader.number(
         "BORE-ALT", check=lambda v: 0.0 < v <= 90.0, expect="altitude must be in (0, 90] deg"
     )
     airmass = reader.number("BORE-AIRMASS", check=lambda v: v >= 1.0, expect="airmass must be >= 1")
     has_alt, has_airmass = reader.has("BORE-ALT"), reader.has("BORE-AIRMASS")
     if not has_alt and not has_airmass:
-        reader.error(
-            "BORE-ALT/BORE-AIRMASS",
-            "required keyword is missing (give BORE-ALT or BORE-AIRMASS or both)",
-        )
-        return None, None
+        known = (era, ra, dec, longitude, latitude)
+        if any(value is None for value in known):
+            return None, None  # the missing time, pointing or site is reported already
+        hour_angle = geometry.hour_angle_deg(era, longitude, ra)
+        alt = float(geometry.altitude_deg(hour_angle, dec, latitude))
+        if not 0.0 < alt <= 90.0:
+            reader.error(
+                "BORE-ALT/BORE-AIRMASS",
+                f"absent, and the altitude computed from the hour angle {hour_angle:.3f} deg, "
+                f"BORE-DEC and OBS-LAT is {alt:.3f} deg, below the horizon",
+            )
+            return None, None
+        return alt, float(geometry.airmass_from_altitude(alt))
     if alt is None and airmass is not None and not has_alt:
         alt = float(geometry.elevation_from_airmass(airmass))
     if airmass is None and alt is not None and not has_airmass:
@@ -268,8 +275,55 @@ def _read_pointing(reader: _HeaderReader) -> tuple[float | None, float | None]:
     return alt, airmass
 
 
+#: Keywords of the visit id, in the order they are used: the Butler's data id, afw's
+#: VisitInfo id (since 2021), ``VISIT``, and ``EXPID`` (afw's exposure id until 2023,
+#: which for some cameras is a per-detector id).
+VISIT_KEYS = ("LSST BUTLER DATAID VISIT", "IDNUM", "VISIT", "EXPID")
+
+#: Keywords of the band, in the order they are used (the archive's ``FilterLabel`` band
+#: comes after the first two, its physical filter last).
+BAND_KEYS = ("BAND", "LSST BUTLER DATAID BAND")
+PHYSICAL_FILTER_KEYS = ("FILTER", "LSST BUTLER DATAID PHYSICAL_FILTER")
+
+
+def _read_visit_id(reader: _HeaderReader) -> tuple[int | None, str | None]:
+    for key in VISIT_KEYS:
+        if reader.has(key):
+            return reader.integer(key), key
+    reader.error(
+        "EXPID/VISIT",
+        f"required keyword is missing (give one of {', '.join(VISIT_KEYS)})",
+    )
+    return None, None
+
+
+def _read_band(
+    reader: _HeaderReader, filter_label: tuple[str | None, str | None]
+) -> tuple[str | None, str | None]:
+    label_band, label_physical = filter_label
+    sources: list[tuple[str, str | None]] = [(key, None) for key in BAND_KEYS]
+    sources.append(("FilterLabel band", label_band))
+    sources += [(key, None) for key in PHYSICAL_FILTER_KEYS]
+    sources.append(("FilterLabel physical", label_physical))
+    for key, value in sources:
+        if key.startswith("FilterLabel"):
+            if value:
+                return value, f"archive {key}"
+        elif reader.has(key):
+            return reader.string(key, nonempty=True), key
+    reader.error(
+        "FILTER/BAND",
+        "required keyword is missing (give one of "
+        f"{', '.join(BAND_KEYS + PHYSICAL_FILTER_KEYS)}, or a FilterLabel in the afw archive)",
+    )
+    return None, None
+
+
 def check_visit_header(
-    header: Mapping[str, Any], filename: str | Path
+    header: Mapping[str, Any],
+    filename: str | Path,
+    *,
+    filter_label: tuple[str | None, str | None] = (None, None),
 ) -> tuple[VisitInfo | None, list[InputError]]:
     """Read and validate the visit metadata of a primary header.
 
@@ -281,6 +335,9 @@ def check_visit_header(
     filename : str or Path
         The file the header came from; it names the culprit in messages and is
         recorded in :attr:`VisitInfo.filename`.
+    filter_label : tuple of (str or None)
+        ``(band, physical)`` of the file's afw ``FilterLabel`` archive entry,
+        used when no band keyword is present.
 
     Returns
     -------
@@ -291,24 +348,26 @@ def check_visit_header(
 
     Notes
     -----
-    Required: ``EXPID`` or ``VISIT`` (int), ``FILTER`` or ``BAND`` (str;
-    ``BAND`` wins when both are given), ``BORE-RA``, ``BORE-DEC`` (deg),
-    ``BORE-ALT`` (deg, in (0, 90]) or ``BORE-AIRMASS`` (>= 1), ``OBS-LONG``,
-    ``OBS-LAT`` (deg), ``OBS-ELEV`` (m), and the time: ``DATE-AVG`` (+
-    ``TIMESYS``, default TAI) or ``MJD-AVG-UT1`` (d), or at least ``AVG-ERA``
-    (deg). Numbers must be finite ints or floats (not strings, not booleans).
-    Missing weather (``AIRTEMP`` degC, ``AIRPRESS`` Pa, ``HUMIDITY`` %) is
-    filled in by :func:`dcr_dask.refraction.default_weather`.
+    Required: the visit id (int), the first present of :data:`VISIT_KEYS`
+    (recorded in :attr:`VisitInfo.visit_source`); the band (str): ``BAND``,
+    ``LSST BUTLER DATAID BAND``, the FilterLabel band, ``FILTER``,
+    ``LSST BUTLER DATAID PHYSICAL_FILTER``, the FilterLabel physical filter,
+    the first present (:attr:`VisitInfo.band_source`); ``BORE-RA``,
+    ``BORE-DEC`` (deg), ``OBS-LONG``, ``OBS-LAT`` (deg), ``OBS-ELEV`` (m); the
+    time: ``MJD-AVG-UT1`` (d), else ``DATE-AVG`` (+ ``TIMESYS``, default TAI),
+    else ``TIME-MID`` (UTC), or at least ``AVG-ERA`` (deg). ``BORE-ALT`` (deg,
+    in (0, 90]) and ``BORE-AIRMASS`` (>= 1) each follow from the other; when
+    both are absent (afw writes them only when finite) the geometric altitude
+    is computed from the hour angle, ``BORE-DEC`` and ``OBS-LAT``. Numbers must
+    be finite ints or floats (not strings, not booleans). Missing weather
+    (``AIRTEMP`` degC, ``AIRPRESS`` Pa, ``HUMIDITY`` %) is filled in by
+    :func:`dcr_dask.refraction.default_weather`.
     """
     name = str(filename)
     reader = _HeaderReader(header, name)
 
-    visit = reader.first_of(("EXPID", "VISIT"), reader.integer)
-    band = None
-    if not (reader.has("BAND") or reader.has("FILTER")):
-        reader.error("FILTER/BAND", "required keyword is missing (give FILTER or BAND)")
-    else:
-        band = reader.string("BAND" if reader.has("BAND") else "FILTER", nonempty=True)
+    visit, visit_source = _read_visit_id(reader)
+    band, band_source = _read_band(reader, filter_label)
     exptime = reader.number("EXPTIME", check=lambda v: v >= 0.0, expect="must be >= 0 s")
     mjd, era = _read_time(reader)
     ra = reader.number("BORE-RA", required=True)
@@ -316,7 +375,6 @@ def check_visit_header(
         "BORE-DEC", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
     )
     az = reader.number("BORE-AZ")
-    alt, airmass = _read_pointing(reader)
     rotang = reader.number("BORE-ROTANG")
     rottype = reader.string("ROTTYPE")
     longitude = reader.number(
@@ -325,6 +383,7 @@ def check_visit_header(
     latitude = reader.number(
         "OBS-LAT", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
     )
+    alt, airmass = _read_pointing(reader, era, ra, dec, longitude, latitude)
     elevation = reader.number("OBS-ELEV", required=True)
     temperature = reader.number(
         "AIRTEMP", check=lambda v: v > -273.15, expect="above absolute zero (degC)"
@@ -364,8 +423,11 @@ def check_visit_header(
         rotang_deg=rotang,
         rottype=rottype,
         psf_fwhm_px=psf_fwhm,
+        psf_source="PSF-FWHM" if psf_fwhm is not None else None,
         magzero=magzero,
         filename=name,
+        visit_source=visit_source,
+        band_source=band_source,
     )
     return info, []
 

@@ -23,8 +23,9 @@ Dimensions ``(visit, y, x)``; ``visit`` sorted by visit id.
   ``latitude_deg``, ``elevation_m``, ``temperature_c``, ``pressure_pa``,
   ``humidity_pct``, ``weather_defaulted`` (comma-joined header keywords),
   ``exptime_s``, ``psf_fwhm_px``, ``magzero``, ``rotang_deg``, ``rottype``,
-  ``bunit``, ``filename`` (float64 NaN or ``""`` where unknown), ``has_psf``
-  (bool).
+  ``bunit``, ``filename``, ``visit_source``, ``band_source``, ``psf_source``
+  (where the visit id, the band and the PSF came from; float64 NaN or ``""``
+  where unknown), ``has_psf`` (bool).
 - Attributes ``mask_planes`` (dict plane name -> bit, the run layout),
   ``wcs_header`` (the tile WCS as FITS header text, one card a line) and
   ``tile_shape`` ``[ny, nx]``.
@@ -100,7 +101,18 @@ _FLOAT_COORDS = {
 }
 
 #: Per-visit string coordinates: name -> VisitInfo attribute.
-_STR_COORDS = {"band": "band", "rottype": "rottype", "bunit": "bunit", "filename": "filename"}
+_STR_COORDS = {
+    "band": "band",
+    "rottype": "rottype",
+    "bunit": "bunit",
+    "filename": "filename",
+    "visit_source": "visit_source",
+    "band_source": "band_source",
+    "psf_source": "psf_source",
+}
+
+#: String coordinates that record provenance only (optional when reading a store).
+_PROVENANCE_COORDS = ("visit_source", "band_source", "psf_source")
 
 
 # --------------------------------------------------------------------------- lazy pixel access
@@ -230,10 +242,10 @@ def _wcs_offset_px(reference: WCS, other: WCS, tile_shape: tuple[int, int]) -> f
 
 
 def _check_files(
-    paths: Sequence[str | os.PathLike[str]], *, with_visit: bool
+    paths: Sequence[str | os.PathLike[str]], *, with_visit: bool, need_psf: bool = False
 ) -> tuple[list[fits_io.WarpCheck], list[InputError]]:
     """Check every file; return the good ones (sorted by visit id) and all problems."""
-    checks = [fits_io.check_warp(path, visit=with_visit) for path in paths]
+    checks = [fits_io.check_warp(path, visit=with_visit, need_psf=need_psf) for path in paths]
     errors = [error for check in checks for error in check.errors]
     good = [check for check in checks if not check.errors]
     if with_visit:
@@ -442,6 +454,7 @@ def open_warps(
     visits_per_chunk: int = 1,
     tile_shape: Sequence[int] | None = None,
     tile_wcs: WCS | None = None,
+    need_psf: bool = False,
 ) -> xr.Dataset:
     """Open warp files as one lazy Dataset ``(visit, y, x)`` on the tile grid.
 
@@ -459,18 +472,25 @@ def open_warps(
     tile_wcs : astropy.wcs.WCS, optional
         The tile WCS, which every warp must match. Default: that of the warp
         with the smallest visit id.
+    need_psf : bool
+        Every warp must have a PSF width: a warp with no ``PSF-FWHM``, no PSF
+        HDU and no afw archive PSF that can be read has it measured from its
+        stars (reading the central section of its pixels), and one where that
+        fails too is an error. Without it such warps get ``psf_fwhm_px`` NaN.
 
     Returns
     -------
     xarray.Dataset
         The layout described in the module docstring; pixel variables are
-        Dask arrays and no pixel has been read.
+        Dask arrays and, unless ``need_psf`` measured stars, no pixel has been
+        read.
 
     Raises
     ------
     InputErrors
         Listing every problem of every file and of the set: unreadable,
-        truncated or malformed files, bad visit metadata, duplicate visit
+        truncated or malformed files, bad visit metadata, with ``need_psf``
+        a warp whose PSF width is known from nowhere, duplicate visit
         ids, mixed bands, WCSs that differ from the tile's by more than
         :data:`WCS_TOLERANCE_PX`, warps with negative offsets or extending
         past ``tile_shape``, and an empty ``paths``.
@@ -480,7 +500,7 @@ def open_warps(
     chunks3 = _normalise_chunks(chunks, visits_per_chunk)
     if len(paths) == 0:
         raise InputErrors([InputError("no warp files were given")])
-    checks, errors = _check_files(paths, with_visit=True)
+    checks, errors = _check_files(paths, with_visit=True, need_psf=need_psf)
     errors += _check_visit_set(checks)
     reference = "the tile WCS given" if tile_wcs is not None else ""
     shape = None if tile_shape is None else (int(tile_shape[0]), int(tile_shape[1]))
@@ -679,7 +699,13 @@ def visit_infos(ds: xr.Dataset) -> list[VisitInfo]:
     """
     out = []
     for i in range(ds.sizes["visit"]):
-        c = {name: ds.coords[name].values[i] for name in (*_FLOAT_COORDS, *_STR_COORDS)}
+        c = {
+            name: ds.coords[name].values[i]
+            for name in (*_FLOAT_COORDS, *_STR_COORDS)
+            if name in ds.coords
+        }
+        # Stores written before the provenance coordinates existed lack them.
+        c.update({name: "" for name in _PROVENANCE_COORDS if name not in c})
         defaulted = str(ds.coords["weather_defaulted"].values[i])
         out.append(
             VisitInfo(
@@ -708,6 +734,9 @@ def visit_infos(ds: xr.Dataset) -> list[VisitInfo]:
                 magzero=_optional(c["magzero"]),
                 bunit=_optional_str(c["bunit"]),
                 filename=_optional_str(c["filename"]),
+                visit_source=_optional_str(c["visit_source"]),
+                band_source=_optional_str(c["band_source"]),
+                psf_source=_optional_str(c["psf_source"]),
             )
         )
     return out
