@@ -19,6 +19,7 @@ import dask
 
 from dcr_dask.cluster import CLUSTER_KINDS, dask_client
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
+from dcr_dask.io.ownership import check_output
 from dcr_dask.pipeline import run as run_pipeline
 
 
@@ -120,7 +121,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--psf-matched", nargs="+", metavar="WARPS", help="PSF-matched warps, one per visit"
     )
     parser.add_argument("--work-dir", help="ingest store and scratch (default STORE.work)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing store that dcr_dask wrote (never anything else)",
+    )
     parser.add_argument(
         "--memory-budget",
         type=float,
@@ -136,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     warps = expand_inputs(args.warps)
     psf_matched = expand_inputs(args.psf_matched) if args.psf_matched else None
+    # Before the cluster starts: the output must not be an input or something not ours.
+    inputs = [*warps, *(psf_matched or ()), *([args.template] if args.template else [])]
+    check_output(args.output, inputs=inputs, overwrite=args.overwrite)
     with dask_client(**cluster_options(args)) as client:
         dataset = run_pipeline(
             config,

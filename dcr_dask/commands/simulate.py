@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tile size, pixels",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files that dcr_dask wrote (never anything else)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
