@@ -23,6 +23,7 @@ import numpy as np
 from dcr_dask import truth
 from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import plain_coadd
+from dcr_dask.commands._common import non_negative_int, positive_int
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import OutputError
 from dcr_dask.io.export import export_fits
@@ -44,10 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory for everything the demo writes: new, empty, or an earlier demo's",
     )
     parser.add_argument(
-        "--size", type=int, nargs=2, default=(256, 256), metavar=("NY", "NX"), help="tile size"
+        "--size",
+        type=positive_int,
+        nargs=2,
+        default=(256, 256),
+        metavar=("NY", "NX"),
+        help="tile size",
     )
-    parser.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
+    parser.add_argument(
+        "--workers", type=positive_int, default=2, help="local Dask workers (default 2)"
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=1, help="random seed of the simulation"
+    )
 
 
 def demo_config(spec) -> DcrAssembleCoaddConfig:
