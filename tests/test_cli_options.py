@@ -64,3 +64,23 @@ def test_good_values_pass(flag, value, expected):
 
     args = build_parser().parse_args([*RUN, flag, value])
     assert getattr(args, flag.removeprefix("--").replace("-", "_")) == expected
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_quiet_and_verbose_work_before_or_after_the_subcommand(position, tmp_path, capsys):
+    simulate = ["simulate", str(tmp_path / position), "--size", "48", "48"]
+    for flag, logged in (("-q", False), ("-v", True)):
+        argv = [flag, *simulate] if position == "before" else [*simulate, flag]
+        assert main([*argv, "--overwrite"]) == 0
+        stderr = capsys.readouterr().err
+        assert ("INFO dcr_dask.simulate" in stderr) is logged, (argv, stderr)
+    band = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
+    assert main(["config", "validate", *band, "--quiet"]) == 0  # after a nested subcommand
+
+
+def test_quiet_and_verbose_together_are_refused_in_any_position(capsys):
+    for argv in (["-q", "config", "show", "-v"], ["config", "show", "-v", "-q"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "not allowed with argument" in capsys.readouterr().err
