@@ -915,3 +915,22 @@ def test_the_readme_recommends_exactly_the_many_artifacts_settings(tmp_path):
     assert from_readme.toDict() == recommended.toDict()
     assert recommended.toDict() != DcrAssembleCoaddConfig().toDict()
     assert many_artifacts_overrides() is not many_artifacts_overrides()  # a fresh dict each time
+
+
+@pytest.mark.parametrize(
+    ("wavelength", "bandwidth", "field", "message"),
+    [
+        (5000.0, 147.0, "effectiveWavelength", "must lie within 230-2059 nm"),
+        (200.0, 10.0, "effectiveWavelength", "must lie within 230-2059 nm"),
+        (478.0, 600.0, "bandwidth", "at 178-778 nm, which must lie within 230-2059 nm"),
+        (478.0, 1000.0, "bandwidth", "at -22-978 nm"),
+        (2000.0, 200.0, "bandwidth", "at 1900-2100 nm"),
+    ],
+)
+def test_the_band_must_lie_where_the_refraction_formula_is_valid(
+    wavelength, bandwidth, field, message
+):
+    config = DcrAssembleCoaddConfig(effectiveWavelength=wavelength, bandwidth=bandwidth)
+    with pytest.raises(ConfigError, match=re.escape(f"'{field}' = ") + ".*" + re.escape(message)):
+        config.validate()
+    DcrAssembleCoaddConfig(effectiveWavelength=478.0, bandwidth=400.0).validate()  # 278-678 nm
