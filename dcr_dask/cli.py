@@ -45,19 +45,38 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dcr-dask",
         description="DCR-corrected coadds of the sky with Dask.",
     )
-    parser.add_argument("--version", action="version", version=f"dcr-dask {__version__}")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    verbosity.add_argument(
-        "-q", "--quiet", action="store_true", help="log warnings and errors only"
-    )
+    _add_global_options(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(f"dcr_dask.commands.{module_name}")
         sub = subparsers.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(sub)
+        # Accepted after the subcommand too; left unset there unless given, so
+        # that `dcr-dask -q run ...` keeps the value given before it.
+        _add_global_options(sub, default=argparse.SUPPRESS)
         sub.set_defaults(_handler=module.run)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """Add ``--version``, ``-v`` and ``-q``, with ``default`` for the flags, to
+    ``parser`` and to the parsers of its own subcommands (``config validate``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _add_global_options(nested, default=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"dcr-dask {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log at DEBUG level"
+    )
+    verbosity.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="log warnings and errors only",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose and args.quiet:  # one before the subcommand, one after it
+        parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format=_LOG_FORMAT, stream=sys.stderr, force=True)
     if args.command is None:

@@ -69,6 +69,7 @@ import tomli_w
 import yaml
 
 from dcr_dask.errors import ConfigError, ConfigErrors, InputError
+from dcr_dask.refraction import MAX_WAVELENGTH_NM, MIN_WAVELENGTH_NM
 
 __all__ = [
     "AssembleCoaddConfig",
@@ -2646,6 +2647,27 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         """
         return 1.0 / (self.dcrNumSubfilters - 1) if self.baseGain is None else self.baseGain
 
+    def _band_problems(self) -> list[ConfigError]:
+        """The band must lie where the refraction formula is valid (Stone 1996)."""
+        low, high = MIN_WAVELENGTH_NM, MAX_WAVELENGTH_NM
+        wavelength, bandwidth = self.effectiveWavelength, self.bandwidth
+        valid = f"{low:g}-{high:g} nm, where the refraction formula (Stone 1996) is valid"
+        if wavelength is not None and not low < wavelength < high:
+            return [self._error("effectiveWavelength", wavelength, f"must lie within {valid}")]
+        if wavelength is None or bandwidth is None:
+            return []
+        blue, red = wavelength - bandwidth / 2, wavelength + bandwidth / 2
+        if blue < low or red > high:
+            return [
+                self._error(
+                    "bandwidth",
+                    bandwidth,
+                    f"puts the band around effectiveWavelength = {wavelength:g} nm at "
+                    f"{blue:g}-{red:g} nm, which must lie within {valid}",
+                )
+            ]
+        return []
+
     def _cross_checks(self) -> list[ConfigError]:
         problems = []
         if self.transmissionCurve is None:
@@ -2662,16 +2684,7 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
                         "needs a transmissionCurve to weight the refraction with",
                     )
                 )
-        wavelength, bandwidth = self.effectiveWavelength, self.bandwidth
-        if wavelength is not None and bandwidth is not None and bandwidth >= 2 * wavelength:
-            problems.append(
-                self._error(
-                    "bandwidth",
-                    bandwidth,
-                    f"must be less than 2 * effectiveWavelength = {2 * wavelength} nm, so that "
-                    "the blue edge of the band is at a positive wavelength",
-                )
-            )
+        problems += self._band_problems()
         if self.minNumIter is not None or self.maxNumIter is not None:
             low, high = self.resolved_min_num_iter(), self.resolved_max_num_iter()
             if low > high:

@@ -133,3 +133,26 @@ class ConfigErrors(ExceptionGroup, ConfigError):
     def derive(self, excs: Iterable[ConfigError]) -> ConfigErrors:
         """Return a ConfigErrors of a subset of the problems (``ExceptionGroup`` API)."""
         return ConfigErrors(excs)
+
+
+class OutputError(DcrDaskError, FileExistsError):
+    """An output path dcr_dask refuses to write: it would replace something it did not write.
+
+    Raised before any work starts when the output exists and was not written
+    by dcr_dask (``overwrite`` replaces only dcr_dask's own stores and files),
+    or when the output is, or contains, one of the inputs.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output path at fault.
+    message : str
+        Why it may not be written and what to do instead.
+    """
+
+    def __init__(self, path: object, message: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {message}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -59,6 +59,7 @@ from dcr_dask.compare_warp import (
 )
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.ingest import ingest_warps, open_ingested
+from dcr_dask.io.ownership import check_output
 from dcr_dask.io.store import compute, make_output_dataset, write_output
 from dcr_dask.io.warps import (
     open_psf_matched,
@@ -111,7 +112,9 @@ def run(
         ``<output>.work`` beside the output. The ingest store is kept so that
         a second run on the same inputs skips the ingest.
     overwrite : bool
-        Replace an existing output store.
+        Replace an existing output store; only a store dcr_dask wrote is
+        replaced, and the output may not be or contain an input
+        (:func:`dcr_dask.io.ownership.check_output`, before anything starts).
     memory_budget_bytes : float, optional
         Memory one group of subregions may use on the cluster. None (the
         default) takes what the workers have left
@@ -128,8 +131,8 @@ def run(
     started = time.perf_counter()
     config.validate()
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    inputs = [*warps, *(psf_matched or ()), *([template] if template is not None else [])]
+    check_output(output, inputs=inputs, overwrite=overwrite)
     band = band_from_config(config)
     chunks = (int(config.subregionSize[1]), int(config.subregionSize[0]))
     direct = open_warps([Path(p) for p in warps], chunks=chunks, need_psf=True)

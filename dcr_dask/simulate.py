@@ -1003,7 +1003,9 @@ def write_simulation(
     directory : str or Path
         Where to write; created if needed.
     overwrite : bool
-        Replace files that exist.
+        Replace files that exist; only files dcr_dask wrote are replaced
+        (:func:`dcr_dask.io.ownership.check_output`, checked before anything
+        is written).
 
     Returns
     -------
@@ -1011,12 +1013,19 @@ def write_simulation(
         ``{"warps": [...], "holdout": [...], "truth": path, "catalog": path}``.
     """
     from dcr_dask.io.fits import write_warp
+    from dcr_dask.io.ownership import WRITER_ATTR, check_output, writer
 
     directory = Path(directory)
+    targets = [
+        directory / ("holdout" if held else "warps") / f"visit_{info.visit}.fits"
+        for info, held in zip(tile.visits, tile.holdout, strict=True)
+    ]
+    truth, catalog = directory / "truth.npz", directory / "truth.json"
+    for target in [*targets, truth, catalog]:
+        check_output(target, overwrite=overwrite)
     paths: dict[str, list[Path]] = {"warps": [], "holdout": []}
-    for v, info in enumerate(tile.visits):
-        kind = "holdout" if tile.holdout[v] else "warps"
-        path = directory / kind / f"visit_{info.visit}.fits"
+    for v, (info, path) in enumerate(zip(tile.visits, targets, strict=True)):
+        kind = path.parent.name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_warp(
             path,
@@ -1030,9 +1039,9 @@ def write_simulation(
             overwrite=overwrite,
         )
         paths[kind].append(path)
-    truth = directory / "truth.npz"
     np.savez_compressed(
         truth,
+        **{WRITER_ATTR: np.array(writer())},
         true_subbands=tile.true_subbands,
         true_images=tile.true_images,
         artifacts=tile.artifacts,
@@ -1041,10 +1050,10 @@ def write_simulation(
         visit=np.array([v.visit for v in tile.visits]),
         holdout=tile.holdout,
     )
-    catalog = directory / "truth.json"
     catalog.write_text(
         json.dumps(
             {
+                WRITER_ATTR: writer(),
                 "spec": attrs.asdict(tile.spec),
                 "truth_psf_fwhm_px": tile.truth_psf_fwhm_px,
                 "visits": [v.visit for v in tile.visits],

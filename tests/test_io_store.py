@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -15,8 +16,9 @@ import zarr
 from astropy.wcs import WCS
 
 import dcr_dask
-from dcr_dask.errors import InputError
+from dcr_dask.errors import InputError, OutputError
 from dcr_dask.io.atomic import atomic_directory, atomic_file
+from dcr_dask.io.ownership import WRITER_ATTR, writer
 from dcr_dask.io.store import (
     OUTPUT_VARIABLES,
     from_json_attr,
@@ -238,6 +240,7 @@ def test_atomic_directory(tmp_path):
     target = tmp_path / "result"
     with atomic_directory(target) as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".result.tmp-")
+        zarr.open_group(tmp, mode="w").attrs[WRITER_ATTR] = writer()  # a store of ours
         (tmp / "a.txt").write_text("one")
     assert (target / "a.txt").read_text() == "one"
 
@@ -257,17 +260,33 @@ def test_atomic_directory(tmp_path):
 
 
 def test_atomic_file(tmp_path):
-    target = tmp_path / "sub" / "file.txt"
+    target = tmp_path / "sub" / "file.json"
+    one = json.dumps({WRITER_ATTR: writer(), "n": 1})  # a file of ours
     with atomic_file(target) as tmp:
-        tmp.write_text("one")
-    assert target.read_text() == "one"
+        tmp.write_text(one)
+    assert target.read_text() == one
     with pytest.raises(FileExistsError), atomic_file(target):
         pass
     with pytest.raises(ValueError), atomic_file(target, overwrite=True) as tmp:
         tmp.write_text("partial")
         raise ValueError("boom")
-    assert target.read_text() == "one"
+    assert target.read_text() == one
     with atomic_file(target, overwrite=True) as tmp:
         tmp.write_text("two")
     assert target.read_text() == "two"
     assert _leftovers(target.parent) == []
+
+
+def test_atomic_writes_never_replace_what_dcr_dask_did_not_write(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("keep me")
+    document = tmp_path / "notes.fits"
+    document.write_text("not even FITS")
+    for target, writer_of in ((folder, atomic_directory), (document, atomic_file)):
+        refused = pytest.raises(OutputError, match=f"{target}: this .* not written by dcr_dask")
+        with refused, writer_of(target, overwrite=True) as tmp:
+            pytest.fail(f"{tmp} was handed out for {target}")
+    assert (folder / "thesis.txt").read_text() == "keep me"
+    assert document.read_text() == "not even FITS"
+    assert _leftovers(tmp_path) == []

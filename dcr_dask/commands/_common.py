@@ -1,10 +1,16 @@
-"""Options shared by several subcommands: how a configuration is given."""
+"""Options shared by several subcommands: how a configuration is given, and the
+argparse types that check every number, size and address before anything starts."""
 
 from __future__ import annotations
 
 import argparse
 import glob
+import math
 from pathlib import Path
+
+from dask.utils import parse_bytes
+from distributed.comm import registry
+from distributed.comm.addressing import parse_address, parse_host_port
 
 from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig, apply_overrides
 from dcr_dask.errors import InputError
@@ -99,3 +105,70 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 
 _FITS_SUFFIXES = (".fits", ".fits.gz", ".fits.fz")
+
+
+# ----------------------------------------------------------------- argparse types
+# argparse reports an ArgumentTypeError as "argument --FLAG: <message>" and exits
+# with status 2, before the subcommand runs.
+
+
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (workers, threads, pixels)."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0 (a random seed)."""
+    return _whole_number(text, 0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0, ``inf`` allowed (a budget in bytes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if math.isnan(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
+
+
+def memory_size(text: str) -> str:
+    """An argparse type: ``auto`` or an amount of memory above 0 (``4GiB``, ``500MB``)."""
+    if text == "auto":
+        return text
+    try:
+        size = parse_bytes(text)
+    except (ValueError, TypeError):
+        size = None
+    if size is None or size <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an amount of memory such as 4GiB or 500MB (or auto)"
+        )
+    return text
+
+
+def scheduler_address(text: str) -> str:
+    """An argparse type: a Dask scheduler address such as ``tcp://10.0.0.5:8786``."""
+    try:
+        scheme, location = parse_address(text)
+        registry.get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            host, port = parse_host_port(location)
+            if not host or not 0 < port < 65536:
+                raise ValueError(f"host {host!r}, port {port}")
+    except (ValueError, TypeError) as error:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a scheduler address such as tcp://10.0.0.5:8786 ({error})"
+        ) from None
+    return text

@@ -23,8 +23,11 @@ import numpy as np
 from dcr_dask import truth
 from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import plain_coadd
+from dcr_dask.commands._common import non_negative_int, positive_int
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.errors import OutputError
 from dcr_dask.io.export import export_fits
+from dcr_dask.io.ownership import WRITER_ATTR, is_own, writer
 from dcr_dask.io.warps import open_warps
 from dcr_dask.pipeline import run as run_pipeline
 from dcr_dask.plot import image_panels
@@ -37,13 +40,24 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``demo`` options to ``parser``."""
     parser.add_argument(
-        "--output", default="dcr-dask-demo", help="directory for everything the demo writes"
+        "--output",
+        default="dcr-dask-demo",
+        help="directory for everything the demo writes: new, empty, or an earlier demo's",
     )
     parser.add_argument(
-        "--size", type=int, nargs=2, default=(256, 256), metavar=("NY", "NX"), help="tile size"
+        "--size",
+        type=positive_int,
+        nargs=2,
+        default=(256, 256),
+        metavar=("NY", "NX"),
+        help="tile size",
     )
-    parser.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
+    parser.add_argument(
+        "--workers", type=positive_int, default=2, help="local Dask workers (default 2)"
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=1, help="random seed of the simulation"
+    )
 
 
 def demo_config(spec) -> DcrAssembleCoaddConfig:
@@ -61,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and print where its outputs are."""
     started = time.perf_counter()
     output = Path(args.output)
+    if output.is_dir() and any(output.iterdir()) and not is_own(output / "demo.json"):
+        raise OutputError(
+            output,
+            "not empty and not an earlier demo's output (no demo.json written by dcr_dask): "
+            "the demo writes only into a new or empty directory, or over its own output",
+        )
     output.mkdir(parents=True, exist_ok=True)
     spec = default_demo_spec(shape=args.size, seed=args.seed)
     config = demo_config(spec)
@@ -96,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     figure, summary = _figure(tile, dataset, plain, templates, output / "demo.png")
     summary.update(
         {
+            WRITER_ATTR: writer(),
             "store": str(store),
             "fits": [str(p) for p in fits_files],
             "figure": str(figure),

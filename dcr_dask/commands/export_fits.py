@@ -12,7 +12,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="output store of a run")
     parser.add_argument("output_dir", help="directory for the FITS files")
     parser.add_argument("--prefix", help="file name prefix (default: the store's name)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files that dcr_dask wrote (never anything else)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from dcr_dask.cluster import dask_client
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.commands.run import add_cluster_arguments, cluster_options
 from dcr_dask.io.ingest import ingest_warps
+from dcr_dask.io.ownership import check_output
 from dcr_dask.io.warps import open_warps
 
 
@@ -27,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", required=True, metavar="STORE", help="ingest Zarr store")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace a store of other inputs at STORE"
+        "--overwrite",
+        action="store_true",
+        help="replace a store of other inputs at STORE (only one dcr_dask wrote)",
     )
     add_config_arguments(parser)
     add_cluster_arguments(parser)
@@ -38,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, validate=False)
     size = config.subregionSize
     chunks = (int(size[1]), int(size[0]))
-    warps = open_warps([Path(p) for p in expand_inputs(args.warps)], chunks=chunks)
+    files = [Path(p) for p in expand_inputs(args.warps)]
+    check_output(args.output, inputs=files, overwrite=args.overwrite, exists_ok=True)
+    warps = open_warps(files, chunks=chunks)
     with dask_client(**cluster_options(args)) as client:
         store = ingest_warps(
             warps, args.output, chunks=chunks, client=client, overwrite=args.overwrite

@@ -18,7 +18,16 @@ from typing import Any
 import dask
 
 from dcr_dask.cluster import CLUSTER_KINDS, dask_client
-from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
+from dcr_dask.commands._common import (
+    add_config_arguments,
+    config_from_args,
+    expand_inputs,
+    memory_size,
+    positive_float,
+    positive_int,
+    scheduler_address,
+)
+from dcr_dask.io.ownership import check_output
 from dcr_dask.pipeline import run as run_pipeline
 
 
@@ -31,7 +40,12 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         The parser to add the ``where to compute`` options to.
     """
     group = parser.add_argument_group("where to compute")
-    group.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
+    group.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        metavar="ADDRESS",
+        help="a running Dask scheduler (tcp://host:port or tls://host:port)",
+    )
     group.add_argument(
         "--cluster",
         choices=CLUSTER_KINDS,
@@ -47,19 +61,20 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="local workers (default 2); with slurm/pbs, workers in total (overrides the "
         "spec's jobs)",
     )
     group.add_argument(
         "--threads-per-worker",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="threads per worker (default 1; with slurm/pbs overrides the spec's cores)",
     )
     group.add_argument(
         "--memory-limit",
+        type=memory_size,
         metavar="SIZE",
         help="memory per worker, e.g. 4GiB (default auto; with slurm/pbs overrides the "
         "spec's memory)",
@@ -120,10 +135,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--psf-matched", nargs="+", metavar="WARPS", help="PSF-matched warps, one per visit"
     )
     parser.add_argument("--work-dir", help="ingest store and scratch (default STORE.work)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing store that dcr_dask wrote (never anything else)",
+    )
     parser.add_argument(
         "--memory-budget",
-        type=float,
+        type=positive_float,
         metavar="BYTES",
         help="memory a group of subregions may use (default: what the workers have left)",
     )
@@ -136,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     warps = expand_inputs(args.warps)
     psf_matched = expand_inputs(args.psf_matched) if args.psf_matched else None
+    # Before the cluster starts: the output must not be an input or something not ours.
+    inputs = [*warps, *(psf_matched or ()), *([args.template] if args.template else [])]
+    check_output(args.output, inputs=inputs, overwrite=args.overwrite)
     with dask_client(**cluster_options(args)) as client:
         dataset = run_pipeline(
             config,

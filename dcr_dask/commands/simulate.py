@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from dcr_dask.commands._common import non_negative_int, positive_int
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
 
 log = logging.getLogger(__name__)
@@ -15,14 +16,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="directory to write warps/, holdout/ and truth files into")
     parser.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         nargs=2,
         default=(256, 256),
         metavar=("NY", "NX"),
         help="tile size, pixels",
     )
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files that dcr_dask wrote (never anything else)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from astropy.io import fits
 from dcr_dask.errors import InputError
 from dcr_dask.io.fits import wcs_from_header_text, write_warp
 from dcr_dask.io.metadata import parse_visit_header
+from dcr_dask.io.ownership import check_output
 from dcr_dask.io.store import open_output
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.template import matched_template
@@ -26,11 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="STORE", help="output store of a run")
     parser.add_argument("--visit", required=True, metavar="WARP_OR_HEADER", help="visit file")
     parser.add_argument("--output", required=True, metavar="FILE", help="template FITS file")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file that dcr_dask wrote (never anything else)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Build and write the template."""
+    check_output(args.output, inputs=[args.model, args.visit], overwrite=args.overwrite)
     store = open_output(args.model)
     try:
         header = fits.getheader(args.visit, 0)

@@ -7,6 +7,11 @@ same filesystem, so the final :func:`os.rename` is atomic on POSIX), and only
 a clean exit from the ``with`` block moves it to the target. An exception
 deletes the temporary and propagates, so nothing partial is ever left behind.
 
+Replacing is allowed only with ``overwrite=True``, and only for a target
+dcr_dask wrote itself (:func:`dcr_dask.io.ownership.check_replaceable`,
+checked before anything is written): a user's folder or file at the target
+is never deleted.
+
 A process killed outright (``SIGKILL``, power loss) cannot clean up; what it
 leaves is a hidden sibling whose name starts with ``.<name>.tmp-``. It is never
 mistaken for a result, and may be deleted by hand.
@@ -20,6 +25,8 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from dcr_dask.io.ownership import check_replaceable
 
 __all__ = ["atomic_directory", "atomic_file"]
 
@@ -79,8 +86,8 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
         is created if needed.
     overwrite : bool
         If True, an existing ``path`` is replaced once the new directory is
-        complete; if False, an existing ``path`` is an error, raised before
-        anything is written.
+        complete, provided dcr_dask wrote it; if False, an existing ``path``
+        is an error, raised before anything is written.
 
     Yields
     ------
@@ -92,6 +99,8 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+    dcr_dask.errors.OutputError
+        If ``path`` exists, ``overwrite`` is True and dcr_dask did not write it.
 
     Notes
     -----
@@ -101,7 +110,9 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     it was.
     """
     path = Path(path)
-    if not overwrite:
+    if overwrite:
+        check_replaceable(path)
+    else:
         _refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp")
@@ -123,8 +134,8 @@ def atomic_file(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
         Final location of the file. Its parent is created if needed.
     overwrite : bool
         If True, an existing ``path`` is replaced atomically once the new file
-        is complete; if False, an existing ``path`` is an error, raised before
-        anything is written.
+        is complete, provided dcr_dask wrote it; if False, an existing
+        ``path`` is an error, raised before anything is written.
 
     Yields
     ------
@@ -136,11 +147,15 @@ def atomic_file(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+    dcr_dask.errors.OutputError
+        If ``path`` exists, ``overwrite`` is True and dcr_dask did not write it.
     FileNotFoundError
         If the block exits cleanly without having created the file.
     """
     path = Path(path)
-    if not overwrite:
+    if overwrite:
+        check_replaceable(path)
+    else:
         _refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp")

@@ -36,6 +36,7 @@ from astropy.io import fits
 
 from dcr_dask.io.atomic import atomic_file
 from dcr_dask.io.fits import image_hdu_header, wcs_from_header_text
+from dcr_dask.io.ownership import check_output
 from dcr_dask.io.store import compute, open_output
 from dcr_dask.masks import MaskPlanes
 
@@ -108,7 +109,8 @@ def export_fits(
         are ``<prefix>_subfilter<i>.fits`` for ``i = 0 .. S - 1`` and
         ``<prefix>_coadd.fits``.
     overwrite : bool
-        Replace existing files. If False and any target exists, nothing is
+        Replace existing files that dcr_dask wrote. If False and any target
+        exists, or True and a target was not written by dcr_dask, nothing is
         written.
     client : distributed.Client or None
         Cluster to compute on; None uses the current dask scheduler.
@@ -120,8 +122,9 @@ def export_fits(
 
     Raises
     ------
-    FileExistsError
-        If a target file exists and ``overwrite`` is False.
+    dcr_dask.errors.OutputError
+        If a target file exists and ``overwrite`` is False, or it exists and
+        dcr_dask did not write it.
     dcr_dask.errors.InputError
         If ``store_path`` is not an output store.
 
@@ -138,11 +141,8 @@ def export_fits(
     n_sub = ds.sizes["subfilter"]
     targets = [output_dir / f"{prefix}_subfilter{i}.fits" for i in range(n_sub)]
     targets.append(output_dir / f"{prefix}_coadd.fits")
-    existing = [str(path) for path in targets if path.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{', '.join(existing)} already exist(s); pass overwrite=True to replace"
-        )
+    for target in targets:
+        check_output(target, inputs=[store_path], overwrite=overwrite)
 
     x0, y0 = int(ds["x"].values[0]), int(ds["y"].values[0])
     wcs = wcs_from_header_text(ds.attrs["wcs_header"])

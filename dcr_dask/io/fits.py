@@ -48,6 +48,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning, Sip
 
+from dcr_dask import __version__
 from dcr_dask.errors import InputError, raise_collected
 from dcr_dask.io.afw_archive import (
     DECODED_PSF_CLASSES,
@@ -57,6 +58,7 @@ from dcr_dask.io.afw_archive import (
 )
 from dcr_dask.io.atomic import atomic_file
 from dcr_dask.io.metadata import check_visit_header, visit_to_header
+from dcr_dask.io.ownership import FITS_KEYWORD
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.psf import FWHM_PER_SIGMA
 from dcr_dask.psf_stars import MIN_STARS, measure_psf_fwhm
@@ -295,7 +297,8 @@ def write_warp(
     bunit : str, optional
         Flux unit of ``image`` (``BUNIT``); defaults to ``visit.bunit``.
     overwrite : bool
-        Replace an existing file.
+        Replace an existing file, if dcr_dask wrote it (its primary header
+        has ``DCRDASKV``, which every file written here gets).
 
     Returns
     -------
@@ -342,6 +345,8 @@ def write_warp(
                     primary[key] = value
         if visit is not None:
             primary.update(visit_to_header(visit))
+        # The ownership marker: overwrite may replace only files dcr_dask wrote.
+        primary[FITS_KEYWORD] = (__version__, "written by dcr_dask")
 
     hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(header=primary)]
     for name, data in (

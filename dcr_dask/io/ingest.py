@@ -32,8 +32,9 @@ The store is built under a temporary name and renamed when complete
   rename, e.g. an interrupted :func:`write_visit_masks` on an older store or a
   partial copy): replaced, with a warning, since nothing in it can be trusted;
 * anything else (not an ingest store): :class:`FileExistsError`, unless
-  ``overwrite=True``; dcr_dask never deletes a directory it did not write
-  unless told to.
+  ``overwrite=True`` and the directory is another store dcr_dask wrote
+  (:mod:`dcr_dask.io.ownership`); dcr_dask never deletes a directory it did
+  not write.
 
 Per-visit masks
 ---------------
@@ -61,6 +62,7 @@ import xarray as xr
 import zarr
 
 from dcr_dask.errors import InputError
+from dcr_dask.io.ownership import WRITER_ATTR
 from dcr_dask.io.store import (
     open_zarr_store,
     to_json_attr,
@@ -270,8 +272,9 @@ def ingest_warps(
     client : distributed.Client or None
         Cluster to compute on; None uses the current dask scheduler.
     overwrite : bool
-        Replace an existing store made from different inputs, or a directory
-        that is not an ingest store.
+        Replace an existing store made from different inputs, or another
+        store dcr_dask wrote; a directory dcr_dask did not write is never
+        replaced.
 
     Returns
     -------
@@ -282,7 +285,9 @@ def ingest_warps(
     ------
     FileExistsError
         If ``store_path`` holds a complete store of different inputs, or
-        something that is not an ingest store, and ``overwrite`` is False.
+        something that is not an ingest store, and ``overwrite`` is False;
+        (:class:`~dcr_dask.errors.OutputError`) if it holds something
+        dcr_dask did not write, whatever ``overwrite``.
     ValueError
         If ``warps`` lacks a required variable or the chunking is invalid.
 
@@ -312,8 +317,8 @@ def ingest_warps(
         logger.warning("%s is an incomplete ingest store; ingesting again", path)
     elif state == _FOREIGN and not overwrite:
         raise FileExistsError(
-            f"{path} exists and is not a dcr_dask ingest store; pass overwrite=True to "
-            "replace it, or choose another store path"
+            f"{path} exists and is not a dcr_dask ingest store; choose another store path "
+            "(overwrite=True replaces it only if dcr_dask wrote it)"
         )
     ds = _prepare(warps, layout, fingerprint)
     logger.info("ingesting %d visits into %s", ds.sizes["visit"], path)
@@ -378,7 +383,7 @@ def _open_complete(path: Path) -> tuple[xr.Dataset, dict[str, Any]]:
     ds.attrs = {
         key: value
         for key, value in ds.attrs.items()
-        if key not in (FINGERPRINT_ATTR, COMPLETE_ATTR)
+        if key not in (FINGERPRINT_ATTR, COMPLETE_ATTR, WRITER_ATTR)
     }
     return ds, attrs
 

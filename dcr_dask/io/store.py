@@ -50,6 +50,7 @@ from zarr.codecs import BloscCodec
 from dcr_dask import __version__
 from dcr_dask.errors import InputError
 from dcr_dask.io.atomic import atomic_directory
+from dcr_dask.io.ownership import WRITER_ATTR, writer
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.progress import progress_enabled, track
 
@@ -277,11 +278,15 @@ def write_zarr(
     final_attrs : mapping or None
         Group attributes (JSON) set after every chunk is written: the last
         write to the store, so a reader that finds them knows the rest is there.
+        The ownership marker :data:`dcr_dask.io.ownership.WRITER_ATTR` is
+        always added, so that ``overwrite`` may later replace the store.
 
     Raises
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+    dcr_dask.errors.OutputError
+        If ``path`` exists, ``overwrite`` is True and dcr_dask did not write it.
 
     Notes
     -----
@@ -291,8 +296,7 @@ def write_zarr(
     """
     with atomic_directory(path, overwrite=overwrite) as tmp:
         write_zarr_chunks(ds, tmp, mode="w", client=client)
-        if final_attrs:
-            update_group_attrs(tmp, final_attrs)
+        update_group_attrs(tmp, {**(final_attrs or {}), WRITER_ATTR: writer()})
 
 
 def update_group_attrs(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> None:
