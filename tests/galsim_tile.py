@@ -85,11 +85,13 @@ from astropy.wcs import WCS
 from scipy import ndimage
 
 __all__ = [
+    "MASK_BITS",
     "RUBIN_SITE",
     "GalSimTile",
     "GalSimTileSpec",
     "Source",
     "VisitGeometry",
+    "atmosphere",
     "band_config",
     "band_spec",
     "bandpass",
