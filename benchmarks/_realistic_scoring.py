@@ -1,0 +1,176 @@
+"""Renderer-agnostic scores of a DCR run, for benchmarks/bench_realistic.py.
+
+Everything here needs only what any renderer can provide (:class:`Truth`): the
+held-out visits' noise-free images, the star catalogue with each star's
+single-visit S/N, the fitted visits' noise-free images and the artifact truth
+masks. Nothing here knows how the tile was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+#: Pixels this close to an artifact are left out of the "bright pixels clipped" score.
+NEAR_ARTIFACT_PX = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Truth:
+    """What scoring needs from a renderer.
+
+    Attributes
+    ----------
+    holdout_true : numpy.ndarray
+        ``(held-out visit, y, x)`` noise-free images of the held-out visits.
+    fitted_true : numpy.ndarray
+        ``(fitted visit, y, x)`` noise-free images of the fitted visits.
+    fitted_visits : list of int
+        Visit ids of ``fitted_true`` (and of the artifact masks), in that order.
+    streak, cosmic_rays : numpy.ndarray of bool
+        ``(fitted visit, y, x)`` artifact truth masks.
+    sources : numpy.ndarray
+        ``(n, 3)`` x, y (0-based pixels) and flux of every source (for isolation).
+    star_index : numpy.ndarray of int
+        Rows of ``sources`` that are stars.
+    star_snr : numpy.ndarray
+        Single-visit S/N of each star of ``star_index``.
+    sky_sigma : float
+        Sky noise per pixel of one visit, image units.
+    """
+
+    holdout_true: np.ndarray
+    fitted_true: np.ndarray
+    fitted_visits: list[int]
+    streak: np.ndarray
+    cosmic_rays: np.ndarray
+    sources: np.ndarray
+    star_index: np.ndarray
+    star_snr: np.ndarray
+    sky_sigma: float
+
+
+def star_classes(
+    truth: Truth,
+    cuts: dict[str, tuple[float, float]],
+    *,
+    edge_px: float = 16.0,
+    isolation_px: float = 12.0,
+    neighbour_share: float = 0.05,
+) -> dict[str, np.ndarray]:
+    """Isolated stars away from the edges in each S/N class.
+
+    A star is isolated when no other source within ``isolation_px`` has more
+    than ``neighbour_share`` of its flux.
+
+    Parameters
+    ----------
+    truth : Truth
+    cuts : dict of str to (float, float)
+        Class name to the S/N range ``[lo, hi)``.
+    edge_px, isolation_px, neighbour_share : float
+        See above.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Class name to ``(n, 2)`` star positions ``(x, y)``.
+    """
+    ny, nx = truth.holdout_true.shape[1:]
+    xy, flux = truth.sources[:, :2], truth.sources[:, 2]
+    keep = []
+    for row in truth.star_index:
+        x, y = xy[row]
+        inside = edge_px <= x < nx - edge_px and edge_px <= y < ny - edge_px
+        distance = np.hypot(*(xy - xy[row]).T)
+        crowded = (distance < isolation_px) & (flux > neighbour_share * flux[row])
+        crowded[row] = False
+        keep.append(inside and not crowded.any())
+    keep = np.array(keep, bool)
+    return {
+        name: xy[truth.star_index[keep & (truth.star_snr >= lo) & (truth.star_snr < hi)]]
+        for name, (lo, hi) in cuts.items()
+    }
+
+
+def _moment(image: np.ndarray, x0: int, y0: int, radius: int) -> tuple[float, float]:
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    stamp = np.clip(image[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1], 0, None)
+    total = stamp.sum()
+    return x0 + (stamp * xx).sum() / total, y0 + (stamp * yy).sum() / total
+
+
+def centroid_errors(
+    image: np.ndarray, true: np.ndarray, stars: np.ndarray, radius: int = 5
+) -> np.ndarray:
+    """Centroid offsets of ``stars`` between ``image`` and the noise-free ``true``, pixels.
+
+    The window (``2 radius + 1`` square, negative pixels clipped) is centred on
+    the star's centroid in ``true`` (found by iterating from the catalogue
+    position) and is the same for both images, so it cannot wander on noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` distances.
+    """
+    out = []
+    for x, y in stars:
+        for _ in range(3):
+            x, y = _moment(true, round(x), round(y), radius)
+        x0, y0 = round(x), round(y)
+        tx, ty = _moment(true, x0, y0, radius)
+        cx, cy = _moment(image, x0, y0, radius)
+        out.append(np.hypot(cx - tx, cy - ty))
+    return np.array(out)
+
+
+def centroid_rms(images: list[np.ndarray], truth: Truth, stars: np.ndarray) -> float:
+    """RMS centroid error of ``stars`` over the held-out visits (one image per visit), px."""
+    if len(stars) == 0:
+        return float("nan")
+    errors = [
+        centroid_errors(im, tr, stars) for im, tr in zip(images, truth.holdout_true, strict=True)
+    ]
+    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+
+
+def source_rms(images: list[np.ndarray], truth: Truth, sigma: float = 5.0) -> float:
+    """RMS of (image - truth) over held-out source pixels (truth > ``sigma`` sky sigmas)."""
+    residuals = [
+        (im - tr)[tr > sigma * truth.sky_sigma]
+        for im, tr in zip(images, truth.holdout_true, strict=True)
+    ]
+    return float(np.sqrt(np.mean(np.concatenate(residuals) ** 2)))
+
+
+def artifact_scores(clipped: np.ndarray, truth: Truth) -> dict[str, float]:
+    """Recall of streak and cosmic-ray pixels, and share of bright source pixels clipped.
+
+    Parameters
+    ----------
+    clipped : numpy.ndarray of bool
+        ``(fitted visit, y, x)`` the run's ``artifacts``, in ``truth.fitted_visits`` order.
+    truth : Truth
+
+    Returns
+    -------
+    dict
+        ``streak``, ``cosmic`` (recall, NaN without such pixels) and ``bright clipped``
+        (share of pixels whose truth exceeds 10 sky sigmas, farther than
+        :data:`NEAR_ARTIFACT_PX` from any artifact, that were clipped).
+    """
+    artifacts = truth.streak | truth.cosmic_rays
+    near = np.array([ndimage.binary_dilation(a, iterations=NEAR_ARTIFACT_PX) for a in artifacts])
+    bright = (truth.fitted_true > 10.0 * truth.sky_sigma) & ~near
+
+    def share(mask: np.ndarray) -> float:
+        return float(clipped[mask].mean()) if mask.any() else float("nan")
+
+    return {
+        "streak": share(truth.streak),
+        "cosmic": share(truth.cosmic_rays),
+        "bright clip": share(bright),
+    }

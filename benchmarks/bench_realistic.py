@@ -1,0 +1,330 @@
+"""Accuracy on realistic, independently rendered data, next to the package's own simulator.
+
+For every seed and renderer, a tile is made, every variant of :data:`VARIANTS`
+fits it through ``dcr_dask.pipeline.run`` on one local Dask cluster, and the
+held-out visits' DCR-matched templates (``dcr_dask.template.matched_template``)
+are scored against the held-out noise-free truth (benchmarks/_realistic_scoring.py):
+
+- ``bright``, ``faint``: RMS centroid error of isolated stars in the templates,
+  divided by the plain coadd's (lower is better). Classes are cuts in a star's
+  single-visit S/N (optimal filter, sky + source noise), equivalent to
+  g < 18.3 (bright) and 19 <= g <= 21.5 (faint) on the default GalSim g tile;
+- ``tmpl rms``: RMS of (template - truth) over held-out source pixels (> 5 sky
+  sigmas), relative to the plain coadd's;
+- ``streak``, ``cosmic``: share of the streak's and the cosmic rays' truth pixels
+  flagged in the output store's ``artifacts`` (visit, y, x);
+- ``bright clip``: share of bright source pixels (truth > 10 sky sigmas, > 10 px
+  from any artifact) flagged there;
+- ``fit s``: the fit stage's seconds (``timings_s["fit_s"]``).
+
+Renderers: ``galsim`` (tests/galsim_tile.py: Kolmogorov chromatic PSFs, GalSim's
+refraction, blackbody stars, CWW galaxies, no DETECTED plane by default) and
+``sim`` (``dcr_dask.simulate``, the demo spec; its DETECTED plane turned off except
+in the ``DETECTED on`` variant).
+
+Run: ``python benchmarks/bench_realistic.py [--renderer both] [--seeds 1 2 3 4 5]
+[--size 256] [--band g] [--variants ...] [--workers 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import attrs
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import galsim_tile as gt
+from _common import machine_summary
+from _realistic_scoring import (
+    Truth,
+    artifact_scores,
+    centroid_rms,
+    source_rms,
+    star_classes,
+)
+
+from dcr_dask.cluster import dask_client
+from dcr_dask.coadd import plain_coadd
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.io.fits import read_warp_header
+from dcr_dask.io.warps import open_warps
+from dcr_dask.pipeline import run
+from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
+from dcr_dask.template import matched_template
+
+BAD_PLANES = ["NO_DATA", "BAD", "SAT"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One pipeline configuration: config overrides, which warps, and whether a template is given.
+
+    ``inputs``: ``"base"`` (the warps, no DETECTED plane), ``"detected"`` (the same
+    warps with a DETECTED plane) or ``"noise_free"`` (noise-free, artifact-free warps).
+    """
+
+    config: dict = dataclasses.field(default_factory=dict)
+    inputs: str = "base"
+    static_template: bool = False
+
+
+#: The compared variants (the plain coadd is always computed, as the reference).
+VARIANTS = {
+    "defaults": Variant(),
+    "DETECTED on": Variant(inputs="detected"),
+    "--template": Variant(static_template=True),
+    "reference-like": Variant(config={"shiftMethod": "spline"}),
+    "truth ceiling": Variant(inputs="noise_free"),
+}
+COLUMNS = ("bright", "faint", "tmpl rms", "streak", "cosmic", "bright clip", "fit s")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One rendered tile: warp files per input kind, held-out files, truth, band."""
+
+    warps: dict[str, list[Path]]
+    holdout: list[Path]
+    truth: Truth
+    band: dict[str, float]
+
+
+def snr_cuts(band: str) -> dict[str, tuple[float, float]]:
+    """S/N classes equivalent to g < 18.3 and 19 <= g <= 21.5 on the default GalSim g tile.
+
+    S/N of a point source in a visit with the middle of the seeing range (0.8" at
+    500 nm), the g zero point and sky of :mod:`galsim_tile`; ``band`` only names
+    the tile being scored (the cuts are the same for every band and renderer).
+    """
+    import galsim
+
+    del band
+    spec = gt.band_spec("g")
+    reference = gt.bandpass(spec).effective_wavelength
+    fwhm = np.mean(spec.seeing_fwhm_arcsec) * (reference / 500.0) ** -0.2
+    psf = galsim.Kolmogorov(fwhm=fwhm).drawImage(nx=41, ny=41, scale=spec.pixel_scale_arcsec)
+
+    def snr(mag: float) -> float:
+        flux = 10.0 ** (-0.4 * (mag - spec.zero_point))
+        return float(gt.point_source_snr(flux, psf.array, spec.sky_sigma, spec.gain))
+
+    return {"bright": (snr(18.3), np.inf), "faint": (snr(21.5), snr(19.0))}
+
+
+def _galsim_case(seed: int, size: int, band: str, directory: Path) -> Case:
+    spec = gt.band_spec(band, shape=(size, size), seed=seed)
+    tile = gt.render_tile(spec)
+    base = gt.write_tile(tile, directory / "base")
+    detected = gt.render_tile(dataclasses.replace(spec, detected_plane=True))
+    clean = gt.render_tile(
+        dataclasses.replace(spec, noise_free=True, streak_visit=None, cosmic_rays_per_visit=0)
+    )
+    fitted = ~tile.holdout
+    star_index = np.flatnonzero([s.is_star for s in tile.sources])
+    truth = Truth(
+        holdout_true=tile.true_images[tile.holdout],
+        fitted_true=tile.true_images[fitted],
+        fitted_visits=[v.visit for v in tile.visits if not v.holdout],
+        streak=tile.streak[fitted],
+        cosmic_rays=tile.cosmic_rays[fitted],
+        sources=np.array([(s.x, s.y, s.flux) for s in tile.sources]),
+        star_index=star_index,
+        star_snr=np.array([tile.sources[k].snr_visit for k in star_index]),
+        sky_sigma=spec.sky_sigma,
+    )
+    return Case(
+        warps={
+            "base": base["warps"],
+            "detected": gt.write_tile(detected, directory / "detected")["warps"],
+            "noise_free": gt.write_tile(clean, directory / "noise_free")["warps"],
+        },
+        holdout=base["holdout"],
+        truth=truth,
+        band=gt.band_config(spec),
+    )
+
+
+def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
+    if band != "g":
+        raise SystemExit(f"the package's simulator has only the g demo tile, not band {band!r}")
+    spec = attrs.evolve(default_demo_spec((size, size), seed), detected_plane=False)
+    tile = simulate_tile(spec)
+    base = write_simulation(tile, directory / "base")
+    detected = simulate_tile(attrs.evolve(spec, detected_plane=True))
+    clean = attrs.evolve(tile, images=tile.true_images.copy())
+    fitted = ~tile.holdout
+    artifacts = tile.artifacts[fitted]
+    streak = np.zeros_like(artifacts)
+    for v in spec.streak_visits:  # the streak is the largest artifact of its visit
+        labels, _ = ndimage.label(artifacts[v], structure=np.ones((3, 3)))
+        if labels.max():
+            streak[v] = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    n_eff = [1.0 / np.sum(p.astype(float) ** 2) for p in tile.psfs[fitted]]
+    typical = tile.psfs[fitted][int(np.argsort(n_eff)[len(n_eff) // 2])]
+    star_index = np.flatnonzero([s.is_star for s in tile.sources])
+    flux = np.array([tile.sources[k].flux for k in star_index])
+    truth = Truth(
+        holdout_true=tile.true_images[tile.holdout],
+        fitted_true=tile.true_images[fitted],
+        fitted_visits=[v.visit for v, h in zip(tile.visits, tile.holdout, strict=True) if not h],
+        streak=streak,
+        cosmic_rays=artifacts & ~streak,
+        sources=np.array([(s.x, s.y, s.flux) for s in tile.sources]),
+        star_index=star_index,
+        star_snr=gt.point_source_snr(flux, typical, spec.sky_sigma, spec.gain),
+        sky_sigma=spec.sky_sigma,
+    )
+    return Case(
+        warps={
+            "base": base["warps"],
+            "detected": write_simulation(detected, directory / "detected")["warps"],
+            "noise_free": write_simulation(clean, directory / "noise_free")["warps"],
+        },
+        holdout=base["holdout"],
+        truth=truth,
+        band={"effectiveWavelength": spec.effective_wavelength_nm, "bandwidth": spec.bandwidth_nm},
+    )
+
+
+RENDERERS = {"galsim": _galsim_case, "sim": _sim_case}
+
+
+def _static_template(warp_paths: list[Path], path: Path) -> Path:
+    """The plain coadd of the warps as an afw-style file with the tile WCS."""
+    coadd = plain_coadd(open_warps(warp_paths), BAD_PLANES).compute()
+    no_data = coadd["n_image"].values == 0
+    mask = np.where(no_data, 1 << 8, 0).astype(np.int32)
+    wcs = WCS(fits.getheader(warp_paths[0], "IMAGE"))
+    header = fits.Header()
+    header["FILTER"] = fits.getheader(warp_paths[0], 0).get("FILTER", "")
+    return gt.write_afw_exposure(
+        path,
+        header,
+        wcs,
+        coadd["image"].values,
+        mask,
+        coadd["variance"].values,
+        {"NO_DATA": 8},
+        overwrite=True,
+    )
+
+
+def _score(
+    templates: list[np.ndarray], plain: list[np.ndarray], case: Case, stars: dict
+) -> dict[str, float]:
+    scores = {
+        name: centroid_rms(templates, case.truth, xy) / centroid_rms(plain, case.truth, xy)
+        for name, xy in stars.items()
+    }
+    scores["tmpl rms"] = source_rms(templates, case.truth) / source_rms(plain, case.truth)
+    return scores
+
+
+def _run_variant(name, variant, case, size, client, scratch, plain_template) -> dict[str, float]:
+    config = DcrAssembleCoaddConfig()
+    config.update(**case.band, subregionSize=[min(size, 128)] * 2, **variant.config)
+    work = scratch / f"work-{name.replace(' ', '_')}"
+    dataset = run(
+        config,
+        case.warps[variant.inputs],
+        output=scratch / f"{name.replace(' ', '_')}.zarr",
+        template=plain_template if variant.static_template else None,
+        client=client,
+        work_dir=work,
+        overwrite=True,
+    )
+    templates = [
+        matched_template(dataset, read_warp_header(path)[0]).values for path in case.holdout
+    ]
+    clipped = dataset["artifacts"].sel(visit=case.truth.fitted_visits).values.astype(bool)
+    scores = {"templates": templates, **artifact_scores(clipped, case.truth)}
+    if variant.inputs == "noise_free":  # no artifacts were rendered
+        scores.update(streak=float("nan"), cosmic=float("nan"))
+    scores["fit s"] = float(dataset.attrs["timings_s"]["fit_s"])
+    return scores
+
+
+def _line(label: str, values: dict[str, float]) -> str:
+    cells = []
+    for column in COLUMNS:
+        value = values.get(column, float("nan"))
+        cells.append(f"{value:>12.1f}" if column == "fit s" else f"{value:>12.3f}")
+    return f"{label:<34}" + "".join(cells)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--renderer", choices=["galsim", "sim", "both"], default="both")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--size", type=int, default=256, help="tile size, px")
+    parser.add_argument("--band", choices=["g", "r"], default="g")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    renderers = ["galsim", "sim"] if args.renderer == "both" else [args.renderer]
+    cuts = snr_cuts(args.band)
+    started = time.perf_counter()
+    print(machine_summary(("dcr_dask",)))
+    print(
+        f"tile {args.size}^2, band {args.band}, seeds {args.seeds}; S/N classes: bright >= "
+        f"{cuts['bright'][0]:.0f}, faint {cuts['faint'][0]:.0f}-{cuts['faint'][1]:.0f} "
+        "(g < 18.3, 19-21.5 on the default GalSim g tile); ratios are to the plain coadd"
+    )
+    header = f"{'seed renderer variant':<34}" + "".join(f"{c:>12}" for c in COLUMNS)
+    print(header)
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with dask_client(n_workers=args.workers) as client, tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for renderer in renderers:
+                scratch = Path(tmp) / f"{renderer}-{seed}"
+                rendered = time.perf_counter()
+                case = RENDERERS[renderer](seed, args.size, args.band, scratch)
+                rendered = time.perf_counter() - rendered
+                stars = star_classes(case.truth, cuts)
+                plain_image = plain_coadd(open_warps(case.warps["base"]), BAD_PLANES)
+                plain = [plain_image["image"].values] * len(case.holdout)
+                counts = ", ".join(f"{len(v)} {k}" for k, v in stars.items())
+                errors = (f"{k} {centroid_rms(plain, case.truth, v):.4f}" for k, v in stars.items())
+                print(
+                    f"{seed:>4} {renderer:<8} rendered in {rendered:.1f} s; stars: {counts}; "
+                    "plain coadd RMS centroid error (px): " + ", ".join(errors),
+                    flush=True,
+                )
+                plain_file = _static_template(case.warps["base"], scratch / "plain_template.fits")
+                for name in args.variants:
+                    scores = _run_variant(
+                        name, VARIANTS[name], case, args.size, client, scratch, plain_file
+                    )
+                    scores.update(_score(scores.pop("templates"), plain, case, stars))
+                    results.setdefault((renderer, name), []).append(scores)
+                    print(_line(f"{seed:>4} {renderer:<8} {name}", scores), flush=True)
+    print(f"\nmean ± std over seeds {args.seeds} (nan: class or artifact absent)")
+    print(f"{'renderer variant':<26}" + "".join(f"{c:>15}" for c in COLUMNS))
+    for (renderer, name), rows in results.items():
+        cells = []
+        for column in COLUMNS:
+            values = np.array([r[column] for r in rows], float)
+            finite = values[np.isfinite(values)]
+            mean = finite.mean() if finite.size else float("nan")
+            std = finite.std() if finite.size else float("nan")
+            digits = 1 if column == "fit s" else 3
+            cells.append(f"{mean:>8.{digits}f}±{std:<6.{digits}f}")
+        print(f"{renderer + ' ' + name:<26}" + "".join(cells))
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
