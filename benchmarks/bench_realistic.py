@@ -19,8 +19,12 @@ are scored against the held-out noise-free truth (benchmarks/_realistic_scoring.
 
 Renderers: ``galsim`` (tests/galsim_tile.py: Kolmogorov chromatic PSFs, GalSim's
 refraction, blackbody stars, CWW galaxies, no DETECTED plane by default) and
-``sim`` (``dcr_dask.simulate``, the demo spec; its DETECTED plane turned off except
-in the ``DETECTED on`` variant).
+``sim`` (``dcr_dask.simulate.realistic_spec``: Moffat PSFs with chromatic seeing,
+faint stars, no DETECTED plane except in the ``DETECTED on`` variant). Variants:
+the defaults, the ``reference`` and ``many-artifacts`` presets
+(``dcr_dask.config.PRESETS``), the same warps with a DETECTED plane, a static
+template given (``--template``: the plain coadd), and the truth ceiling
+(noise-free, artifact-free warps, defaults).
 
 Run: ``python benchmarks/bench_realistic.py [--renderer both] [--seeds 1 2 3 4 5]
 [--size 256] [--band g] [--variants ...] [--workers 2]``.
@@ -57,11 +61,11 @@ from _realistic_scoring import (
 
 from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import plain_coadd
-from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig
 from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.warps import open_warps
 from dcr_dask.pipeline import run
-from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
+from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
 from dcr_dask.template import matched_template
 
 BAD_PLANES = ["NO_DATA", "BAD", "SAT"]
@@ -83,9 +87,10 @@ class Variant:
 #: The compared variants (the plain coadd is always computed, as the reference).
 VARIANTS = {
     "defaults": Variant(),
+    "reference preset": Variant(config=PRESETS["reference"]()),
+    "many-artifacts preset": Variant(config=PRESETS["many-artifacts"]()),
     "DETECTED on": Variant(inputs="detected"),
     "--template": Variant(static_template=True),
-    "reference-like": Variant(config={"shiftMethod": "spline"}),
     "truth ceiling": Variant(inputs="noise_free"),
 }
 COLUMNS = ("bright", "faint", "tmpl rms", "streak", "cosmic", "bright clip", "fit s")
@@ -157,9 +162,7 @@ def _galsim_case(seed: int, size: int, band: str, directory: Path) -> Case:
 
 
 def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
-    if band != "g":
-        raise SystemExit(f"the package's simulator has only the g demo tile, not band {band!r}")
-    spec = attrs.evolve(default_demo_spec((size, size), seed), detected_plane=False)
+    spec = realistic_spec((size, size), seed, band)
     tile = simulate_tile(spec)
     base = write_simulation(tile, directory / "base")
     detected = simulate_tile(attrs.evolve(spec, detected_plane=True))

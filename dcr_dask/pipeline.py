@@ -265,7 +265,10 @@ def run(
                 "weight": float(weights_np[k]),
                 "airmass": float(centre.geometry[k].airmass),
                 "parallactic_angle_deg": float(centre.geometry[k].parallactic_angle_deg),
-                "psf_fwhm_px": v.psf_fwhm_px,
+                # measured on the PSF stamp when matched here (adaptive moments), else the header's
+                "psf_fwhm_px": (
+                    float(matching.input_fwhm_px[k]) if matching is not None else v.psf_fwhm_px
+                ),
                 "filename": v.filename,
             }
             for k, v in enumerate(visits)

@@ -124,7 +124,7 @@ def forward_model_tile(
         ``(V, ny, nx)`` float32 templates, chunked as ``planes`` on ``(y, x)``
         with all visits in each chunk.
     """
-    planes = planes.rechunk({0: -1})
+    planes = da.asarray(planes).rechunk({0: -1})  # a loaded store gives NumPy planes
     depth = math.ceil(max_shift_px) + INTERPOLATION_REACH_PX[method]
     starts_y = np.cumsum((0, *planes.chunks[1]))
     starts_x = np.cumsum((0, *planes.chunks[2]))

@@ -270,6 +270,27 @@ def test_variance_scale_factors_measure_a_misstated_variance(warps):
     np.testing.assert_allclose(factors, 4.0, rtol=0.05)
 
 
+def test_variance_scale_factors_leave_out_the_sources_they_are_given(warps):
+    """Without a DETECTED plane, faint sources widen the spread; masking them restores 1."""
+    config = _config()
+    field = warps.copy()
+    rng = np.random.default_rng(1)
+    shape = (warps.sizes["visit"], warps.sizes["y"], warps.sizes["x"])
+    sources = np.zeros(shape[1:], bool)
+    sources[::8, :] = True  # every eighth row holds "sources" 4 sigma bright
+    image = rng.normal(0.0, 1.0, size=shape) + 4.0 * sources
+    field["image"] = (("visit", "y", "x"), image.astype(np.float32))
+    field["variance"] = (("visit", "y", "x"), np.ones(shape, np.float32))
+    field["mask"] = xr.zeros_like(warps["mask"])
+    field = field.chunk({"visit": 1, "y": CHUNK, "x": CHUNK})
+    mask = dask.array.from_array(sources, chunks=CHUNK)
+    with dask.config.set(scheduler="synchronous"):
+        plain = variance_scale_factors(field, config.scaleWarpVariance)
+        masked = variance_scale_factors(field, config.scaleWarpVariance, sources=mask)
+    assert plain.min() > 1.15
+    np.testing.assert_allclose(masked, 1.0, rtol=0.08)  # the histogram's bins: a few per cent
+
+
 def test_masks_are_stored_beside_the_warps_and_applied(result, warps, tmp_path):
     _, computed = result
     store = tmp_path / "ingest.zarr"
