@@ -90,7 +90,7 @@ VARIANTS = {
     "reference preset": Variant(config=PRESETS["reference"]()),
     "many-artifacts preset": Variant(config=PRESETS["many-artifacts"]()),
     "DETECTED on": Variant(inputs="detected"),
-    "--template": Variant(static_template=True),
+    "given template": Variant(static_template=True),
     "truth ceiling": Variant(inputs="noise_free"),
 }
 COLUMNS = ("bright", "faint", "tmpl rms", "streak", "cosmic", "bright clip", "fit s")

@@ -26,7 +26,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from dcr_dask.compare_warp import (
 )
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.ingest import ingest_warps, open_ingested
-from dcr_dask.io.ownership import check_output
+from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, writer
 from dcr_dask.io.store import compute, make_output_dataset, write_output
 from dcr_dask.io.warps import (
     open_psf_matched,
@@ -89,6 +89,7 @@ def run(
     work_dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     memory_budget_bytes: float | None = None,
+    cluster_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Make a DCR-corrected coadd and write it to ``output``.
 
@@ -105,8 +106,9 @@ def run(
     psf_matched : sequence of path-like, optional
         PSF-matched warps, one per visit (checked against ``warps``).
     client : distributed.Client, optional
-        Where to compute; without one a local cluster on 127.0.0.1 is started
-        and closed at the end.
+        Where to compute; without one a cluster is started after the inputs
+        have been checked (a local one on 127.0.0.1 unless
+        ``cluster_options`` say otherwise) and closed at the end.
     work_dir : path-like, optional
         Where the ingest store and scratch files go; default
         ``<output>.work`` beside the output. The ingest store is kept so that
@@ -122,6 +124,9 @@ def run(
         worker's memory limit minus what it uses), or fits all subregions
         together when the workers have no memory limit; ``math.inf`` fits all
         subregions together.
+    cluster_options : mapping, optional
+        Keywords of :func:`dcr_dask.cluster.dask_client` for the cluster started
+        when no ``client`` is given (the command line's cluster options).
 
     Returns
     -------
@@ -146,7 +151,7 @@ def run(
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
-    with dask_client(client) as active:
+    with dask_client(client, **(cluster_options or {})) as active:
         stage = time.perf_counter()
         # The work directory is the run's own: a store of other inputs there is replaced.
         ingested = ingest_warps(
@@ -518,10 +523,16 @@ def _artifacts_against_dcr_templates(
 
 
 def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
-    """Compute a lazy dataset once into a Zarr store in the work directory and open it lazily."""
+    """Compute a lazy dataset once into a Zarr store in the work directory and open it lazily.
+
+    The store carries dcr_dask's writer mark; an existing one is replaced only if
+    it has it (a user's folder of the same name in ``--work-dir`` is never deleted).
+    """
     if path.exists():
+        check_replaceable(path)
         shutil.rmtree(path)
-    delayed = dataset.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
+    marked = dataset.assign_attrs({WRITER_ATTR: writer()})
+    delayed = marked.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
     compute(delayed, client, label=f"write {path.name}")
     reopened = xr.open_zarr(path, zarr_format=3, consolidated=False)
     reopened.attrs.update(dataset.attrs)

@@ -1134,9 +1134,10 @@ def realistic_spec(
     SimulationSpec
         Moffat PSFs (β 2.5-4.8) with chromatic seeing ``∝ λ^-0.2``, 3-5 pixel
         (0.6"-1.0") FWHM at 0.2"/pixel, a 55-pixel PSF stamp that holds the
-        wings, no ``DETECTED`` plane, 150 faint stars down to a single-visit
-        S/N of 5 at 4 pixels FWHM, a satellite streak in visit 3 and five
-        cosmic rays per visit.
+        wings, no ``DETECTED`` plane, per 256² pixels 40 bright stars, 10
+        galaxies and 150 faint stars down to a single-visit S/N of 5 at 4
+        pixels FWHM (the counts scale with the tile's area), a satellite
+        streak in visit 3 and five cosmic rays per visit.
 
     Raises
     ------
@@ -1150,6 +1151,8 @@ def realistic_spec(
     faintest = point_source_flux_at_snr(
         5.0, sky_sigma, float(np.mean(seeing)), profile="moffat", beta=float(np.mean(beta))
     )
+    area = int(shape[0]) * int(shape[1]) / 256.0**2
+    defaults = SimulationSpec()
     return SimulationSpec(
         shape=(int(shape[0]), int(shape[1])),
         airmasses=airmasses,
@@ -1162,7 +1165,9 @@ def realistic_spec(
         seeing_fwhm_px=seeing,
         seeing_wavelength_exponent=-0.2,
         sky_sigma=sky_sigma,
-        n_faint_stars=150,
+        n_stars=max(1, round(defaults.n_stars * area)),
+        n_galaxies=round(defaults.n_galaxies * area),
+        n_faint_stars=round(150 * area),
         faint_flux_range=(faintest, SimulationSpec().star_flux_range[0]),
         detected_plane=False,
         streak_visits=(3,),

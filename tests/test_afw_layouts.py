@@ -283,3 +283,26 @@ def test_no_psf_anywhere_fails_before_any_work(tmp_path, tile):
         dcr_dask.run(_config(), paths, output=output, client=None)
     assert str(empty) in str(info.value) and "no PSF" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v0.fits", "v1.fits"]
+
+
+def test_no_psf_anywhere_fails_on_the_command_line_before_a_cluster_starts(
+    tmp_path, tile, monkeypatch, capsys
+):
+    """``dcr-dask run``: the same error as one line, before any cluster starts."""
+    from dcr_dask import pipeline
+    from dcr_dask.cli import main
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cluster was started before the inputs were checked")
+
+    monkeypatch.setattr(pipeline, "dask_client", refuse)
+    paths = [_era(tmp_path / f"v{v}.fits", tile, v, "current", "stars") for v in (0, 1)]
+    with fits.open(paths[0], mode="update") as hdul:
+        hdul[1].data[:] = np.random.default_rng(0).normal(0.0, 5.0, hdul[1].data.shape)
+    output = tmp_path / "coadd.zarr"
+    argv = ["run", *map(str, paths), "--output", str(output)]
+    argv += ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert str(paths[0]) in err and "no PSF" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v0.fits", "v1.fits"]

@@ -16,7 +16,6 @@ import dcr_dask
 from dcr_dask import pipeline
 from dcr_dask.cli import main
 from dcr_dask.commands import ingest as ingest_command
-from dcr_dask.commands import run as run_command
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import OutputError
 from dcr_dask.io.ingest import ingest_warps
@@ -51,7 +50,7 @@ def no_cluster(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a cluster was started before the output was checked")
 
-    for module in (run_command, ingest_command, pipeline):
+    for module in (ingest_command, pipeline):  # `dcr-dask run` starts it in the pipeline
         monkeypatch.setattr(module, "dask_client", refuse)
 
 
@@ -171,3 +170,19 @@ def test_overwrite_replaces_an_earlier_runs_store_and_exports(cli_tile, tmp_path
     argv = ["export-fits", str(output), str(exports), "--overwrite"]
     _refused_by_the_cli(argv, foreign, "this file was not written by dcr_dask", capsys)
     assert foreign.read_text() == json.dumps({"FITS": "no"})
+
+
+def test_a_users_folder_in_the_work_directory_is_never_deleted(cli_tile, tmp_path):
+    """A folder named as one of the run's checkpoints in --work-dir stops the run."""
+    from dcr_dask.errors import OutputError
+
+    work = tmp_path / "work"
+    (work / "psf_matched.zarr").mkdir(parents=True)
+    (work / "psf_matched.zarr" / "notes.txt").write_text("mine")
+    config = DcrAssembleCoaddConfig(effectiveWavelength=478.0, bandwidth=147.0)
+    config.update(subregionSize=[96, 96], maxNumIter=3)
+    warps = sorted((cli_tile / "warps").glob("*.fits"))
+    with pytest.raises(OutputError, match=r"psf_matched\.zarr"):
+        dcr_dask.run(config, warps, output=tmp_path / "coadd.zarr", work_dir=work)
+    assert (work / "psf_matched.zarr" / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "coadd.zarr").exists()

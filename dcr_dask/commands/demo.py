@@ -1,6 +1,8 @@
 """Simulate a DCR tile and make its DCR coadd on a local Dask cluster (the README's main job).
 
-Steps: simulate a g-band tile with known truth (warps in the data contract's
+Steps: simulate a realistic g-band tile with known truth (Moffat PSFs with
+chromatic seeing, faint stars, a satellite streak and cosmic rays, no DETECTED
+plane: :func:`dcr_dask.simulate.realistic_spec`; warps in the data contract's
 FITS layout, plus two held-out visits near airmass 1.9), start a local Dask
 cluster on 127.0.0.1, run the whole pipeline (ingest to Zarr, template, DCR
 fit, output store), export the sub-band models and the coadd to FITS, build
@@ -31,7 +33,7 @@ from dcr_dask.io.ownership import WRITER_ATTR, is_own, writer
 from dcr_dask.io.warps import open_warps
 from dcr_dask.pipeline import run as run_pipeline
 from dcr_dask.plot import image_panels
-from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
+from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
 from dcr_dask.template import matched_template
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             "the demo writes only into a new or empty directory, or over its own output",
         )
     output.mkdir(parents=True, exist_ok=True)
-    spec = default_demo_spec(shape=args.size, seed=args.seed)
+    spec = realistic_spec(shape=args.size, seed=args.seed)
     config = demo_config(spec)
     tile = simulate_tile(spec)
     paths = write_simulation(tile, output / "simulation", overwrite=True)

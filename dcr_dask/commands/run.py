@@ -17,7 +17,7 @@ from typing import Any
 
 import dask
 
-from dcr_dask.cluster import CLUSTER_KINDS, dask_client
+from dcr_dask.cluster import CLUSTER_KINDS
 from dcr_dask.commands._common import (
     add_config_arguments,
     config_from_args,
@@ -158,18 +158,18 @@ def run(args: argparse.Namespace) -> int:
     # Before the cluster starts: the output must not be an input or something not ours.
     inputs = [*warps, *(psf_matched or ()), *([args.template] if args.template else [])]
     check_output(args.output, inputs=inputs, overwrite=args.overwrite)
-    with dask_client(**cluster_options(args)) as client:
-        dataset = run_pipeline(
-            config,
-            warps,
-            output=args.output,
-            template=args.template,
-            psf_matched=psf_matched,
-            client=client,
-            work_dir=args.work_dir,
-            overwrite=args.overwrite,
-            memory_budget_bytes=args.memory_budget,
-        )
+    # the pipeline checks every input (headers, PSFs) before it starts the cluster
+    dataset = run_pipeline(
+        config,
+        warps,
+        output=args.output,
+        template=args.template,
+        psf_matched=psf_matched,
+        work_dir=args.work_dir,
+        overwrite=args.overwrite,
+        memory_budget_bytes=args.memory_budget,
+        cluster_options=cluster_options(args),
+    )
     blocks = dataset.attrs["convergence"]["blocks"]
     iterations = [b["iterations"] for b in blocks]
     print(
