@@ -178,6 +178,27 @@ def test_export_fits_command(local_run, tmp_path, capsys):
         np.testing.assert_allclose(hdus["IMAGE"].data, xr.open_zarr(local_run).dcr_model[0].values)
 
 
+def test_a_given_template_starts_the_fit_but_compare_warp_keeps_its_static_model(
+    simulation, local_run, tmp_path, capsys
+):
+    """CompareWarp compares the PSF-matched warps with their own static model whatever
+    template is given, so the artifacts are those of the run without a template."""
+    _, directory = simulation
+    assert main(["-q", "export-fits", str(local_run), str(tmp_path / "fits")]) == 0
+    coadd = capsys.readouterr().out.split()[-1]  # the coadd is exported last
+    output = tmp_path / "coadd.zarr"
+    argv = ["-q", "run", str(directory / "warps"), "--output", str(output), "--workers", "2"]
+    assert main([*argv, "--template", coadd, *BAND, *SMALL]) == 0
+    given = xr.open_zarr(output)
+    np.testing.assert_array_equal(
+        given["artifacts"].values, xr.open_zarr(local_run)["artifacts"].values
+    )
+    assert (tmp_path / "coadd.zarr.work" / "static_model.zarr").is_dir()
+    # the template's variance is the output's (it started the fit)
+    with fits.open(coadd) as hdus:
+        np.testing.assert_allclose(given["variance"].values, hdus["VARIANCE"].data, rtol=1e-6)
+
+
 def test_run_reports_bad_inputs_and_writes_nothing(simulation, tmp_path, capsys):
     _, directory = simulation
     output = tmp_path / "x.zarr"
