@@ -653,6 +653,40 @@ def make_jobqueue_cluster(spec: ClusterSpec, *, security: Security | None = None
     return cls(**kwargs)
 
 
+def check_cluster_options(
+    scheduler_address: str | None, cluster: str, cluster_spec: str | Path | None
+) -> None:
+    """Check the choice of cluster before anything starts (and before any input is read).
+
+    Parameters
+    ----------
+    scheduler_address : str or None
+        ``--scheduler``.
+    cluster : str
+        ``--cluster``: one of :data:`CLUSTER_KINDS`.
+    cluster_spec : path-like or None
+        ``--cluster-spec``; read and checked for SLURM/PBS.
+
+    Raises
+    ------
+    ClusterOptionError
+        For options that contradict each other or a bad specification file.
+    """
+    _check_kind(cluster, CLUSTER_KINDS)
+    if scheduler_address is not None and cluster != "local":
+        raise ClusterOptionError(
+            f"--scheduler {scheduler_address} and --cluster {cluster} are mutually exclusive: "
+            "connect to a running scheduler, or start one with SLURM/PBS jobs, not both"
+        )
+    if cluster_spec is not None and cluster == "local":
+        raise ClusterOptionError(
+            f"--cluster-spec {cluster_spec} describes SLURM/PBS jobs: "
+            "add --cluster slurm or --cluster pbs"
+        )
+    if cluster != "local":
+        load_cluster_spec(cluster_spec, cluster)
+
+
 @contextlib.contextmanager
 def dask_client(
     client: Client | None = None,
@@ -731,17 +765,7 @@ def dask_client(
     if client is not None:
         yield client
         return
-    _check_kind(cluster, CLUSTER_KINDS)
-    if scheduler_address is not None and cluster != "local":
-        raise ClusterOptionError(
-            f"--scheduler {scheduler_address} and --cluster {cluster} are mutually exclusive: "
-            "connect to a running scheduler, or start one with SLURM/PBS jobs, not both"
-        )
-    if cluster_spec is not None and cluster == "local":
-        raise ClusterOptionError(
-            f"--cluster-spec {cluster_spec} describes SLURM/PBS jobs: "
-            "add --cluster slurm or --cluster pbs"
-        )
+    check_cluster_options(scheduler_address, cluster, cluster_spec)
     # Validate everything (spec file, certificate files) before anything starts.
     spec = None
     if cluster != "local":

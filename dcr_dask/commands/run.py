@@ -17,7 +17,7 @@ from typing import Any
 
 import dask
 
-from dcr_dask.cluster import CLUSTER_KINDS
+from dcr_dask.cluster import CLUSTER_KINDS, check_cluster_options
 from dcr_dask.commands._common import (
     add_config_arguments,
     config_from_args,
@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     # Before the cluster starts: the output must not be an input or something not ours.
     inputs = [*warps, *(psf_matched or ()), *([args.template] if args.template else [])]
     check_output(args.output, inputs=inputs, overwrite=args.overwrite)
+    options = cluster_options(args)
+    check_cluster_options(options["scheduler_address"], options["cluster"], args.cluster_spec)
     # the pipeline checks every input (headers, PSFs) before it starts the cluster
     dataset = run_pipeline(
         config,
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         overwrite=args.overwrite,
         memory_budget_bytes=args.memory_budget,
-        cluster_options=cluster_options(args),
+        cluster_options=options,
     )
     blocks = dataset.attrs["convergence"]["blocks"]
     iterations = [b["iterations"] for b in blocks]
