@@ -13,6 +13,8 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
+from dcr_dask.truth import centroid_offsets
+
 #: Pixels this close to an artifact are left out of the "bright pixels clipped" score.
 NEAR_ARTIFACT_PX = 10
 
@@ -95,36 +97,16 @@ def star_classes(
     }
 
 
-def _moment(image: np.ndarray, x0: int, y0: int, radius: int) -> tuple[float, float]:
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    stamp = np.clip(image[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1], 0, None)
-    total = stamp.sum()
-    return x0 + (stamp * xx).sum() / total, y0 + (stamp * yy).sum() / total
+def centroid_errors(image: np.ndarray, true: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """Centre offsets (px) of ``stars`` (``(n, 2)`` x, y) between ``image`` and noise-free ``true``.
 
-
-def centroid_errors(
-    image: np.ndarray, true: np.ndarray, stars: np.ndarray, radius: int = 5
-) -> np.ndarray:
-    """Centroid offsets of ``stars`` between ``image`` and the noise-free ``true``, pixels.
-
-    The window (``2 radius + 1`` square, negative pixels clipped) is centred on
-    the star's centroid in ``true`` (found by iterating from the catalogue
-    position) and is the same for both images, so it cannot wander on noise.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n,)`` distances.
+    Centres are fixed points of a Gaussian-weighted first moment
+    (:func:`dcr_dask.truth.centroid_offsets`): the same sky drawn with another
+    seeing scores ~0, so a template is not charged for its PSF width. (A
+    square window cut at the nearest pixel charged 0.15-0.30 of the plain
+    coadd's error for 0.6" instead of 0.8" seeing.)
     """
-    out = []
-    for x, y in stars:
-        for _ in range(3):
-            x, y = _moment(true, round(x), round(y), radius)
-        x0, y0 = round(x), round(y)
-        tx, ty = _moment(true, x0, y0, radius)
-        cx, cy = _moment(image, x0, y0, radius)
-        out.append(np.hypot(cx - tx, cy - ty))
-    return np.array(out)
+    return centroid_offsets(image, true, np.asarray(stars, float)[:, ::-1])
 
 
 def centroid_rms(images: list[np.ndarray], truth: Truth, stars: np.ndarray) -> float:
@@ -134,7 +116,7 @@ def centroid_rms(images: list[np.ndarray], truth: Truth, stars: np.ndarray) -> f
     errors = [
         centroid_errors(im, tr, stars) for im, tr in zip(images, truth.holdout_true, strict=True)
     ]
-    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+    return float(np.sqrt(np.nanmean(np.concatenate(errors) ** 2)))
 
 
 def source_rms(images: list[np.ndarray], truth: Truth, sigma: float = 5.0) -> float:

@@ -12,11 +12,14 @@ import numpy as np
 from dcr_dask.simulate import SimulatedTile, Source
 
 __all__ = [
+    "CENTROID_WEIGHT_SIGMA_PX",
     "bright_isolated_stars",
     "centroid",
+    "centroid_offsets",
     "centroid_rms_error",
     "subband_correlations",
     "subband_flux_shares",
+    "weighted_centroid",
 ]
 
 
@@ -64,6 +67,9 @@ def centroid(
 ) -> tuple[float, float]:
     """First-moment centroid in a square window re-centred on it, pixels.
 
+    Kept for the plain first moment; the accuracy figures use
+    :func:`weighted_centroid`, which a template's PSF width cannot bias.
+
     Parameters
     ----------
     image : numpy.ndarray
@@ -90,24 +96,126 @@ def centroid(
     return y, x
 
 
-def centroid_rms_error(
-    image: np.ndarray, truth: np.ndarray, stars: list[Source], radius: int = 6
-) -> float:
-    """RMS distance between the centroids of ``stars`` in ``image`` and in ``truth``, pixels.
+#: Width of the Gaussian weight of :func:`weighted_centroid`, pixels (1.5-2x a
+#: 0.7-0.9" seeing PSF's sigma at 0.2"/px).
+CENTROID_WEIGHT_SIGMA_PX = 3.0
 
-    The window is re-centred on the noise-free ``truth`` only; ``image`` is
-    measured in that same window, so its centroid cannot wander to a
-    neighbour or a noise peak (on realistic tiles with faint neighbours the
-    re-centred windows wandered by pixels and dominated the RMS).
+
+def weighted_centroid(
+    image: np.ndarray,
+    y: float,
+    x: float,
+    *,
+    sigma_px: float = CENTROID_WEIGHT_SIGMA_PX,
+    iterations: int = 50,
+    tolerance_px: float = 1e-5,
+) -> tuple[float, float]:
+    """Centre of a source: the fixed point of its Gaussian-weighted first moment, pixels.
+
+    The weight ``exp(-r^2 / 2 sigma^2)`` is centred on the current estimate
+    (to sub-pixel precision) and moved to the weighted first moment until it
+    stops moving. For a symmetric profile the fixed point is its centre
+    whatever the profile's width, so a template whose PSF is narrower or wider
+    than the visit's is not charged for it. A square window cut at the nearest
+    pixel is not so: the same sky drawn with 0.6" instead of 0.8" seeing
+    scored 0.15-0.30 of the plain coadd's error with one on a GalSim tile
+    (``tests/test_truth.py``).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(ny, nx)`` image (negative pixels are kept: clipping them biases
+        noisy images).
+    y, x : float
+        Starting point, pixels.
+    sigma_px : float
+        Width of the Gaussian weight, pixels; the weight is cut at 4 sigma.
+    iterations : int
+        Most moves of the weight.
+    tolerance_px : float
+        Stop when a move is shorter than this.
+
+    Returns
+    -------
+    tuple of float
+        ``(y, x)``; NaN where the weighted flux is not positive or the
+        weight leaves the image.
     """
-    errors = []
-    for star in stars:
-        ty, tx = centroid(truth, star.y, star.x, radius)
-        y0, x0 = round(ty), round(tx)
-        cy, cx = centroid(image, y0, x0, radius, iterations=0)
-        wy, wx = centroid(truth, y0, x0, radius, iterations=0)
-        errors.append((cy - wy) ** 2 + (cx - wx) ** 2)
-    return float(np.sqrt(np.mean(errors)))
+    radius = int(np.ceil(4.0 * sigma_px))
+    ny, nx = image.shape
+    for _ in range(iterations):
+        y0, x0 = round(y), round(x)
+        if not (radius <= y0 < ny - radius and radius <= x0 < nx - radius):
+            return float("nan"), float("nan")
+        yy, xx = np.mgrid[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
+        stamp = np.asarray(
+            image[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1], float
+        )
+        weighted = stamp * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma_px**2)
+        total = weighted.sum()
+        if not total > 0:
+            return float("nan"), float("nan")
+        new_y, new_x = (weighted * yy).sum() / total, (weighted * xx).sum() / total
+        moved = np.hypot(new_y - y, new_x - x)
+        y, x = float(new_y), float(new_x)
+        if moved < tolerance_px:
+            break
+    return y, x
+
+
+def centroid_offsets(
+    image: np.ndarray,
+    truth: np.ndarray,
+    positions: np.ndarray,
+    *,
+    sigma_px: float = CENTROID_WEIGHT_SIGMA_PX,
+) -> np.ndarray:
+    """Distance between each source's centre in ``image`` and in the noise-free ``truth``, pixels.
+
+    Both centres are :func:`weighted_centroid`; the one in ``image`` starts
+    from the one in ``truth``, so a neighbour or noise peak cannot capture it.
+
+    Parameters
+    ----------
+    image, truth : numpy.ndarray
+        ``(ny, nx)`` images.
+    positions : numpy.ndarray
+        ``(n, 2)`` starting ``(y, x)`` of the sources (catalogue positions).
+    sigma_px : float
+        Width of the weight, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` distances (NaN where a centre could not be measured).
+    """
+    out = []
+    for y, x in np.asarray(positions, float).reshape(-1, 2):
+        ty, tx = weighted_centroid(truth, y, x, sigma_px=sigma_px)
+        if not np.isfinite(ty):
+            out.append(np.nan)
+            continue
+        cy, cx = weighted_centroid(image, ty, tx, sigma_px=sigma_px)
+        out.append(np.hypot(cy - ty, cx - tx))
+    return np.array(out)
+
+
+def centroid_rms_error(
+    image: np.ndarray,
+    truth: np.ndarray,
+    stars: list[Source],
+    *,
+    sigma_px: float = CENTROID_WEIGHT_SIGMA_PX,
+) -> float:
+    """RMS distance between the centres of ``stars`` in ``image`` and in ``truth``, pixels.
+
+    See :func:`centroid_offsets`; sources whose centre cannot be measured
+    are left out.
+    """
+    offsets = centroid_offsets(
+        image, truth, np.array([(s.y, s.x) for s in stars]), sigma_px=sigma_px
+    )
+    return float(np.sqrt(np.nanmean(offsets**2)))
 
 
 def subband_correlations(model: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
