@@ -36,6 +36,7 @@ from scipy import ndimage, optimize
 from scipy.special import erf, gammaln, kve
 
 from dcr_dask import geometry, refraction
+from dcr_dask.bands import standard_band
 from dcr_dask.masks import MaskPlanes, run_layout
 from dcr_dask.visit import Observatory, VisitInfo, Weather
 
@@ -49,6 +50,7 @@ __all__ = [
     "point_source_flux_at_snr",
     "realistic_spec",
     "simulate_tile",
+    "standard_band_spec",
     "write_simulation",
 ]
 
@@ -1174,4 +1176,45 @@ def realistic_spec(
         cosmic_rays_per_visit=5,
         psf_stamp_size=55,
         seed=seed,
+    )
+
+
+def standard_band_spec(
+    band: str, shape: Sequence[int] = (256, 256), seed: int = 1
+) -> SimulationSpec:
+    """:func:`realistic_spec` at a standard band (:mod:`dcr_dask.bands`).
+
+    The tile gets the band's effective wavelength and bandwidth (a flat
+    throughput across ``λ_eff ± bandwidth/2``, as every simulated tile) and
+    its warps carry ``band`` as their band, so a run on them without any band
+    setting uses the same numbers. The visits are those of the realistic
+    g-band tile for bands bluer than 550 nm, else those of the r-band tile.
+
+    Parameters
+    ----------
+    band : str
+        Name or alias of a standard band (``"g"``, ``"lsst-r"``, ``"hsc-i2"``).
+    shape : sequence of int
+        Tile size ``(ny, nx)``, pixels.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    SimulationSpec
+
+    Raises
+    ------
+    ValueError
+        If ``band`` is not a standard band (the message lists the known ones).
+    """
+    standard = standard_band(band)
+    base = realistic_spec(
+        shape=shape, seed=seed, band="g" if standard.effective_wavelength_nm < 550.0 else "r"
+    )
+    return attrs.evolve(
+        base,
+        band=band,
+        effective_wavelength_nm=standard.effective_wavelength_nm,
+        bandwidth_nm=standard.bandwidth_nm,
     )

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace a store of other inputs at STORE (only one dcr_dask wrote)",
     )
-    add_config_arguments(parser)
+    add_config_arguments(parser, band=False)
     add_cluster_arguments(parser)
 
 
