@@ -1421,15 +1421,43 @@ class ConfigBase:
         if fmt == "python":
             self.save(path)
             return
-        data = self.toDict()
-        header = f"dcr_dask configuration: {type(self).__name__}"
+        path.write_text(self.dumps(fmt), encoding="utf-8")
+
+    def dumps(self, fmt: str) -> str:
+        """This config as the text of a TOML, YAML or JSON file that reads back to it.
+
+        :meth:`load_file` (``--config``) of the text into a default config of
+        the same class gives a config equal to this one. TOML has no null: a
+        field holding None is left out, which reads back as its default, None;
+        a field holding None whose default is not None cannot be written in
+        TOML (write YAML or JSON, which hold null).
+
+        Parameters
+        ----------
+        fmt : {"toml", "yaml", "json"}
+            The format.
+
+        Returns
+        -------
+        str
+            The text, ending in a newline; TOML and YAML begin with a comment
+            naming the config class.
+
+        Raises
+        ------
+        ValueError
+            For another format.
+        ConfigError
+            For TOML, naming a field that holds None over a default that is not None.
+        """
+        header = f"# dcr_dask configuration: {type(self).__name__}\n"
         if fmt == "toml":
-            text = f"# {header}\n" + tomli_w.dumps(self._toml_table(type(self)()))
-        elif fmt == "yaml":
-            text = f"# {header}\n" + yaml.safe_dump(data, sort_keys=False)
-        else:
-            text = json.dumps(data, indent=2) + "\n"
-        path.write_text(text, encoding="utf-8")
+            return header + tomli_w.dumps(self._toml_table(type(self)()))
+        if fmt == "yaml":
+            return header + yaml.safe_dump(self.toDict(), sort_keys=False)
+        if fmt == "json":
+            return json.dumps(self.toDict(), indent=2) + "\n"
+        raise ValueError(f"unknown config format {fmt!r}; expected toml, yaml or json")
 
     def _toml_table(self, fresh: ConfigBase) -> dict[str, Any]:
         """toDict() without None values, which TOML cannot hold (``fresh``: a default config)."""
