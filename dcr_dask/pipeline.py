@@ -14,7 +14,7 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 4. the DCR geometry of every visit (at the tile centre, or at each subregion
    centre with ``useLocalGeometry``);
 5. the iterative DCR fit, block by block (:mod:`dcr_dask.assemble`);
-6. the output store (DATA_CONTRACT.md, section 3), written under a temporary
+6. the output store (docs/file-formats.md, "Output store"), written under a temporary
    name and renamed when whole.
 """
 
@@ -98,7 +98,7 @@ def run(
     config : DcrAssembleCoaddConfig
         The configuration; validated before anything else happens.
     warps : sequence of path-like
-        Warp files (DATA_CONTRACT.md, section 1).
+        Warp files (docs/file-formats.md, "Input warps").
     output : path-like
         The output Zarr store; it appears only when complete.
     template : path-like, optional

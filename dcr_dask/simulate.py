@@ -1,7 +1,7 @@
 """Synthetic DCR tiles with known truth, for demos, tests and benchmarks.
 
-A simulated tile is a set of warps on one TAN pixel grid, written to the data
-contract (DATA_CONTRACT.md, section 1), plus what no real data set has: the
+A simulated tile is a set of warps on one TAN pixel grid, written in the warp
+layout dcr_dask reads (docs/file-formats.md, "Input warps"), plus what no real data set has: the
 noise-free sky in each sub-band and each visit's noise-free image.
 
 The physics is rendered independently of the DCR engine. Each source has a
@@ -989,11 +989,11 @@ def _cosmic_ray(
 def write_simulation(
     tile: SimulatedTile, directory: str | Path, *, overwrite: bool = False
 ) -> dict[str, object]:
-    """Write a simulated tile to the data contract, with its truth.
+    """Write a simulated tile as warp files, with its truth.
 
     Layout::
 
-        directory/warps/visit_<id>.fits     fitted visits (contract section 1)
+        directory/warps/visit_<id>.fits     fitted visits (docs/file-formats.md)
         directory/holdout/visit_<id>.fits   held-out visits, if any
         directory/truth.npz                 truth arrays
         directory/truth.json                catalogue, shifts and spec

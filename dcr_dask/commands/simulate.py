@@ -1,4 +1,7 @@
-"""Write a synthetic DCR tile: warps in the data contract's FITS layout, plus the truth."""
+"""Write a synthetic DCR tile: warps in the FITS layout dcr_dask reads, plus the truth.
+
+The files are described in docs/file-formats.md, "Simulated tiles".
+"""
 
 from __future__ import annotations
 
