@@ -209,6 +209,7 @@ def test_demo_runs_on_a_local_cluster_and_writes_real_outputs(tmp_path, capsys):
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
     store = xr.open_zarr(summary["store"])
     assert store["dcr_model"].shape == (3, 96, 96)
+    assert store.attrs["config"]["band"] == "g"  # the demo's config names none: the warps' band
     for numbers in summary["holdout"].values():
         assert numbers["dcr_centroid_rms_px"] < numbers["plain_centroid_rms_px"]
     assert len(summary["fits"]) == 4

@@ -8,9 +8,10 @@ dcr_dask reads, plus two held-out visits near airmass 1.9), start a local Dask
 cluster on 127.0.0.1, run the whole pipeline (ingest to Zarr, template, DCR
 fit, output store; the band is taken from the warps), export the sub-band
 models and the coadd to FITS, build the DCR-matched templates of the held-out
-visits, and draw a figure: the sub-band models, the DCR-corrected coadd, the
-convergence of each subregion, and the residuals of a held-out visit against a
-plain coadd and against its DCR-matched template.
+visits, and draw a figure: the DCR-corrected coadd, how each sub-band differs
+from their mean, the residuals of a held-out visit against a plain coadd and
+against its DCR-matched template (on one colour scale), each visit's sub-band
+shifts, and the convergence of each subregion.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dcr_dask.io.export import export_fits
 from dcr_dask.io.ownership import WRITER_ATTR, is_own, writer
 from dcr_dask.io.warps import open_warps
 from dcr_dask.pipeline import run as run_pipeline
-from dcr_dask.plot import image_panels
+from dcr_dask.plot import Panel, image_panels
 from dcr_dask.simulate import simulate_tile, standard_band_spec, write_simulation
 from dcr_dask.template import matched_template
 
@@ -150,14 +151,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _figure(tile, dataset, plain, templates, path):
-    """The demo figure and the figures of merit it shows."""
+    """The demo figure and the figures of merit it shows.
+
+    Top row: the DCR-corrected coadd, and each sub-band model minus the mean
+    of the sub-bands (what the sub-bands add to a plain coadd: the colour of
+    each source), on one colour scale. Bottom row: a held-out visit minus the
+    plain coadd and minus its DCR-matched template, on one colour scale; the
+    DCR shift of every visit's sub-bands; the convergence of the subregions.
+    """
     model = dataset["dcr_model"].values
     labels = [f"{lo:.0f}-{hi:.0f} nm" for lo, hi in tile.wavelength_edges_nm]
-    panels = [
-        (f"DCR model, sub-band {label}", plane, False)
+    mean = model.mean(axis=0)
+    panels = [Panel("DCR-corrected coadd (sum of the sub-bands)", dataset["coadd"].values)]
+    panels += [
+        Panel(f"sub-band {label} minus the mean of the sub-bands", plane - mean, "subbands")
         for label, plane in zip(labels, model, strict=True)
     ]
-    panels.append(("DCR-corrected coadd", dataset["coadd"].values, False))
     stars = truth.bright_isolated_stars(tile, n=12)
     summary = {"holdout": {}}
     for k, template in templates.items():
@@ -171,15 +180,17 @@ def _figure(tile, dataset, plain, templates, path):
     visit = tile.visits[k]
     scale = float(np.sum(tile.true_images[k]) / max(np.sum(plain), 1e-12))
     panels += [
-        (
-            f"visit {visit.visit}, X={visit.boresight_airmass:.2f}, - plain coadd: DCR dipoles",
+        Panel(
+            f"held-out visit {visit.visit} (airmass {visit.boresight_airmass:.2f}) minus the "
+            "plain coadd: DCR dipoles",
             tile.images[k] - scale * plain,
-            True,
+            "residuals",
         ),
-        (
-            f"visit {visit.visit} - DCR template (rings: seeing)",
+        Panel(
+            f"visit {visit.visit} minus its DCR-matched template (same colour scale; "
+            "rings: PSF mismatch)",
             tile.images[k] - templates[k],
-            True,
+            "residuals",
         ),
     ]
     curves = {
@@ -192,6 +203,8 @@ def _figure(tile, dataset, plain, templates, path):
         title=f"dcr_dask demo: DCR model of a simulated {tile.spec.band}-band tile, "
         "and what it fixes",
         columns=4,
+        shifts_px=tile.shifts_px,
+        shift_labels=labels,
         curves=curves,
     )
     return figure, summary
