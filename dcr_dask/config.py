@@ -68,6 +68,7 @@ import numpy as np
 import tomli_w
 import yaml
 
+from dcr_dask.bands import accepted_band_names, known_bands_text
 from dcr_dask.errors import ConfigError, ConfigErrors, InputError
 from dcr_dask.refraction import MAX_WAVELENGTH_NM, MIN_WAVELENGTH_NM
 
@@ -1420,15 +1421,43 @@ class ConfigBase:
         if fmt == "python":
             self.save(path)
             return
-        data = self.toDict()
-        header = f"dcr_dask configuration: {type(self).__name__}"
+        path.write_text(self.dumps(fmt), encoding="utf-8")
+
+    def dumps(self, fmt: str) -> str:
+        """This config as the text of a TOML, YAML or JSON file that reads back to it.
+
+        :meth:`load_file` (``--config``) of the text into a default config of
+        the same class gives a config equal to this one. TOML has no null: a
+        field holding None is left out, which reads back as its default, None;
+        a field holding None whose default is not None cannot be written in
+        TOML (write YAML or JSON, which hold null).
+
+        Parameters
+        ----------
+        fmt : {"toml", "yaml", "json"}
+            The format.
+
+        Returns
+        -------
+        str
+            The text, ending in a newline; TOML and YAML begin with a comment
+            naming the config class.
+
+        Raises
+        ------
+        ValueError
+            For another format.
+        ConfigError
+            For TOML, naming a field that holds None over a default that is not None.
+        """
+        header = f"# dcr_dask configuration: {type(self).__name__}\n"
         if fmt == "toml":
-            text = f"# {header}\n" + tomli_w.dumps(self._toml_table(type(self)()))
-        elif fmt == "yaml":
-            text = f"# {header}\n" + yaml.safe_dump(data, sort_keys=False)
-        else:
-            text = json.dumps(data, indent=2) + "\n"
-        path.write_text(text, encoding="utf-8")
+            return header + tomli_w.dumps(self._toml_table(type(self)()))
+        if fmt == "yaml":
+            return header + yaml.safe_dump(self.toDict(), sort_keys=False)
+        if fmt == "json":
+            return json.dumps(self.toDict(), indent=2) + "\n"
+        raise ValueError(f"unknown config format {fmt!r}; expected toml, yaml or json")
 
     def _toml_table(self, fresh: ConfigBase) -> dict[str, Any]:
         """toDict() without None values, which TOML cannot hold (``fresh``: a default config)."""
@@ -2314,7 +2343,7 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
     """Configuration of a DCR-corrected coadd (``lsst.pipe.tasks.dcrAssembleCoadd``).
 
     Every field of the reference document, plus dcr_dask extensions
-    (``effectiveWavelength``, ``bandwidth``, ``transmissionCurve``, ``shiftMethod``,
+    (``effectiveWavelength``, ``bandwidth``, ``transmissionCurve``, ``band``, ``shiftMethod``,
     ``shiftPrecision``, ``subbandShiftMode``, ``useLocalGeometry``, ``residualWeighting``,
     ``artifactReference``, ``artifactTemplateError``). See the module documentation for
     defaults, history, validation and file formats.
@@ -2465,8 +2494,9 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
     effectiveWavelength: float | None = _scalar(
         float,
         None,
-        "dcr_dask extension. Effective wavelength of the filter, in nm. Required unless "
-        "transmissionCurve is given, in which case it is computed from the curve when None.",
+        "dcr_dask extension. Effective wavelength of the filter, in nm. When None it is "
+        "computed from transmissionCurve, else taken from the standard band (band, else the "
+        "warps' band).",
         bounds=_POSITIVE,
         extension=True,
     )
@@ -2474,9 +2504,9 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         float,
         None,
         "dcr_dask extension. Bandwidth of the filter, in nm: the sub-bands split "
-        "[effectiveWavelength - bandwidth/2, effectiveWavelength + bandwidth/2] evenly. "
-        "Required unless transmissionCurve is given, in which case it is computed from the "
-        "curve when None.",
+        "[effectiveWavelength - bandwidth/2, effectiveWavelength + bandwidth/2] evenly. When "
+        "None it is computed from transmissionCurve, else taken from the standard band "
+        "(band, else the warps' band).",
         bounds=_POSITIVE,
         extension=True,
     )
@@ -2487,6 +2517,24 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "describing the filter; it supplies effectiveWavelength and bandwidth when these are "
         "None, and the weights of subbandShiftMode='throughput'.",
         checks=(Check(lambda value: bool(value.strip()), "must be a non-empty path"),),
+        extension=True,
+    )
+    band: str | None = _scalar(
+        str,
+        None,
+        "dcr_dask extension. Name of a standard band (dcr_dask.bands: lsst-u ... lsst-y, "
+        "also u g r i z y; hsc-g, hsc-r, hsc-r2, hsc-i, hsc-i2, hsc-z, hsc-y, also HSC-G ... "
+        "HSC-Y; decam-g, decam-r, decam-i, decam-z, decam-Y). It supplies whatever of "
+        "effectiveWavelength, bandwidth and the throughput curve of "
+        "subbandShiftMode='throughput' the config leaves unset; values set explicitly win. "
+        "When None and no transmissionCurve is given, the warps' band is looked up instead. "
+        "Not to be combined with transmissionCurve.",
+        checks=(
+            Check(
+                lambda value: value in accepted_band_names(),
+                f"is not a standard band; known bands (aliases): {known_bands_text()}",
+            ),
+        ),
         extension=True,
     )
     shiftMethod: str = _scalar(
@@ -2669,21 +2717,18 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         return []
 
     def _cross_checks(self) -> list[ConfigError]:
+        # effectiveWavelength and bandwidth may all be unset: the warps' band supplies
+        # them at run time (dcr_dask.subbands.config_for_warps)
         problems = []
-        if self.transmissionCurve is None:
-            problems += [
-                self._error(name, None, "must be set (in nm) unless transmissionCurve is given")
-                for name in ("effectiveWavelength", "bandwidth")
-                if getattr(self, name) is None
-            ]
-            if self.subbandShiftMode == "throughput":
-                problems.append(
-                    self._error(
-                        "subbandShiftMode",
-                        self.subbandShiftMode,
-                        "needs a transmissionCurve to weight the refraction with",
-                    )
+        if self.band is not None and self.transmissionCurve is not None:
+            problems.append(
+                self._error(
+                    "band",
+                    self.band,
+                    f"and transmissionCurve = {self.transmissionCurve!r} both describe the "
+                    "filter; give one of them",
                 )
+            )
         problems += self._band_problems()
         if self.minNumIter is not None or self.maxNumIter is not None:
             low, high = self.resolved_min_num_iter(), self.resolved_max_num_iter()

@@ -1,7 +1,7 @@
 """Where the zenith is, seen from a source and on the tile grid, and the DCR shifts that follow.
 
-DATA_CONTRACT.md ("The DCR geometry that follows from the metadata") fixes the
-conventions implemented here:
+The conventions implemented here (described for users in docs/file-formats.md,
+"Geometry from the keywords"):
 
 - hour angle ``HA = ERA + OBS-LONG − RA``, wrapped to (−180°, 180°], positive
   West of the meridian;

@@ -1,7 +1,7 @@
 """Named mask planes and the bit layout of a run.
 
 Input files name their planes with ``MP_<PLANE> = <bit>`` keywords, and two
-files of one run may number them differently (DATA_CONTRACT.md, section 1).
+files of one run may number them differently (docs/file-formats.md, "Mask planes").
 A :class:`MaskPlanes` is one such numbering; :meth:`MaskPlanes.remap` moves a
 mask array from one numbering to another. Inside a run every mask uses one
 layout, built by :func:`run_layout`.

@@ -14,7 +14,7 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 4. the DCR geometry of every visit (at the tile centre, or at each subregion
    centre with ``useLocalGeometry``);
 5. the iterative DCR fit, block by block (:mod:`dcr_dask.assemble`);
-6. the output store (DATA_CONTRACT.md, section 3), written under a temporary
+6. the output store (docs/file-formats.md, "Output store"), written under a temporary
    name and renamed when whole.
 """
 
@@ -70,7 +70,7 @@ from dcr_dask.io.warps import (
 )
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.psf import FWHM_PER_SIGMA
-from dcr_dask.subbands import band_from_config, run_shifts
+from dcr_dask.subbands import band_from_config, config_for_warps, run_shifts
 from dcr_dask.template import forward_model_tile
 
 __all__ = ["run"]
@@ -98,7 +98,7 @@ def run(
     config : DcrAssembleCoaddConfig
         The configuration; validated before anything else happens.
     warps : sequence of path-like
-        Warp files (DATA_CONTRACT.md, section 1).
+        Warp files (docs/file-formats.md, "Input warps").
     output : path-like
         The output Zarr store; it appears only when complete.
     template : path-like, optional
@@ -138,9 +138,11 @@ def run(
     output = Path(output)
     inputs = [*warps, *(psf_matched or ()), *([template] if template is not None else [])]
     check_output(output, inputs=inputs, overwrite=overwrite)
-    band = band_from_config(config)
     chunks = (int(config.subregionSize[1]), int(config.subregionSize[0]))
     direct = open_warps([Path(p) for p in warps], chunks=chunks, need_psf=True)
+    # a config that names no band takes the warps' (a copy, recorded in the store)
+    config = config_for_warps(config, visit_infos(direct))
+    band = band_from_config(config)
     template_ds = open_template(template, like=direct) if template is not None else None
     psf_matched_ds = (
         open_psf_matched([Path(p) for p in psf_matched], like=direct, chunks=chunks)

@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import attrs
 import numpy as np
 
-__all__ = ["image_panels", "shift_diagram"]
+__all__ = ["Panel", "colorbar_ticks", "image_panels", "panels_figure", "shift_diagram"]
+
+#: Characters per line of a panel title before it is wrapped.
+_TITLE_WIDTH = 34
 
 
-def _robust_limits(image: np.ndarray, symmetric: bool) -> tuple[float, float]:
-    finite = np.asarray(image)[np.isfinite(image)]
+@attrs.frozen
+class Panel:
+    """One image of a figure made by :func:`image_panels`.
+
+    Parameters
+    ----------
+    title : str
+        Shown above the image, wrapped to fit the panel.
+    image : numpy.ndarray
+        2-D image, drawn with its first row at the bottom.
+    group : str or None
+        None: an asinh grey stretch of the image's own 1-99.7 % range (sky
+        images). A name: a diverging colour map centred on 0 whose symmetric
+        range (the 99.5th percentile of ``|value|``) is shared by every panel
+        of the same group, so that their colours compare (residuals,
+        differences).
+    """
+
+    title: str
+    image: np.ndarray = attrs.field(converter=np.asarray)
+    group: str | None = None
+
+
+def _robust_limits(images: Sequence[np.ndarray], symmetric: bool) -> tuple[float, float]:
+    finite = np.concatenate([np.asarray(image)[np.isfinite(image)] for image in images])
     if finite.size == 0:
         return -1.0, 1.0
     if symmetric:
@@ -21,32 +51,98 @@ def _robust_limits(image: np.ndarray, symmetric: bool) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
+def colorbar_ticks(norm, lo: float, hi: float, n: int = 5) -> list[float]:
+    """Ticks evenly spaced along a colour bar, rounded to 2 significant figures.
+
+    Parameters
+    ----------
+    norm : matplotlib.colors.Normalize
+        The colour scale (linear, or the asinh stretch of the sky images).
+    lo, hi : float
+        Its limits, ``lo < hi``.
+    n : int
+        Number of ticks wanted.
+
+    Returns
+    -------
+    list of float
+        Distinct, increasing ticks within ``[lo, hi]``: the rounded values
+        at ``n`` evenly spaced points of the bar, ends rounded inward, so that
+        their labels are as far apart on the bar as the bar allows.
+    """
+    ticks = []
+    for fraction in np.linspace(0.0, 1.0, n):
+        value = float(norm.inverse(fraction))
+        if value == 0.0:
+            ticks.append(0.0)
+            continue
+        step = 10.0 ** (math.floor(math.log10(abs(value))) - 1)
+        rounded = round(value / step) * step
+        if rounded > hi:
+            rounded = math.floor(value / step) * step
+        elif rounded < lo:
+            rounded = math.ceil(value / step) * step
+        ticks.append(float(f"{rounded:.2g}"))
+    return sorted({t for t in ticks if lo <= t <= hi})
+
+
 def image_panels(
-    panels: Sequence[tuple[str, np.ndarray, bool]],
+    panels: Sequence[Panel],
     path: str | Path,
+    **options: Any,
+) -> Path:
+    """Write :func:`panels_figure` to a PNG.
+
+    Parameters
+    ----------
+    panels : sequence of Panel
+        The images, in reading order.
+    path : str or Path
+        Output PNG.
+    **options
+        ``title``, ``columns``, ``shifts_px``, ``shift_labels``, ``curves``
+        of :func:`panels_figure`.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    import matplotlib.pyplot as plt
+
+    figure = panels_figure(panels, **options)
+    path = Path(path)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def panels_figure(
+    panels: Sequence[Panel],
     *,
     title: str | None = None,
     columns: int = 4,
     shifts_px: np.ndarray | None = None,
     shift_labels: Sequence[str] | None = None,
     curves: Mapping[str, Sequence[float]] | None = None,
-) -> Path:
-    """Write a grid of images (and optional shift and curve panels) to a PNG.
+) -> Any:
+    """Draw a grid of images (and optional shift and curve panels).
+
+    Every colour bar has five ticks evenly spaced along it, labelled with
+    plain numbers, so that labels never overlap, and the layout keeps every
+    title inside the figure. Cells left over in the last row are removed.
 
     Parameters
     ----------
-    panels : sequence of (str, numpy.ndarray, bool)
-        ``(title, image, symmetric)``: symmetric panels (residuals) use a
-        diverging colour map centred on 0; others an asinh-like stretch of
-        their 1-99.7 % range.
-    path : str or Path
-        Output PNG.
+    panels : sequence of Panel
+        The images, in reading order.
     title : str, optional
         Figure title.
     columns : int
         Panels per row.
     shifts_px : numpy.ndarray, optional
-        ``(visit, subfilter, 2)`` DCR shifts ``(dy, dx)`` to draw as vectors.
+        ``(visit, subfilter, 2)`` DCR shifts ``(dy, dx)`` to draw as points,
+        in the panel after the images.
     shift_labels : sequence of str, optional
         Legend labels of the sub-bands.
     curves : mapping of str to sequence of float, optional
@@ -54,8 +150,9 @@ def image_panels(
 
     Returns
     -------
-    Path
-        The file written.
+    matplotlib.figure.Figure
+        The figure (drawn with the Agg backend; close it with
+        ``matplotlib.pyplot.close``).
     """
     import matplotlib
 
@@ -65,21 +162,37 @@ def image_panels(
     extra = int(shifts_px is not None) + int(bool(curves))
     n = len(panels) + extra
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(4.0 * columns, 4.3 * rows),
+        squeeze=False,
+        layout="constrained",
+    )
     flat = axes.ravel()
-    for ax, (name, image, symmetric) in zip(flat, panels, strict=False):
-        lo, hi = _robust_limits(image, symmetric)
-        if symmetric:
-            shown = ax.imshow(image, origin="lower", cmap="RdBu_r", vmin=lo, vmax=hi)
+    groups: dict[str, list[np.ndarray]] = {}
+    for panel in panels:
+        if panel.group is not None:
+            groups.setdefault(panel.group, []).append(panel.image)
+    limits = {name: _robust_limits(images, True) for name, images in groups.items()}
+    for ax, panel in zip(flat, panels, strict=False):
+        if panel.group is not None:
+            lo, hi = limits[panel.group]
+            norm = matplotlib.colors.Normalize(vmin=lo, vmax=hi)
+            shown = ax.imshow(panel.image, origin="lower", cmap="RdBu_r", norm=norm)
         else:
+            lo, hi = _robust_limits([panel.image], False)
             norm = matplotlib.colors.AsinhNorm(
                 linear_width=max((hi - lo) / 20.0, 1e-12), vmin=lo, vmax=hi
             )
-            shown = ax.imshow(image, origin="lower", cmap="gray", norm=norm)
-        ax.set_title(name, fontsize=9)
+            shown = ax.imshow(panel.image, origin="lower", cmap="gray", norm=norm)
+        ax.set_title(textwrap.fill(panel.title, _TITLE_WIDTH), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+        bar.set_ticks(colorbar_ticks(norm, lo, hi) or [lo, hi])
+        bar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        bar.ax.tick_params(labelsize=8)
     index = len(panels)
     if shifts_px is not None:
         shift_diagram(flat[index], shifts_px, shift_labels)
@@ -89,20 +202,21 @@ def image_panels(
         for label, values in curves.items():
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=label)
         ax.set_yscale("log")
+        plain = matplotlib.ticker.FormatStrFormatter("%.3g")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="both", labelsize=8)
         ax.set_xlabel("iteration")
         ax.set_ylabel("convergence metric")
+        ax.set_title("convergence of each subregion", fontsize=9)
         if len(curves) <= 8:
             ax.legend(fontsize=7)
         index += 1
     for ax in flat[index:]:
-        ax.axis("off")
+        fig.delaxes(ax)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def shift_diagram(ax, shifts_px: np.ndarray, labels: Sequence[str] | None = None) -> None:

@@ -9,9 +9,9 @@ maps them over the tile.
 Conventions
 -----------
 - PSF images are odd, square, centred stamps normalised to sum 1; their pixel
-  values are the PSF integrated over each pixel (as the data contract's PSF
-  HDU and :mod:`dcr_dask.simulate` have them). A Gaussian of FWHM ``w`` pixels
-  is rendered the same way (:func:`gaussian_psf_image`).
+  values are the PSF integrated over each pixel (as a warp's PSF HDU,
+  docs/file-formats.md, and :mod:`dcr_dask.simulate` have them). A Gaussian of
+  FWHM ``w`` pixels is rendered the same way (:func:`gaussian_psf_image`).
 - The model PSF is the reference's ``GaussianPsfFactory``: a Gaussian core
   and, with ``addWing``, a second Gaussian ``wingFwhmFactor`` times as wide
   whose peak is ``wingAmplitude`` times the core's (:func:`model_psf_image`).

@@ -1,7 +1,7 @@
 """Synthetic DCR tiles with known truth, for demos, tests and benchmarks.
 
-A simulated tile is a set of warps on one TAN pixel grid, written to the data
-contract (DATA_CONTRACT.md, section 1), plus what no real data set has: the
+A simulated tile is a set of warps on one TAN pixel grid, written in the warp
+layout dcr_dask reads (docs/file-formats.md, "Input warps"), plus what no real data set has: the
 noise-free sky in each sub-band and each visit's noise-free image.
 
 The physics is rendered independently of the DCR engine. Each source has a
@@ -36,6 +36,7 @@ from scipy import ndimage, optimize
 from scipy.special import erf, gammaln, kve
 
 from dcr_dask import geometry, refraction
+from dcr_dask.bands import standard_band
 from dcr_dask.masks import MaskPlanes, run_layout
 from dcr_dask.visit import Observatory, VisitInfo, Weather
 
@@ -49,6 +50,7 @@ __all__ = [
     "point_source_flux_at_snr",
     "realistic_spec",
     "simulate_tile",
+    "standard_band_spec",
     "write_simulation",
 ]
 
@@ -987,11 +989,11 @@ def _cosmic_ray(
 def write_simulation(
     tile: SimulatedTile, directory: str | Path, *, overwrite: bool = False
 ) -> dict[str, object]:
-    """Write a simulated tile to the data contract, with its truth.
+    """Write a simulated tile as warp files, with its truth.
 
     Layout::
 
-        directory/warps/visit_<id>.fits     fitted visits (contract section 1)
+        directory/warps/visit_<id>.fits     fitted visits (docs/file-formats.md)
         directory/holdout/visit_<id>.fits   held-out visits, if any
         directory/truth.npz                 truth arrays
         directory/truth.json                catalogue, shifts and spec
@@ -1174,4 +1176,45 @@ def realistic_spec(
         cosmic_rays_per_visit=5,
         psf_stamp_size=55,
         seed=seed,
+    )
+
+
+def standard_band_spec(
+    band: str, shape: Sequence[int] = (256, 256), seed: int = 1
+) -> SimulationSpec:
+    """:func:`realistic_spec` at a standard band (:mod:`dcr_dask.bands`).
+
+    The tile gets the band's effective wavelength and bandwidth (a flat
+    throughput across ``λ_eff ± bandwidth/2``, as every simulated tile) and
+    its warps carry ``band`` as their band, so a run on them without any band
+    setting uses the same numbers. The visits are those of the realistic
+    g-band tile for bands bluer than 550 nm, else those of the r-band tile.
+
+    Parameters
+    ----------
+    band : str
+        Name or alias of a standard band (``"g"``, ``"lsst-r"``, ``"hsc-i2"``).
+    shape : sequence of int
+        Tile size ``(ny, nx)``, pixels.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    SimulationSpec
+
+    Raises
+    ------
+    ValueError
+        If ``band`` is not a standard band (the message lists the known ones).
+    """
+    standard = standard_band(band)
+    base = realistic_spec(
+        shape=shape, seed=seed, band="g" if standard.effective_wavelength_nm < 550.0 else "r"
+    )
+    return attrs.evolve(
+        base,
+        band=band,
+        effective_wavelength_nm=standard.effective_wavelength_nm,
+        bandwidth_nm=standard.bandwidth_nm,
     )

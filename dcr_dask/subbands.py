@@ -1,7 +1,8 @@
 """The filter of a run, its sub-bands, and the DCR shift of each sub-band in each visit.
 
 This module joins the configuration to the physics: it reads the band from
-the config (or from its transmission curve) and evaluates
+the config (its numbers, its transmission curve, its standard band, or the
+warps' band) and evaluates
 :func:`dcr_dask.geometry.subband_shifts_px` for every visit of a run with the
 config's choices (``dcrNumSubfilters``, ``splitSubfilters``,
 ``splitThreshold``, ``subbandShiftMode``, ``useLocalGeometry``).
@@ -9,6 +10,8 @@ config's choices (``dcrNumSubfilters``, ``splitSubfilters``,
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Sequence
 
 import attrs
@@ -16,6 +19,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from dcr_dask import geometry
+from dcr_dask.bands import known_bands_text, standard_band
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError
 from dcr_dask.transmission import (
@@ -26,7 +30,16 @@ from dcr_dask.transmission import (
 )
 from dcr_dask.visit import VisitInfo
 
-__all__ = ["Band", "RunShifts", "band_from_config", "run_shifts"]
+__all__ = [
+    "Band",
+    "RunShifts",
+    "band_from_config",
+    "config_for_warps",
+    "needs_band_name",
+    "run_shifts",
+]
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -61,8 +74,12 @@ class Band:
 def band_from_config(config: DcrAssembleCoaddConfig) -> Band:
     """Read the band of a run from its configuration.
 
-    ``effectiveWavelength`` and ``bandwidth`` come from the config; where
-    they are None, from ``transmissionCurve``.
+    Each of ``effectiveWavelength`` and ``bandwidth`` is the config's own value
+    when set; else it is computed from ``transmissionCurve``; else it is the
+    standard band's (``band``, :mod:`dcr_dask.bands`). The throughput curve
+    (used by ``subbandShiftMode = "throughput"``) is ``transmissionCurve``,
+    else the standard band's curve. A config that names neither a band nor a
+    curve gets the warps' band from :func:`config_for_warps` first.
 
     Parameters
     ----------
@@ -76,22 +93,128 @@ def band_from_config(config: DcrAssembleCoaddConfig) -> Band:
     Raises
     ------
     ConfigError
-        If neither the config nor a transmission curve gives the band.
+        If nothing gives the effective wavelength, the bandwidth, or (for
+        ``subbandShiftMode = "throughput"``) a throughput curve.
     """
     transmission = read_transmission(config.transmissionCurve) if config.transmissionCurve else None
+    standard = None
+    if config.band is not None:
+        try:
+            standard = standard_band(config.band)
+        except ValueError as error:
+            raise ConfigError("band", config.band, str(error)) from None
     wavelength = config.effectiveWavelength
     width = config.bandwidth
     if wavelength is None:
-        if transmission is None:
-            raise ConfigError(
-                "effectiveWavelength", None, "set it (nm) or give a transmissionCurve"
-            )
-        wavelength = effective_wavelength_nm(transmission)
+        if transmission is not None:
+            wavelength = effective_wavelength_nm(transmission)
+        elif standard is not None:
+            wavelength = standard.effective_wavelength_nm
+        else:
+            raise ConfigError("effectiveWavelength", None, _NO_BAND)
     if width is None:
-        if transmission is None:
-            raise ConfigError("bandwidth", None, "set it (nm) or give a transmissionCurve")
-        width = bandwidth_nm(transmission)
+        if transmission is not None:
+            width = bandwidth_nm(transmission)
+        elif standard is not None:
+            width = standard.bandwidth_nm
+        else:
+            raise ConfigError("bandwidth", None, _NO_BAND)
+    if config.subbandShiftMode == "throughput" and transmission is None:
+        if standard is None:
+            raise ConfigError(
+                "subbandShiftMode",
+                config.subbandShiftMode,
+                "needs a throughput curve to weight the refraction with: set band (a standard "
+                "band's curve) or transmissionCurve",
+            )
+        transmission = standard.transmission()
     return Band(float(wavelength), float(width), int(config.dcrNumSubfilters), transmission)
+
+
+_NO_BAND = (
+    "set it (nm), or name a standard band (band, --band), or give a transmissionCurve; "
+    "the warps' band is used only by runs on warps"
+)
+
+
+def needs_band_name(config: DcrAssembleCoaddConfig) -> bool:
+    """Whether a run with this config takes its band from the warps.
+
+    True when the config names neither ``band`` nor ``transmissionCurve`` and
+    leaves something unset that only they can give: ``effectiveWavelength``,
+    ``bandwidth``, or the throughput curve of ``subbandShiftMode = "throughput"``.
+
+    Parameters
+    ----------
+    config : DcrAssembleCoaddConfig
+
+    Returns
+    -------
+    bool
+    """
+    if config.band is not None or config.transmissionCurve is not None:
+        return False
+    return (
+        config.effectiveWavelength is None
+        or config.bandwidth is None
+        or config.subbandShiftMode == "throughput"
+    )
+
+
+def config_for_warps(
+    config: DcrAssembleCoaddConfig, visits: Sequence[VisitInfo]
+) -> DcrAssembleCoaddConfig:
+    """The configuration of a run on these warps: with the warps' band when it needs one.
+
+    When :func:`needs_band_name`, the warps' band (:attr:`VisitInfo.band`, the
+    same in every warp of a run) must be a standard band, and a copy of the
+    config with ``band`` set to it is returned, so that the output store
+    records where the band came from and a DCR-matched template made from the
+    store uses the same band. Otherwise ``config`` itself is returned.
+
+    Parameters
+    ----------
+    config : DcrAssembleCoaddConfig
+        The run's configuration (not modified).
+    visits : sequence of VisitInfo
+        The warps' metadata.
+
+    Returns
+    -------
+    DcrAssembleCoaddConfig
+
+    Raises
+    ------
+    ConfigError
+        If the config needs the warps' band and it is not a standard band; the
+        message names the band, the file and keyword it was read from, and the
+        known bands.
+    """
+    if not needs_band_name(config) or not visits:
+        return config
+    first = visits[0]
+    try:
+        standard = standard_band(first.band)
+    except ValueError:
+        raise ConfigError(
+            "band",
+            None,
+            f"the config gives no band, and the warps' band {first.band!r} (from "
+            f"{first.band_source or 'the header'} of {first.filename or 'the first warp'}) "
+            "is not a standard band. Set band (--band), or effectiveWavelength and "
+            f"bandwidth, or transmissionCurve. Known bands (aliases): {known_bands_text()}",
+        ) from None
+    resolved = copy.deepcopy(config)
+    resolved.band = first.band
+    log.info(
+        "band from the warps: %r (%s), %s: effective wavelength %.1f nm, bandwidth %.1f nm",
+        first.band,
+        first.band_source or "header",
+        standard.name,
+        standard.effective_wavelength_nm,
+        standard.bandwidth_nm,
+    )
+    return resolved
 
 
 @attrs.frozen

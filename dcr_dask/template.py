@@ -1,4 +1,7 @@
-"""DCR-matched templates: the sky a given visit would have seen (DATA_CONTRACT.md, section 4).
+"""DCR-matched templates: the sky a given visit would have seen.
+
+The FITS file ``dcr-dask template`` writes is described in docs/file-formats.md,
+"DCR-matched templates".
 
 Each sub-band model of an output store is shifted by that visit's DCR and the
 shifted planes are summed. This is what image differencing subtracts.

@@ -2,7 +2,7 @@
 
 A transmission curve is a table of throughput against vacuum wavelength. When
 a configuration gives no ``effectiveWavelength`` or ``bandwidth``, they are
-taken from the curve (DATA_CONTRACT.md, section 2), and the ``"throughput"``
+taken from the curve (docs/file-formats.md, "Transmission curve"), and the ``"throughput"``
 mode of :func:`dcr_dask.geometry.subband_shifts_px` weights the refraction
 within each sub-band by it.
 

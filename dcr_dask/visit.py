@@ -1,7 +1,7 @@
 """Immutable descriptions of one visit: the site, the weather and the pointing.
 
-These classes hold what the primary header of a warp says (DATA_CONTRACT.md,
-section 1), after validation and after missing optional values have been
+These classes hold what the primary header of a warp says (docs/file-formats.md,
+"Visit keywords"), after validation and after missing optional values have been
 filled in. They carry no pixels and know nothing of files; the parser lives in
 :mod:`dcr_dask.io.metadata` and the quantities derived from them (hour angle,
 parallactic angle, refraction) in :mod:`dcr_dask.geometry` and

@@ -1,12 +1,14 @@
 """The command line: structure, config actions, inspect, and the demo on a real local cluster."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dcr_dask import __version__, geometry
 from dcr_dask.cli import SUBCOMMANDS, main
+from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.ingest import open_ingested
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
@@ -57,6 +59,81 @@ def test_config_show_and_diff_round_trip(tmp_path, capsys):
     capsys.readouterr()
     assert main(["config", "diff", str(first), str(second)]) == 1
     assert "detect.thresholdValue" in capsys.readouterr().out
+
+
+CHANGED = [
+    "--preset",
+    "many-artifacts",
+    "--band",
+    "hsc-i2",
+    "--set",
+    "dcrNumSubfilters=5",
+    "--set",
+    "badMaskPlanes=NO_DATA,SAT,CR",
+    "--set",
+    "convergenceMaskPlanes=[]",
+    "--set",
+    "subregionSize=[300, 200]",
+    "--set",
+    "maskPropagationThresholds=SAT:0.25,CR:0.5",
+    "--set",
+    "baseGain=0.4",
+    "--set",
+    "effectiveWavelength=None",
+    "--set",
+    "detect.thresholdValue=6.5",
+    "--set",
+    "modelPsf.maxSize=41",
+    "--set",
+    "assembleStaticSkyModel.interpImage.modelPsf.defaultFwhm=3.5",
+    "--set",
+    "shiftMethod=spline",
+    "--set",
+    "useLocalGeometry=true",
+]
+
+
+@pytest.mark.parametrize("options", [[], CHANGED], ids=["default", "changed"])
+@pytest.mark.parametrize("fmt", ["toml", "yaml", "json"])
+def test_config_show_reads_back_with_config(tmp_path, capsys, options, fmt):
+    """`config show --format F` written to a file and given to --config is the same config."""
+    assert main(["config", "show", *options, "--format", fmt]) == 0
+    path = tmp_path / f"shown.{fmt}"
+    path.write_text(capsys.readouterr().out)
+    assert main(["config", "show", *options, "--format", "json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["config", "show", "--config", str(path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+    loaded = DcrAssembleCoaddConfig.from_file(path)
+    assert loaded.toDict() == expected
+    if options:
+        assert loaded.band == "hsc-i2" and loaded.subregionSize == [300, 200]
+        assert loaded.convergenceMaskPlanes == [] and loaded.effectiveWavelength is None
+        assert loaded.maskPropagationThresholds == {"SAT": 0.25, "CR": 0.5}
+        assert loaded.maxNumIter is None and loaded.baseGain == 0.4
+    if fmt == "toml":
+        text = path.read_text()
+        assert "effectiveWavelength" not in text  # None: left out, read back as the default
+        assert 'band = "hsc-i2"' in text or not options
+
+
+def test_config_show_toml_refuses_none_over_a_default(capsys):
+    assert main(["config", "show", "--set", "modelPsf.minSize=None", "--format", "toml"]) == 1
+    err = capsys.readouterr().err
+    assert "'modelPsf.minSize' = None" in err and "YAML or JSON" in err
+    assert main(["config", "show", "--set", "modelPsf.minSize=None", "--format", "yaml"]) == 0
+
+
+def test_the_readmes_example_config_loads_and_validates(capsys):
+    root = Path(__file__).resolve().parents[1]
+    example = root / "examples" / "my.toml"
+    assert "--config examples/my.toml" in (root / "README.md").read_text()
+    config = DcrAssembleCoaddConfig.from_file(example)
+    config.validate()
+    fresh = DcrAssembleCoaddConfig()
+    changed = [key for key in fresh.toDict() if fresh.toDict()[key] != config.toDict()[key]]
+    assert {"subregionSize", "maxNumIter", "artifactReference", "detect"} <= set(changed)
+    assert main(["config", "validate", "--config", str(example)]) == 0
 
 
 def test_python_config_needs_the_explicit_flag(tmp_path, capsys):
@@ -132,6 +209,7 @@ def test_demo_runs_on_a_local_cluster_and_writes_real_outputs(tmp_path, capsys):
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
     store = xr.open_zarr(summary["store"])
     assert store["dcr_model"].shape == (3, 96, 96)
+    assert store.attrs["config"]["band"] == "g"  # the demo's config names none: the warps' band
     for numbers in summary["holdout"].values():
         assert numbers["dcr_centroid_rms_px"] < numbers["plain_centroid_rms_px"]
     assert len(summary["fits"]) == 4

@@ -12,12 +12,14 @@ from dask.utils import parse_bytes
 from distributed.comm import registry
 from distributed.comm.addressing import parse_address, parse_host_port
 
+from dcr_dask.bands import standard_band
 from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig, apply_overrides
 from dcr_dask.errors import InputError
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--preset``, ``--config``, ``--set`` and ``--allow-python-config`` to ``parser``."""
+def add_config_arguments(parser: argparse.ArgumentParser, *, band: bool = True) -> None:
+    """Add ``--preset``, ``--config``, ``--band`` (unless ``band`` is False), ``--set`` and
+    ``--allow-python-config`` to ``parser``."""
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -29,6 +31,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="configuration file (.toml, .yaml, .json; .py only with --allow-python-config)",
     )
+    if band:
+        parser.add_argument(
+            "--band",
+            type=standard_band_name,
+            metavar="NAME",
+            help="a standard band (lsst-r or r, hsc-i2 or HSC-I2, decam-Y, ...): supplies "
+            "effectiveWavelength, bandwidth and the throughput curve where the config leaves "
+            "them unset (the config field band). Without it, and without band or "
+            "transmissionCurve in the config, the warps' own band is used",
+        )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -57,13 +69,16 @@ def config_from_args(args: argparse.Namespace, *, validate: bool = True) -> DcrA
     Returns
     -------
     DcrAssembleCoaddConfig
-        Defaults, then the preset, then the file, then each ``--set`` in order.
+        Defaults, then the preset, then the file, then ``--band``, then each ``--set``
+        in order.
     """
     config = DcrAssembleCoaddConfig()
     if getattr(args, "preset", None):
         config.update(**PRESETS[args.preset]())
     if args.config:
         config.load_file(args.config, allow_python=args.allow_python_config)
+    if getattr(args, "band", None) is not None:
+        config.band = args.band
     apply_overrides(config, args.overrides)
     if validate:
         config.validate()
@@ -120,6 +135,15 @@ def _whole_number(text: str, minimum: int) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
     return value
+
+
+def standard_band_name(text: str) -> str:
+    """An argparse type: the name or alias of a standard band (:mod:`dcr_dask.bands`)."""
+    try:
+        standard_band(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def positive_int(text: str) -> int:

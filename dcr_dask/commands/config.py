@@ -1,6 +1,7 @@
 """Print, validate or compare configurations.
 
-show      print the configuration (defaults, then --config, then --set)
+show      print the configuration (defaults, then --preset, --config, --band, --set)
+          as YAML, TOML or JSON that --config reads back, or as Python
 validate  check it and report every problem, naming the field and the value
 diff      report the fields in which two configuration files differ
 fields    list every field with its type, default and documentation
@@ -10,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
-
-import yaml
 
 from dcr_dask.commands._common import add_config_arguments, config_from_args
 from dcr_dask.config import DcrAssembleCoaddConfig
@@ -26,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = actions.add_parser("show", help="print the configuration")
     add_config_arguments(show)
     show.add_argument(
-        "--format", choices=["yaml", "json", "py"], default="yaml", help="output format"
+        "--format",
+        choices=["yaml", "toml", "json", "py"],
+        default="yaml",
+        help="output format; yaml, toml and json read back with --config to the same "
+        "configuration (toml leaves out fields holding None, which read back as their "
+        "default None, and refuses None where the default is not None)",
     )
     validate = actions.add_parser("validate", help="check a configuration")
     add_config_arguments(validate)
@@ -53,10 +56,8 @@ def _show(args: argparse.Namespace) -> int:
         stream = io.StringIO()
         config.saveToStream(stream)
         sys.stdout.write(stream.getvalue())
-    elif args.format == "json":
-        print(json.dumps(config.toDict(), indent=2, sort_keys=False))
     else:
-        sys.stdout.write(yaml.safe_dump(config.toDict(), sort_keys=False))
+        sys.stdout.write(config.dumps(args.format))
     return 0
 
 

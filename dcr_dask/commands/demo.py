@@ -1,15 +1,17 @@
 """Simulate a DCR tile and make its DCR coadd on a local Dask cluster (the README's main job).
 
-Steps: simulate a realistic g-band tile with known truth (Moffat PSFs with
-chromatic seeing, faint stars, a satellite streak and cosmic rays, no DETECTED
-plane: :func:`dcr_dask.simulate.realistic_spec`; warps in the data contract's
-FITS layout, plus two held-out visits near airmass 1.9), start a local Dask
+Steps: simulate a realistic tile in a standard band (Rubin's g by default,
+``--band``) with known truth (Moffat PSFs with chromatic seeing, faint stars,
+a satellite streak and cosmic rays, no DETECTED plane:
+:func:`dcr_dask.simulate.standard_band_spec`; warps in the FITS layout that
+dcr_dask reads, plus two held-out visits near airmass 1.9), start a local Dask
 cluster on 127.0.0.1, run the whole pipeline (ingest to Zarr, template, DCR
-fit, output store), export the sub-band models and the coadd to FITS, build
-the DCR-matched templates of the held-out visits, and draw a figure: the
-sub-band models, the DCR-corrected coadd, the convergence of each subregion,
-and the residuals of a held-out visit against a plain coadd and against its
-DCR-matched template.
+fit, output store; the band is taken from the warps), export the sub-band
+models and the coadd to FITS, build the DCR-matched templates of the held-out
+visits, and draw a figure: the DCR-corrected coadd, how each sub-band differs
+from their mean, the residuals of a held-out visit against a plain coadd and
+against its DCR-matched template (on one colour scale), each visit's sub-band
+shifts, and the convergence of each subregion.
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ import numpy as np
 from dcr_dask import truth
 from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import plain_coadd
-from dcr_dask.commands._common import non_negative_int, positive_int
+from dcr_dask.commands._common import non_negative_int, positive_int, standard_band_name
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import OutputError
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.ownership import WRITER_ATTR, is_own, writer
 from dcr_dask.io.warps import open_warps
 from dcr_dask.pipeline import run as run_pipeline
-from dcr_dask.plot import image_panels
-from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
+from dcr_dask.plot import Panel, image_panels
+from dcr_dask.simulate import simulate_tile, standard_band_spec, write_simulation
 from dcr_dask.template import matched_template
 
 log = logging.getLogger(__name__)
@@ -60,13 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=non_negative_int, default=1, help="random seed of the simulation"
     )
+    parser.add_argument(
+        "--band",
+        type=standard_band_name,
+        default="g",
+        metavar="NAME",
+        help="band of the simulated tile: a standard band (default g, Rubin's); the run "
+        "takes it from the warps",
+    )
 
 
 def demo_config(spec) -> DcrAssembleCoaddConfig:
-    """The configuration the demo runs with: the simulated band, 128-pixel subregions."""
+    """The configuration the demo runs with: 128-pixel subregions and no band setting.
+
+    The simulated warps carry a standard band (``spec.band``), which the run
+    looks up (:func:`dcr_dask.subbands.config_for_warps`).
+    """
     config = DcrAssembleCoaddConfig()
-    config.effectiveWavelength = spec.effective_wavelength_nm
-    config.bandwidth = spec.bandwidth_nm
     config.dcrNumSubfilters = spec.n_subfilters
     config.subregionSize = [128, 128]
     config.validate()
@@ -84,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             "the demo writes only into a new or empty directory, or over its own output",
         )
     output.mkdir(parents=True, exist_ok=True)
-    spec = realistic_spec(shape=args.size, seed=args.seed)
+    spec = standard_band_spec(args.band, shape=args.size, seed=args.seed)
     config = demo_config(spec)
     tile = simulate_tile(spec)
     paths = write_simulation(tile, output / "simulation", overwrite=True)
@@ -139,14 +151,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _figure(tile, dataset, plain, templates, path):
-    """The demo figure and the figures of merit it shows."""
+    """The demo figure and the figures of merit it shows.
+
+    Top row: the DCR-corrected coadd, and each sub-band model minus the mean
+    of the sub-bands (what the sub-bands add to a plain coadd: the colour of
+    each source), on one colour scale. Bottom row: a held-out visit minus the
+    plain coadd and minus its DCR-matched template, on one colour scale; the
+    DCR shift of every visit's sub-bands; the convergence of the subregions.
+    """
     model = dataset["dcr_model"].values
     labels = [f"{lo:.0f}-{hi:.0f} nm" for lo, hi in tile.wavelength_edges_nm]
-    panels = [
-        (f"DCR model, sub-band {label}", plane, False)
+    mean = model.mean(axis=0)
+    panels = [Panel("DCR-corrected coadd (sum of the sub-bands)", dataset["coadd"].values)]
+    panels += [
+        Panel(f"sub-band {label} minus the mean of the sub-bands", plane - mean, "subbands")
         for label, plane in zip(labels, model, strict=True)
     ]
-    panels.append(("DCR-corrected coadd", dataset["coadd"].values, False))
     stars = truth.bright_isolated_stars(tile, n=12)
     summary = {"holdout": {}}
     for k, template in templates.items():
@@ -160,15 +180,17 @@ def _figure(tile, dataset, plain, templates, path):
     visit = tile.visits[k]
     scale = float(np.sum(tile.true_images[k]) / max(np.sum(plain), 1e-12))
     panels += [
-        (
-            f"visit {visit.visit}, X={visit.boresight_airmass:.2f}, - plain coadd: DCR dipoles",
+        Panel(
+            f"held-out visit {visit.visit} (airmass {visit.boresight_airmass:.2f}) minus the "
+            "plain coadd: DCR dipoles",
             tile.images[k] - scale * plain,
-            True,
+            "residuals",
         ),
-        (
-            f"visit {visit.visit} - DCR template (rings: seeing)",
+        Panel(
+            f"visit {visit.visit} minus its DCR-matched template (same colour scale; "
+            "rings: PSF mismatch)",
             tile.images[k] - templates[k],
-            True,
+            "residuals",
         ),
     ]
     curves = {
@@ -178,8 +200,11 @@ def _figure(tile, dataset, plain, templates, path):
     figure = image_panels(
         panels,
         path,
-        title="dcr_dask demo: DCR model of a simulated g-band tile, and what it fixes",
+        title=f"dcr_dask demo: DCR model of a simulated {tile.spec.band}-band tile, "
+        "and what it fixes",
         columns=4,
+        shifts_px=tile.shifts_px,
+        shift_labels=labels,
         curves=curves,
     )
     return figure, summary

@@ -1,7 +1,7 @@
 """Read warp files into a Zarr store chunked by subregionSize (the run's first step).
 
 WARPS are files, glob patterns or directories of afw-style warps
-(DATA_CONTRACT.md, section 1); every file is checked (headers only) before any
+(docs/file-formats.md, "Input warps"); every file is checked (headers only) before any
 pixel is read. The store is written under a temporary name and renamed when
 complete; a complete store of the same inputs and chunking is reused as it is.
 `dcr-dask run --work-dir DIR` reuses DIR/warps.zarr the same way.
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace a store of other inputs at STORE (only one dcr_dask wrote)",
     )
-    add_config_arguments(parser)
+    add_config_arguments(parser, band=False)
     add_cluster_arguments(parser)
 
 

@@ -13,7 +13,7 @@ import json
 
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
-from dcr_dask.subbands import band_from_config, run_shifts
+from dcr_dask.subbands import band_from_config, config_for_warps, run_shifts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +44,7 @@ def inspect_warps(paths: list[str], config) -> list[dict]:
     ny, nx = (int(n) for n in warps.attrs["tile_shape"])
     wcs = tile_wcs(warps)
     visits = visit_infos(warps)
+    config = config_for_warps(config, visits)
     centre = {"x": (nx - 1) / 2.0, "y": (ny - 1) / 2.0}
     edges = run_shifts(visits, wcs, config, mode="edges", **centre)
     chosen = run_shifts(visits, wcs, config, **centre)

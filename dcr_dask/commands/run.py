@@ -1,7 +1,7 @@
 """Make a DCR-corrected coadd from warp files and write it as a Zarr store.
 
 WARPS are files, glob patterns or directories of afw-style warps
-(DATA_CONTRACT.md, section 1). The configuration is the defaults, then
+(docs/file-formats.md, "Input warps"). The configuration is the defaults, then
 --config FILE (TOML/YAML/JSON; .py only with --allow-python-config), then each
 --set FIELD=VALUE. The run goes to --scheduler ADDRESS if given, to Dask
 workers submitted as SLURM or PBS jobs with --cluster slurm|pbs (described by

@@ -1,12 +1,20 @@
-"""Write a synthetic DCR tile: warps in the data contract's FITS layout, plus the truth."""
+"""Write a synthetic DCR tile: warps in the FITS layout dcr_dask reads, plus the truth.
+
+The files are described in docs/file-formats.md, "Simulated tiles".
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from dcr_dask.commands._common import non_negative_int, positive_int
-from dcr_dask.simulate import default_demo_spec, realistic_spec, simulate_tile, write_simulation
+from dcr_dask.commands._common import non_negative_int, positive_int, standard_band_name
+from dcr_dask.simulate import (
+    default_demo_spec,
+    simulate_tile,
+    standard_band_spec,
+    write_simulation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tile size, pixels",
     )
     parser.add_argument("--seed", type=non_negative_int, default=1, help="random seed (default 1)")
-    parser.add_argument(
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--band",
+        type=standard_band_name,
+        default="g",
+        metavar="NAME",
+        help="the tile's band: a standard band (default g, Rubin's), whose effective "
+        "wavelength and bandwidth the tile gets (flat throughput) and whose name the warps "
+        "carry, so that 'dcr-dask run' on them needs no band setting",
+    )
+    kind.add_argument(
         "--idealised",
         action="store_true",
-        help="Gaussian PSFs and a DETECTED plane (the idealised tile) instead of the realistic "
-        "one (Moffat PSFs with chromatic seeing, faint stars, no DETECTED plane)",
+        help="Gaussian PSFs and a DETECTED plane (the idealised tile, in its own g band: "
+        "478 nm, 147 nm wide) instead of the realistic one (Moffat PSFs with chromatic "
+        "seeing, faint stars, no DETECTED plane)",
     )
     parser.add_argument(
         "--overwrite",
@@ -38,8 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate the demo tile and write it."""
-    make_spec = default_demo_spec if args.idealised else realistic_spec
-    spec = make_spec(shape=args.size, seed=args.seed)
+    if args.idealised:
+        # the idealised tile keeps its own g band (478 nm, 147 nm wide)
+        spec = default_demo_spec(shape=args.size, seed=args.seed)
+    else:
+        spec = standard_band_spec(args.band, shape=args.size, seed=args.seed)
     tile = simulate_tile(spec)
     paths = write_simulation(tile, args.output, overwrite=args.overwrite)
     print(f"wrote {len(paths['warps'])} warps to {args.output}/warps")

@@ -1,9 +1,9 @@
 """Write the DCR-matched template of one visit: what image differencing subtracts.
 
 The visit is a warp file, or just its header (a FITS file whose primary HDU
-carries the visit keywords of DATA_CONTRACT.md, section 1). The template is the
+carries the visit keywords of docs/file-formats.md, "Visit keywords"). The template is the
 store's sub-band models shifted by that visit's DCR and summed, written in the
-contract's FITS layout (IMAGE, MASK, VARIANCE with the tile WCS).
+warp layout (IMAGE, MASK, VARIANCE with the tile WCS; docs/file-formats.md).
 """
 
 from __future__ import annotations

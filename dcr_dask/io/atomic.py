@@ -1,7 +1,7 @@
 """Write a directory or a file under a temporary name, then rename it into place.
 
-DATA_CONTRACT.md (section 3) promises that a store found at an output path is
-always whole. Both context managers here keep that promise the same way: the
+A store found at an output path is always whole (docs/file-formats.md,
+"Output store"). Both context managers here keep that promise the same way: the
 caller writes into a hidden sibling of the target (same directory, hence the
 same filesystem, so the final :func:`os.rename` is atomic on POSIX), and only
 a clean exit from the ``with`` block moves it to the target. An exception

@@ -1,7 +1,7 @@
 """Export an output store to afw-style multi-extension FITS files.
 
-DATA_CONTRACT.md (section 3) asks for one MEF per sub-band and one for the
-coadd, laid out like an afw ``ExposureF`` so that Rubin tools read them:
+One MEF per sub-band and one for the coadd (docs/file-formats.md, "FITS
+exports"), laid out like an afw ``ExposureF`` so that Rubin tools read them:
 
 ===== ========== ======= ================================================
 HDU   EXTNAME    dtype   content

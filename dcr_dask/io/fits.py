@@ -1,6 +1,6 @@
 """afw-style multi-extension FITS files: one warp (or coadd) per file.
 
-The layout is that of DATA_CONTRACT.md (section 1), which follows Rubin's
+The layout (docs/file-formats.md, "Input warps") follows Rubin's
 ``afw`` ``ExposureF``: an empty primary HDU with the visit metadata, then
 ``IMAGE`` (float32), ``MASK`` (int32, planes named by ``MP_<PLANE>`` keywords)
 and ``VARIANCE`` (float32), and optionally ``PSF`` (float32, odd square,

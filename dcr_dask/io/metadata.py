@@ -1,7 +1,7 @@
 """Visit metadata in FITS headers: parse and validate, and write back.
 
-The primary header of a warp carries the visit metadata of
-DATA_CONTRACT.md (section 1), with afw's VisitInfo keyword names.
+The primary header of a warp carries the visit metadata
+(docs/file-formats.md, "Visit keywords"), with afw's VisitInfo keyword names.
 :func:`check_visit_header` reads them into a :class:`~dcr_dask.visit.VisitInfo`
 and collects *every* problem it finds; :func:`parse_visit_header` raises them.
 :func:`visit_to_header` is the inverse, for writers and the simulator.

@@ -1,6 +1,6 @@
 """Zarr stores: writing them whole, and the output store of a run.
 
-The output store is the product of a run (DATA_CONTRACT.md, section 3): one
+The output store is the product of a run (docs/file-formats.md, "Output store"): one
 Zarr (format 3) store that ``xarray.open_zarr`` opens, holding
 
 ========== ================== ======= =======================================
@@ -404,7 +404,7 @@ def make_output_dataset(
     artifacts: Any = None,
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
-    """Assemble the output Dataset of a run (DATA_CONTRACT.md, section 3).
+    """Assemble the output Dataset of a run (docs/file-formats.md, "Output store").
 
     Nothing is computed: dask inputs stay lazy, and ``coadd`` is their lazy sum.
 

@@ -461,7 +461,7 @@ def open_warps(
     Parameters
     ----------
     paths : sequence of str or path-like
-        One warp file per visit (DATA_CONTRACT.md, section 1).
+        One warp file per visit (docs/file-formats.md, "Input warps").
     chunks : int or (int, int)
         Chunk size ``(chunk_y, chunk_x)`` of the pixel variables, pixels.
     visits_per_chunk : int
@@ -539,7 +539,7 @@ def open_template(
     chunks: int | Sequence[int] | None = None,
     mask_planes: MaskPlanes | None = None,
 ) -> xr.Dataset:
-    """Open a template coadd (DATA_CONTRACT.md, section 2) as a lazy Dataset ``(y, x)``.
+    """Open a template coadd (docs/file-formats.md) as a lazy Dataset ``(y, x)``.
 
     Parameters
     ----------
@@ -596,7 +596,7 @@ def open_psf_matched(
     chunks: int | Sequence[int] | None = None,
     visits_per_chunk: int | None = None,
 ) -> xr.Dataset:
-    """Open PSF-matched warps (DATA_CONTRACT.md, section 2) that pair with direct warps.
+    """Open PSF-matched warps (docs/file-formats.md) that pair with direct warps.
 
     Parameters
     ----------
