@@ -50,6 +50,7 @@ import xarray as xr
 from dcr_dask import convergence as conv
 from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.io.ownership import WRITER_ATTR, writer
 from dcr_dask.progress import track
 from dcr_dask.regularize import background_noise
 from dcr_dask.shift import INTERPOLATION_REACH_PX
@@ -527,9 +528,11 @@ class FitInputs:
 
 
 def _store_model(array: da.Array, path, name: str, region=None) -> None:
-    """Write a (subfilter, y, x) float32 array into the scratch Zarr store."""
+    """Write a (subfilter, y, x) float32 array into the scratch Zarr store, which carries
+    dcr_dask's writer mark (so that only a store dcr_dask wrote is ever deleted there)."""
     ds = xr.Dataset({name: (("subfilter", "y", "x"), array)})
     if region is None:
+        ds.attrs[WRITER_ATTR] = writer()
         mode = "a" if (path / "zarr.json").exists() else "w"
         ds.to_zarr(path, mode=mode, zarr_format=3, consolidated=False)
     else:

@@ -2,20 +2,31 @@
 
 Each subcommand lives in its own module under :mod:`dcr_dask.commands` and
 exposes two functions: ``add_arguments(parser)`` and ``run(args) -> int``.
-This module only assembles them, sets up logging and turns the package's own
-errors into one readable line and a non-zero exit code.
+This module only assembles them, sets up logging and turns errors into one
+readable line (the traceback only with ``-v``) and a non-zero exit status: the
+package's own errors, a full disk (``ENOSPC``, ``EDQUOT``), a Dask scheduler or
+worker that went away, and Ctrl-C (``interrupted``, status 130) or ``SIGTERM``
+(``terminated``, status 143), after which nothing partial is left at the output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+
+from distributed.client import FutureCancelledError
+from distributed.comm.core import CommClosedError
+from distributed.scheduler import KilledWorker
 
 from dcr_dask import __version__
-from dcr_dask.errors import DcrDaskError
+from dcr_dask.errors import ClusterLostError, DcrDaskError, Terminated
 from dcr_dask.progress import show_progress
 
 #: Subcommand name -> (module under dcr_dask.commands, one-line help).
@@ -90,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit code: 0 on success, 1 on a user-facing error, 2 on a usage error.
+        The exit code: 0 on success, 1 on a user-facing error, 2 on a usage error,
+        130 after Ctrl-C, 143 after ``SIGTERM``.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -102,12 +114,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with show_progress(not args.quiet):
+        with show_progress(not args.quiet), _sigterm_raises():
             return int(args._handler(args) or 0)
     except (DcrDaskError, FileExistsError, FileNotFoundError) as error:
-        logging.getLogger("dcr_dask").debug("error details", exc_info=True)
-        print(f"dcr-dask {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return _report(args.command, error)
+    except OSError as error:
+        if error.errno not in _DISK_FULL:
+            raise
+        where = f" while writing {error.filename}" if error.filename else ""
+        return _report(
+            args.command,
+            f"no space left on the device{where} ({error.strerror or error}); nothing "
+            "partial was kept: free some space, or choose another --output or --work-dir",
+        )
+    except (FutureCancelledError, CommClosedError, KilledWorker) as error:
+        return _report(args.command, ClusterLostError(args.command, error))
+    except KeyboardInterrupt as error:
+        terminated = isinstance(error, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        _report(args.command, f"{what}; nothing partial was kept at the output", prefix="")
+        return 143 if terminated else 130
+
+
+#: errno values reported as a full disk (no space, quota exceeded).
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _report(command: str, error: object, *, prefix: str = "error: ") -> int:
+    """Print one line for ``error`` (the traceback only with ``-v``); return exit status 1."""
+    logging.getLogger("dcr_dask").debug("error details", exc_info=True)
+    print(f"dcr-dask {command}: {prefix}{error}", file=sys.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While a command runs, ``SIGTERM`` raises :class:`~dcr_dask.errors.Terminated`, so
+    the atomic writers delete their temporaries as on any error (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -156,3 +156,32 @@ class OutputError(DcrDaskError, FileExistsError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ClusterLostError(DcrDaskError, RuntimeError):
+    """The Dask scheduler or a worker went away while a stage of a run was computing.
+
+    Raised by :func:`dcr_dask.pipeline.run` in place of distributed's
+    ``FutureCancelledError``, ``CommClosedError`` and ``KilledWorker``; nothing
+    partial is left at the output.
+
+    Parameters
+    ----------
+    stage : str
+        The stage that was running (``ingest``, ``fit``, ...).
+    cause : BaseException
+        What distributed raised.
+    """
+
+    def __init__(self, stage: str, cause: BaseException):
+        self.stage = stage
+        self.cause = cause
+        detail = str(cause) or type(cause).__name__
+        super().__init__(
+            f"the Dask scheduler/worker went away during {stage}: {type(cause).__name__}: {detail}"
+        )
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received ``SIGTERM`` (the command line raises it from a signal handler,
+    so that every ``finally`` runs and no partial output is left, as on Ctrl-C)."""

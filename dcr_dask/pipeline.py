@@ -2,9 +2,13 @@
 
 Steps (each a lazy Dask graph evaluated on the client's cluster):
 
-1. check every input file (headers only) and the configuration, before any work;
+1. check every input file (headers only), the configuration and the inputs that
+   would make the fit degenerate (:mod:`dcr_dask.input_checks`: fewer than two
+   visits with usable pixels is an error, visits that see one DCR a warning),
+   before any work;
 2. ingest the warps into a Zarr store chunked by ``subregionSize`` (skipped when
-   a complete store of the same inputs exists);
+   a complete store of the same inputs exists), then reject the visits with no
+   usable pixel or a variance <= 0 on one, and report pixels seen by one visit only;
 3. CompareWarp (:mod:`dcr_dask.compare_warp`): PSF-matched warps (given or
    made), the static sky model (``assembleStaticSkyModel``), and the artifacts
    found against it, stored beside the warps (``CLIPPED``, ``NO_DATA``); the
@@ -20,13 +24,14 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,9 @@ import attrs
 import dask.array as da
 import numpy as np
 import xarray as xr
+from distributed.client import FutureCancelledError
+from distributed.comm.core import CommClosedError
+from distributed.scheduler import KilledWorker
 
 from dcr_dask import __version__
 from dcr_dask import model as kernels
@@ -58,6 +66,8 @@ from dcr_dask.compare_warp import (
     write_artifact_masks,
 )
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.errors import ClusterLostError
+from dcr_dask.input_checks import check_usable_visits, dcr_spread, reject_visits, visit_quality
 from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, writer
 from dcr_dask.io.store import compute, make_output_dataset, write_output
@@ -131,7 +141,21 @@ def run(
     Returns
     -------
     xarray.Dataset
-        The output store, opened lazily.
+        The output store, opened lazily. Its ``input_warnings`` attribute lists
+        the degenerate inputs the run went on with (also logged as warnings),
+        and ``inputs[].rejected`` the reason a visit was left out.
+
+    Raises
+    ------
+    InputError, InputErrors
+        Before the cluster starts: bad files or metadata, fewer than two
+        visits with usable pixels (:mod:`dcr_dask.input_checks`); after the
+        ingest: fewer than two visits left once the bad ones are rejected.
+    dcr_dask.errors.OutputError
+        If the output, or a work-directory store, exists and was not written by
+        dcr_dask, or the output is or contains an input.
+    dcr_dask.errors.ClusterLostError
+        If the Dask scheduler or a worker went away; it names the stage.
     """
     started = time.perf_counter()
     config.validate()
@@ -149,11 +173,30 @@ def run(
         if psf_matched is not None
         else None
     )
+    # degenerate inputs, from the headers and the first usable chunk of each warp
+    check_usable_visits(direct, config.badMaskPlanes)
+    ny, nx = (int(n) for n in direct.attrs["tile_shape"])
+    input_warnings: list[dict[str, Any]] = []
+    spread = dcr_spread(
+        run_shifts(
+            visit_infos(direct), tile_wcs(direct), config, x=(nx - 1) / 2.0, y=(ny - 1) / 2.0
+        )
+    )
+    if spread is not None:
+        log.warning("%s", spread["message"])
+        input_warnings.append(spread)
     work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".work")
+    for name in _WORK_STORES:  # a user's folder of the same name is never deleted
+        check_replaceable(work / name)
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
-    with dask_client(client, **(cluster_options or {})) as active:
+    running = ["starting the cluster"]  # the stage a lost cluster is reported in
+    with (
+        _report_lost_cluster(running),
+        dask_client(client, **(cluster_options or {})) as active,
+    ):
+        running[0] = "ingest"
         stage = time.perf_counter()
         # The work directory is the run's own: a store of other inputs there is replaced.
         ingested = ingest_warps(
@@ -161,6 +204,18 @@ def run(
         )
         timings["ingest_s"] = time.perf_counter() - stage
 
+        # visits without usable pixels or with variance <= 0 are left out of everything
+        # below; pixels seen by one visit only are reported (one pass over the masks)
+        running[0] = "the input checks"
+        stage = time.perf_counter()
+        quality = visit_quality(ingested, config.badMaskPlanes, client=active)
+        input_warnings += quality.warnings
+        ingested = reject_visits(ingested, list(quality.rejected))
+        if psf_matched_ds is not None:
+            psf_matched_ds = reject_visits(psf_matched_ds, list(quality.rejected))
+        timings["input_checks_s"] = time.perf_counter() - stage
+
+        running[0] = "CompareWarp"
         stage = time.perf_counter()
         # PSF-matched warps and the static model are read several times (variance
         # scaling, two labelling passes, the fit's inputs): compute each once into
@@ -183,7 +238,6 @@ def run(
 
         # The DCR geometry, the grid and the fit's settings: shared by the reference
         # fit of artifactReference="dcrTemplate" and the final fit.
-        ny, nx = (int(n) for n in ingested.attrs["tile_shape"])
         grid = TileGrid.from_subregion_size((ny, nx), config.subregionSize)
         visits = visit_infos(ingested)
         wcs = tile_wcs(ingested)
@@ -216,12 +270,14 @@ def run(
         found = compared.artifacts
         reference_fits: list = []
         if config.artifactReference == "dcrTemplate":
+            running[0] = "the DCR-template artifact reference"
             stage = time.perf_counter()
             found, reference_fits = _artifacts_against_dcr_templates(
                 compared, static_ds, config, fit_plan, work, active, psf_sigma
             )
             timings["dcr_reference_s"] = time.perf_counter() - stage
 
+        running[0] = "the artifact masks"
         stage = time.perf_counter()
         masks = found[["artifacts", "no_data"]]
         write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
@@ -247,10 +303,10 @@ def run(
         )
         timings["inputs_s"] = time.perf_counter() - stage
 
+        running[0] = "the DCR fit"
         stage = time.perf_counter()
         scratch = work / "model.zarr"
-        if scratch.exists():
-            shutil.rmtree(scratch)
+        _remove_own(scratch)
         model, n_image, fits = fit_tile(
             inputs,
             grid,
@@ -262,6 +318,7 @@ def run(
         )
         timings["fit_s"] = time.perf_counter() - stage
 
+        running[0] = "the output write"
         stage = time.perf_counter()
         amplified = model.map_blocks(
             lambda m: kernels.amplify(m, settings.accelerate).astype(np.float32), dtype=np.float32
@@ -279,6 +336,7 @@ def run(
                     float(matching.input_fwhm_px[k]) if matching is not None else v.psf_fwhm_px
                 ),
                 "filename": v.filename,
+                "rejected": quality.rejected.get(int(v.visit), ""),
             }
             for k, v in enumerate(visits)
         ]
@@ -315,17 +373,24 @@ def run(
                 dims=("visit", "y", "x"),
                 coords={"visit": stored["visit"].values},
             ),
-            extra_attrs={"timings_s": timings, "artifact_pixels": artifact_pixels},
+            extra_attrs={
+                "timings_s": timings,
+                "artifact_pixels": artifact_pixels,
+                "input_warnings": input_warnings,
+                "band": visits[0].band,
+            },
         )
         metadata = _run_metadata(
-            visits, weights_np, matching, artifact_pixels, timings, fits, reference_fits, grid
+            visits, quality.rejected, matching, artifact_pixels, timings, fits, reference_fits, grid
         )
-        metadata.update(memory_budget_bytes=memory_budget_bytes, halo_px=halo)
+        metadata.update(
+            memory_budget_bytes=memory_budget_bytes, halo_px=halo, input_warnings=input_warnings
+        )
         if config.saveMetadata:
             dataset.attrs["metadata"] = metadata
         write_output(dataset, output, overwrite=overwrite, client=active)
         timings["write_s"] = time.perf_counter() - stage
-    shutil.rmtree(scratch, ignore_errors=True)
+    _remove_own(scratch)
     timings["total_s"] = time.perf_counter() - started
     if config.saveMetadata:
         path = write_metadata_json(metadata, output)
@@ -369,15 +434,13 @@ def write_metadata_json(metadata: dict[str, Any], output: str | os.PathLike[str]
 
 
 def _run_metadata(
-    visits, weights, matching, artifact_pixels, timings, fits, reference_fits, grid
+    visits, rejections, matching, artifact_pixels, timings, fits, reference_fits, grid
 ) -> dict[str, Any]:
-    """The ``saveMetadata`` record of a run (the store's ``metadata`` attribute and JSON)."""
-    used, rejected = [], []
-    for k, visit in enumerate(visits):
-        if np.isfinite(weights[k]) and weights[k] > 0:
-            used.append(int(visit.visit))
-        else:
-            rejected.append({"visit": int(visit.visit), "reason": "no usable pixels"})
+    """The ``saveMetadata`` record of a run (the store's ``metadata`` attribute and JSON);
+    ``rejections`` maps the visits left out (:func:`dcr_dask.input_checks.visit_quality`)
+    to the reason."""
+    used = [int(v.visit) for v in visits if int(v.visit) not in rejections]
+    rejected = [{"visit": int(v), "reason": reason} for v, reason in rejections.items()]
     too_wide = []
     if matching is not None:
         too_wide = [int(v.visit) for v, wide in zip(visits, matching.too_wide, strict=True) if wide]
@@ -469,8 +532,7 @@ def _artifacts_against_dcr_templates(
     weights = visit_weights(excluded, good)
     inputs, _ = _fit_inputs(excluded, static_ds, good, weights, planes, config, psf_sigma)
     scratch = work / "reference_model.zarr"
-    if scratch.exists():
-        shutil.rmtree(scratch)
+    _remove_own(scratch)
     log.info("fitting a DCR model to the PSF-matched warps: the artifacts' reference")
     settings = attrs.evolve(
         plan.settings,
@@ -526,15 +588,44 @@ def _artifacts_against_dcr_templates(
     return found, fits
 
 
+#: Stores the run writes (and replaces) in its work directory.
+_WORK_STORES = (
+    "warps.zarr",
+    "psf_matched.zarr",
+    "static_model.zarr",
+    "static_artifacts.zarr",
+    "reference_model.zarr",
+    "dcr_reference.zarr",
+    "direct_coadd.zarr",
+    "model.zarr",
+)
+
+
+@contextlib.contextmanager
+def _report_lost_cluster(running: list[str]) -> Iterator[None]:
+    """Turn distributed's errors for a scheduler or worker that went away into a
+    :class:`~dcr_dask.errors.ClusterLostError` naming the stage ``running[0]``."""
+    try:
+        yield
+    except (FutureCancelledError, CommClosedError, KilledWorker) as exc:
+        raise ClusterLostError(running[0], exc) from exc
+
+
+def _remove_own(path: Path) -> None:
+    """Delete a work-directory store that dcr_dask wrote; refuse anything else
+    (:func:`~dcr_dask.io.ownership.check_replaceable`)."""
+    if path.exists() or path.is_symlink():
+        check_replaceable(path)
+        shutil.rmtree(path)
+
+
 def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
     """Compute a lazy dataset once into a Zarr store in the work directory and open it lazily.
 
     The store carries dcr_dask's writer mark; an existing one is replaced only if
     it has it (a user's folder of the same name in ``--work-dir`` is never deleted).
     """
-    if path.exists():
-        check_replaceable(path)
-        shutil.rmtree(path)
+    _remove_own(path)
     marked = dataset.assign_attrs({WRITER_ATTR: writer()})
     delayed = marked.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
     compute(delayed, client, label=f"write {path.name}")

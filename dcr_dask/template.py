@@ -10,6 +10,7 @@ shifted planes are summed. This is what image differencing subtracts.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import dask.array as da
@@ -19,12 +20,23 @@ from astropy.wcs import WCS
 
 from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.errors import InputError, raise_collected
 from dcr_dask.io.fits import wcs_from_header_text
 from dcr_dask.shift import INTERPOLATION_REACH_PX
 from dcr_dask.subbands import run_shifts
 from dcr_dask.visit import VisitInfo
 
-__all__ = ["config_from_store", "forward_model_tile", "matched_template"]
+__all__ = [
+    "WCS_TOLERANCE_PX",
+    "check_visit_for_store",
+    "config_from_store",
+    "forward_model_tile",
+    "matched_template",
+]
+
+#: Largest distance, pixels, between where a visit's reference pixel lies on the visit's
+#: WCS and where the store's tile WCS puts the same sky position.
+WCS_TOLERANCE_PX = 0.5
 
 
 def config_from_store(store: xr.Dataset) -> DcrAssembleCoaddConfig:
@@ -32,6 +44,60 @@ def config_from_store(store: xr.Dataset) -> DcrAssembleCoaddConfig:
     config = DcrAssembleCoaddConfig()
     config.update(**store.attrs["config"])
     return config
+
+
+def check_visit_for_store(
+    store: xr.Dataset, visit: VisitInfo, wcs: WCS | None, filename: str | os.PathLike[str]
+) -> None:
+    """Refuse a visit whose template the store cannot make: another band, another tile.
+
+    Parameters
+    ----------
+    store : xarray.Dataset
+        An output store (its ``band`` attribute, absent from stores written
+        before dcr_dask recorded it, and its ``wcs_header``).
+    visit : VisitInfo
+        The visit's metadata.
+    wcs : astropy.wcs.WCS or None
+        The visit's WCS in tile pixels (None for a header-only file: not checked).
+    filename : str or path-like
+        The visit's file, for messages.
+
+    Raises
+    ------
+    InputError, InputErrors
+        If the visit's band differs from the store's, or its reference pixel
+        lands more than :data:`WCS_TOLERANCE_PX` pixels away on the store's tile WCS.
+    """
+    errors = []
+    band = store.attrs.get("band")
+    if band is not None and visit.band != band:
+        errors.append(
+            InputError(
+                f"the visit's band {visit.band!r} differs from the model's band {band!r}",
+                filename=str(filename),
+                keyword="FILTER/BAND",
+            )
+        )
+    if wcs is not None:
+        tile = wcs_from_header_text(store.attrs["wcs_header"])
+        x, y = (float(c) - 1.0 for c in wcs.wcs.crpix)  # 0-based
+        with np.errstate(invalid="ignore"):
+            ra, dec = wcs.pixel_to_world_values(x, y)
+            tx, ty = tile.world_to_pixel_values(ra, dec)
+        offset = float(np.hypot(tx - x, ty - y))
+        if not offset <= WCS_TOLERANCE_PX:
+            errors.append(
+                InputError(
+                    f"the visit's WCS does not match the model's tile WCS: its reference pixel "
+                    f"(x, y) = ({x:.2f}, {y:.2f}) at (RA, Dec) = ({float(ra):.6f}, "
+                    f"{float(dec):.6f}) deg lies at ({float(tx):.2f}, {float(ty):.2f}) on the "
+                    f"tile, {offset:.3g} px away (tolerance {WCS_TOLERANCE_PX} px)",
+                    filename=str(filename),
+                    keyword="IMAGE WCS",
+                )
+            )
+    raise_collected(errors)
 
 
 def matched_template(

@@ -1,7 +1,9 @@
 """Write the DCR-matched template of one visit: what image differencing subtracts.
 
 The visit is a warp file, or just its header (a FITS file whose primary HDU
-carries the visit keywords of docs/file-formats.md, "Visit keywords"). The template is the
+carries the visit keywords of docs/file-formats.md, "Visit keywords"). A visit of another
+band than the model's, or (for a warp) whose WCS puts its reference pixel more
+than 0.5 px away from where the model's tile WCS does, is refused. The template is the
 store's sub-band models shifted by that visit's DCR and summed, written in the
 warp layout (IMAGE, MASK, VARIANCE with the tile WCS; docs/file-formats.md).
 """
@@ -11,15 +13,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from astropy.io import fits
 
-from dcr_dask.errors import InputError
-from dcr_dask.io.fits import wcs_from_header_text, write_warp
-from dcr_dask.io.metadata import parse_visit_header
+from dcr_dask.io.fits import read_visit_file, wcs_from_header_text, write_warp
 from dcr_dask.io.ownership import check_output
 from dcr_dask.io.store import open_output
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.template import matched_template
+from dcr_dask.template import check_visit_for_store, matched_template
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,11 +37,8 @@ def run(args: argparse.Namespace) -> int:
     """Build and write the template."""
     check_output(args.output, inputs=[args.model, args.visit], overwrite=args.overwrite)
     store = open_output(args.model)
-    try:
-        header = fits.getheader(args.visit, 0)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read the primary header: {error}", filename=args.visit) from None
-    visit = parse_visit_header(header, args.visit)
+    visit, wcs = read_visit_file(args.visit)
+    check_visit_for_store(store, visit, wcs, args.visit)
     template = matched_template(store, visit).values
     variance = store["variance"].values
     mask = store["mask"].values

@@ -13,22 +13,32 @@ checked before anything is written): a user's folder or file at the target
 is never deleted.
 
 A process killed outright (``SIGKILL``, power loss) cannot clean up; what it
-leaves is a hidden sibling whose name starts with ``.<name>.tmp-``. It is never
-mistaken for a result, and may be deleted by hand.
+leaves is a hidden sibling whose name starts with ``.<name>.tmp-`` (or
+``.<name>.old-``). It is never mistaken for a result, and the next atomic write
+of the same target deletes it, provided it carries dcr_dask's ownership marker
+(:func:`dcr_dask.io.ownership.is_own_temporary`: Zarr stores get it with their
+first metadata, FITS files in their primary header); anything else is left
+alone. Two processes writing the same target at the same time are not
+supported: the later one would remove the earlier one's temporary.
+(The command line turns ``SIGTERM`` into an exception, so a terminated run
+cleans up as on any other error.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from dcr_dask.io.ownership import check_replaceable
+from dcr_dask.io.ownership import TEMPORARY_NAME, check_replaceable, is_own_temporary
 
-__all__ = ["atomic_directory", "atomic_file"]
+__all__ = ["atomic_directory", "atomic_file", "remove_stale_temporaries"]
+
+log = logging.getLogger(__name__)
 
 
 def _sibling(path: Path, tag: str) -> Path:
@@ -43,6 +53,34 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete what interrupted atomic writes of ``path`` left beside it, if dcr_dask wrote it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The target of an atomic write.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The hidden siblings deleted (each logged as a warning): those named
+        ``.<name>.tmp-<uuid>`` or ``.<name>.old-<uuid>`` that carry dcr_dask's
+        ownership marker (:func:`dcr_dask.io.ownership.is_own_temporary`).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for sibling in path.parent.iterdir():
+        match = TEMPORARY_NAME.match(sibling.name)
+        if match and match["target"] == path.name and is_own_temporary(sibling, path.name):
+            log.warning("removing %s, left by an interrupted dcr_dask write", sibling)
+            _remove(sibling)
+            removed.append(sibling)
+    return removed
 
 
 def _refuse_existing(path: Path) -> None:
@@ -115,6 +153,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     else:
         _refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _sibling(path, "tmp")
     tmp.mkdir()
     try:
@@ -158,6 +197,7 @@ def atomic_file(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     else:
         _refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _sibling(path, "tmp")
     try:
         yield tmp

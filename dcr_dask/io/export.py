@@ -124,7 +124,7 @@ def export_fits(
     ------
     dcr_dask.errors.OutputError
         If a target file exists and ``overwrite`` is False, or it exists and
-        dcr_dask did not write it.
+        dcr_dask did not write it, or ``output_dir`` is (inside) the store.
     dcr_dask.errors.InputError
         If ``store_path`` is not an output store.
 

@@ -70,6 +70,7 @@ __all__ = [
     "WarpLayout",
     "check_warp",
     "image_hdu_header",
+    "read_visit_file",
     "read_warp_header",
     "read_warp_pixels",
     "read_warp_psf",
@@ -537,7 +538,7 @@ def check_warp(
         The layout, the visit metadata and the PSF if all is well, and the
         list of every problem found: an unreadable or truncated file, a
         missing HDU, a wrong ``BITPIX`` or ``NAXIS``, IMAGE/MASK/VARIANCE
-        shapes or pixel origins that differ, bad ``MP_*`` keywords, a missing
+        shapes or pixel origins that differ, bad ``MP_*`` keywords or none at all, a missing
         or unreadable WCS, a PSF that is not an odd square or does not sum to
         1, and every problem of the visit metadata.
 
@@ -647,6 +648,16 @@ def _check_open_file(
             planes = MaskPlanes.from_header(headers[hdus["MASK"]])
         except (TypeError, ValueError) as exc:
             fail("MASK", f"bad mask-plane keywords: {exc}")
+        else:
+            if not planes.bits:
+                # afw keeps the plane names nowhere else: every bit would be ignored
+                fail(
+                    "MASK MP_*",
+                    "the MASK HDU has no MP_<PLANE> keywords, so none of its bits can be "
+                    "named (NO_DATA, BAD, SAT, ... would all be ignored); write the planes "
+                    "as afw does (e.g. MP_NO_DATA = 8)",
+                )
+                planes = None
     wcs = None
     if "IMAGE" in hdus:
         wcs = _read_wcs(headers[hdus["IMAGE"]], lambda key, msg: fail(f"IMAGE {key}", msg))
@@ -786,6 +797,59 @@ def _psf_from_archive_or_stars(
         "the PSF from; add PSF-FWHM (pixels) to the primary header",
     )
     return visit
+
+
+def read_visit_file(path: str | os.PathLike[str]) -> tuple[VisitInfo, WCS | None]:
+    """Read the visit metadata of a warp, or of a file holding only its header.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A warp (docs/file-formats.md, "Input warps"), or a FITS file whose primary
+        HDU carries the visit keywords.
+
+    Returns
+    -------
+    visit : VisitInfo
+        The visit metadata (band from the header, else the afw archive).
+    wcs : astropy.wcs.WCS or None
+        The IMAGE HDU's WCS in tile pixel coordinates (shifted by its
+        ``LTV1/LTV2`` origin), or None for a header-only file.
+
+    Raises
+    ------
+    InputError, InputErrors
+        Naming the file and keyword: an unreadable file, an unparsable card,
+        bad visit metadata, or an IMAGE HDU whose WCS cannot be read.
+    """
+    name = str(path)
+    errors: list[InputError] = []
+
+    def fail(keyword: str | None, message: str) -> None:
+        errors.append(InputError(message, filename=name, keyword=keyword))
+
+    wcs = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        try:
+            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+                headers = [hdu.header for hdu in hdul]
+                visit, visit_errors = check_visit_header(
+                    headers[0], name, filter_label=archive_filter_label(hdul, headers)
+                )
+                errors += visit_errors
+                hdus, _ = _find_hdus(headers)
+                if "IMAGE" in hdus:
+                    header = headers[hdus["IMAGE"]]
+                    xy0 = _xy0_from_header(header, lambda key, msg: fail(f"IMAGE {key}", msg))
+                    image_wcs = _read_wcs(header, lambda key, msg: fail(f"IMAGE {key}", msg))
+                    if image_wcs is not None and xy0 is not None:
+                        wcs = shift_wcs(image_wcs, xy0[0], xy0[1])
+        except (OSError, ValueError) as exc:
+            fail(None, f"cannot read the file as FITS: {exc}")
+    raise_collected(errors)
+    assert visit is not None
+    return visit, wcs
 
 
 def read_warp_header(path: str | os.PathLike[str]) -> tuple[VisitInfo, WarpLayout]:

@@ -87,7 +87,11 @@ class _HeaderReader:
             if required:
                 self.error(key, "required keyword is missing")
             return None
-        value = self.header[key]
+        try:
+            value = self.header[key]
+        except (fits.VerifyError, ValueError) as exc:  # a card astropy cannot parse
+            self.error(key, f"the header card cannot be parsed as FITS: {exc}")
+            return None
         if value is None or isinstance(value, fits.card.Undefined):
             self.error(key, "keyword has no value")
             return None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,6 +45,7 @@ __all__ = [
     "check_output",
     "check_replaceable",
     "is_own",
+    "is_own_temporary",
     "writer",
 ]
 
@@ -70,8 +72,13 @@ def _own_store(path: Path) -> bool:
     return WRITER_ATTR in names or _LEGACY_INGEST_ATTR in names or names >= _LEGACY_OUTPUT_ATTRS
 
 
-def _own_file(path: Path) -> bool:
-    name = path.name.lower()
+#: Name of the hidden sibling an atomic write builds its result in (``.<name>.tmp-<uuid>``),
+#: or moves the old result aside to (``.<name>.old-<uuid>``): :mod:`dcr_dask.io.atomic`.
+TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<tag>tmp|old)-[0-9a-f]{32}$")
+
+
+def _own_file(path: Path, name: str | None = None) -> bool:
+    name = (name or path.name).lower()
     try:
         if name.endswith(_FITS_SUFFIXES):
             return FITS_KEYWORD in fits.getheader(path, 0)
@@ -105,6 +112,33 @@ def is_own(path: str | os.PathLike[str]) -> bool:
     return path.is_file() and _own_file(path)
 
 
+def is_own_temporary(path: str | os.PathLike[str], target: str | None = None) -> bool:
+    """Whether ``path`` is what an interrupted atomic write of dcr_dask left behind.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A hidden sibling named ``.<target>.tmp-<uuid>`` or ``.<target>.old-<uuid>``.
+    target : str, optional
+        Only a temporary of the output of this name (``coadd.zarr``) counts.
+
+    Returns
+    -------
+    bool
+        True if the name has that form and the content carries dcr_dask's marker,
+        judged as if it had the target's name (a Zarr store with
+        :data:`WRITER_ATTR`, a FITS file with :data:`FITS_KEYWORD`, ...).
+        Symbolic links never count.
+    """
+    path = Path(path)
+    match = TEMPORARY_NAME.match(path.name)
+    if match is None or path.is_symlink() or (target is not None and match["target"] != target):
+        return False
+    if path.is_dir():
+        return _own_store(path)
+    return path.is_file() and _own_file(path, match["target"])
+
+
 def check_replaceable(path: str | os.PathLike[str]) -> None:
     """Refuse to replace an existing ``path`` that dcr_dask did not write.
 
@@ -129,7 +163,8 @@ def check_replaceable(path: str | os.PathLike[str]) -> None:
 
 
 def check_not_input(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]]) -> None:
-    """Refuse an output that is, or contains, one of the inputs.
+    """Refuse an output that is, or contains, one of the inputs, or lies inside an input
+    directory (``export-fits`` into the store itself).
 
     Parameters
     ----------
@@ -141,7 +176,8 @@ def check_not_input(path: str | os.PathLike[str], inputs: Iterable[str | os.Path
     Raises
     ------
     dcr_dask.errors.OutputError
-        If ``path`` (symbolic links resolved) equals an input or is a directory above one.
+        If ``path`` (symbolic links resolved) equals an input, is a directory above one,
+        or lies inside an input that is a directory.
     """
     output = Path(path).resolve()
     for item in inputs:
@@ -150,6 +186,12 @@ def check_not_input(path: str | os.PathLike[str], inputs: Iterable[str | os.Path
             what = "is" if resolved == output else "contains"
             raise OutputError(
                 path, f"the output {what} the input {item}: choose an output apart from the inputs"
+            )
+        if resolved.is_dir() and resolved in output.parents:
+            raise OutputError(
+                path,
+                f"the output lies inside the input {item} (a store or directory): "
+                "choose an output apart from the inputs",
             )
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 import warnings
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -174,7 +175,8 @@ def compute(obj: Any, client: Any = None, label: str | None = None) -> Any:
     Parameters
     ----------
     obj : dask collection
-        What to compute (for example the delayed result of ``to_zarr``).
+        What to compute (for example the delayed result of ``to_zarr``), or a list
+        of them (a list of values is returned).
     client : distributed.Client or None
         Cluster to run on; None uses dask's current scheduler (a default
         ``distributed.Client`` if one exists, else the threaded scheduler).
@@ -186,14 +188,44 @@ def compute(obj: Any, client: Any = None, label: str | None = None) -> Any:
     -------
     object
         The computed value.
+
+    Notes
+    -----
+    If the computation fails or is interrupted, what is left of it is cancelled
+    and, for up to :data:`CANCEL_WAIT_S`, the workers' running tasks are waited
+    for, so that a temporary store deleted after the failure is not written to again.
     """
     if client is None:
         return dask.compute(obj)[0]
-    if label is not None and progress_enabled():
-        future = client.compute(obj)
-        track(future, label)
-        return future.result()
-    return dask.compute(obj, scheduler=client)[0]
+    future = client.compute(obj)  # a list gives a list of futures
+    try:
+        if label is not None and progress_enabled():
+            track(future, label)
+        return client.gather(future)
+    except BaseException:
+        _cancel(client, future)
+        raise
+
+
+#: Seconds :func:`compute` waits, after a failure, for the workers' running tasks to end.
+CANCEL_WAIT_S = 10.0
+
+
+def _cancel(client: Any, future: Any) -> None:
+    """Cancel what is left of a failed computation and wait (at most
+    :data:`CANCEL_WAIT_S`) until no worker runs a task, so that no chunk is written
+    into a temporary store after it has been deleted. Best effort: a scheduler that
+    has gone away is not waited for."""
+    if getattr(client, "status", "running") != "running":  # the scheduler is gone
+        return
+    with contextlib.suppress(Exception):
+        client.cancel(future, force=True)
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            running = client.run(lambda dask_worker: dask_worker.state.executing_count)
+            if not any(running.values()):
+                return
+            time.sleep(0.1)
 
 
 def _regular_chunks(var: xr.DataArray) -> xr.DataArray:
@@ -295,7 +327,9 @@ def write_zarr(
     failure, including one in a dask task, deletes the temporary.
     """
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        write_zarr_chunks(ds, tmp, mode="w", client=client)
+        # marked from its first metadata on, so that a later write may remove it if this
+        # one is interrupted (dcr_dask.io.atomic.remove_stale_temporaries)
+        write_zarr_chunks(ds.assign_attrs({WRITER_ATTR: writer()}), tmp, mode="w", client=client)
         update_group_attrs(tmp, {**(final_attrs or {}), WRITER_ATTR: writer()})
 
 
