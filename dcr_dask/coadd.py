@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
 from dcr_dask.config import AssembleCoaddConfig
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.stack import StackSettings, stack_block, weighted_mean
+from dcr_dask.stack import StackSettings, afw_clipped_mean, stack_block, weighted_mean
 
 __all__ = [
+    "clipped_visit_weights",
     "direct_coadd",
     "good_pixels",
     "plain_coadd",
@@ -69,6 +71,77 @@ def visit_weights(warps: xr.Dataset, good: xr.DataArray) -> xr.DataArray:
     """
     mean_variance = warps["variance"].where(good).mean(dim=("y", "x"))
     return xr.where(mean_variance > 0, 1.0 / mean_variance, 0.0).fillna(0.0)
+
+
+def _clipped_weight(
+    variance: np.ndarray, good: np.ndarray, sigma_clip: float, clip_iter: int
+) -> np.ndarray:
+    values = np.asarray(variance, dtype=np.float64)[np.asarray(good, dtype=bool)]
+    mean = afw_clipped_mean(values[np.isfinite(values)], sigma_clip, max(int(clip_iter), 1))
+    return np.float64(1.0 / mean if np.isfinite(mean) and mean > 0 else 0.0)
+
+
+def clipped_visit_weights(
+    warps: xr.Dataset,
+    good: xr.DataArray,
+    *,
+    sigma_clip: float,
+    clip_iter: int,
+    airmass: Sequence[float] | np.ndarray | None = None,
+) -> xr.DataArray:
+    """Weight of each visit as the reference computes it: 1 / clipped mean variance (lazy).
+
+    The mean of each warp's variance over its good pixels is afw's ``MEANCLIP``
+    with ``sigmaClip`` and ``clipIter`` (whatever ``statistic`` is); with
+    ``doAirmassWeight`` the weight is then multiplied by the visit's boresight
+    airmass. One task per visit holds that visit's whole variance and
+    good-pixel planes.
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        ``(visit, y, x)`` warps with a ``variance`` variable.
+    good : xarray.DataArray of bool
+        Usable pixels (:func:`good_pixels`).
+    sigma_clip : float
+        ``sigmaClip``: clipping half-width, in standard deviations.
+    clip_iter : int
+        ``clipIter``: number of clipping passes (0 is taken as 1, the first pass).
+    airmass : sequence of float, optional
+        ``(visit,)`` boresight airmass of each visit; given, it multiplies the
+        weights (``doAirmassWeight``).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(visit,)`` weights, 1/flux²; 0 for a visit whose clipped mean variance
+        is not finite and positive (no good pixel).
+
+    Raises
+    ------
+    ValueError
+        If ``airmass`` does not have one entry per visit.
+    """
+    n_visits = warps.sizes["visit"]
+    variance = da.asarray(warps["variance"].data)
+    flags = da.asarray(good.data)
+    parts = [
+        da.from_delayed(
+            dask.delayed(_clipped_weight)(variance[v], flags[v], sigma_clip, clip_iter),
+            shape=(),
+            dtype=np.float64,
+        )
+        for v in range(n_visits)
+    ]
+    weights = da.stack(parts) if parts else da.zeros(0, dtype=np.float64)
+    if airmass is not None:
+        factors = np.asarray(airmass, dtype=np.float64).reshape(-1)
+        if factors.shape != (n_visits,):
+            raise ValueError(
+                f"airmass has {factors.size} entries; expected one per visit ({n_visits})"
+            )
+        weights = weights * factors
+    return xr.DataArray(weights, dims=("visit",), coords={"visit": warps["visit"]})
 
 
 def _mean_block(images, variances, good, weights):

@@ -54,7 +54,7 @@ from dcr_dask.assemble import (
     halo_px,
 )
 from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import direct_coadd, good_pixels, visit_weights
+from dcr_dask.coadd import clipped_visit_weights, direct_coadd, good_pixels
 from dcr_dask.compare_warp import (
     apply_artifact_masks,
     assemble_static_sky_model,
@@ -297,7 +297,7 @@ def run(
         stage = time.perf_counter()
         planes = MaskPlanes(masked.attrs["mask_planes"])
         good = good_pixels(masked, _fit_bad_planes(config))
-        weights = visit_weights(masked, good)
+        weights = _dcr_visit_weights(masked, good, config)
         inputs, weights_np = _fit_inputs(
             masked, template_ds, good, weights, planes, config, template_sigma
         )
@@ -529,7 +529,7 @@ def _artifacts_against_dcr_templates(
     excluded = apply_artifact_masks(psf_matched, first)
     planes = MaskPlanes(excluded.attrs["mask_planes"])
     good = good_pixels(excluded, [*config.badMaskPlanes, "CLIPPED"])
-    weights = visit_weights(excluded, good)
+    weights = _dcr_visit_weights(excluded, good, config)
     inputs, _ = _fit_inputs(excluded, static_ds, good, weights, planes, config, psf_sigma)
     scratch = work / "reference_model.zarr"
     _remove_own(scratch)
@@ -644,6 +644,20 @@ def _median_psf_sigma(warps: xr.Dataset, config, matching=None) -> float:
     fwhm = fwhm[np.isfinite(fwhm)]
     value = float(np.median(fwhm)) if fwhm.size else float(config.modelPsf.defaultFwhm)
     return value / FWHM_PER_SIGMA
+
+
+def _dcr_visit_weights(warps: xr.Dataset, good: xr.DataArray, config) -> xr.DataArray:
+    """The visits' weights as the reference's DCR task makes them (lazy): 1 / the
+    ``sigmaClip``/``clipIter`` clipped mean variance of each warp's good pixels,
+    times the boresight airmass with ``doAirmassWeight``. They are recorded as
+    ``inputs[].weight`` and weight the residuals with
+    ``residualWeighting="inverseVariance"``."""
+    airmass = None
+    if config.doAirmassWeight:
+        airmass = np.asarray(warps["airmass"].values, dtype=np.float64)
+    return clipped_visit_weights(
+        warps, good, sigma_clip=config.sigmaClip, clip_iter=config.clipIter, airmass=airmass
+    )
 
 
 def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_px):
