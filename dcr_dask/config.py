@@ -69,10 +69,12 @@ import tomli_w
 import yaml
 
 from dcr_dask.bands import accepted_band_names, known_bands_text
-from dcr_dask.errors import ConfigError, ConfigErrors, InputError
+from dcr_dask.errors import ConfigError, ConfigErrors, InapplicableFieldWarning, InputError
 from dcr_dask.refraction import MAX_WAVELENGTH_NM, MIN_WAVELENGTH_NM
 
 __all__ = [
+    "NOT_APPLICABLE",
+    "REFUSED",
     "AssembleCoaddConfig",
     "BackgroundConfig",
     "Check",
@@ -2656,6 +2658,9 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         # realistic (Moffat) tiles a model PSF with a wing clipped 2.4x the stars' pixels
         # (1.7 % instead of 0.7 %) at equal centroids (benchmarks/bench_realistic.py)
         self.modelPsf.addWing = False
+        # dcr_dask does not interpolate over NO_DATA pixels: they stay flagged (doInterp = True
+        # warns, see NOT_APPLICABLE)
+        self.doInterp = False
         sources = self.detectModelSources
         sources.thresholdValue = 5.0
         sources.thresholdType = "pixel_stdev"
@@ -2716,6 +2721,56 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
             ]
         return []
 
+    def inapplicable_settings(self) -> list[str]:
+        """Fields set to a value that has no effect in dcr_dask, one message each.
+
+        A field is reported when it differs from a new config's value and it, or the
+        sub-configuration holding it, is in :data:`NOT_APPLICABLE`.
+
+        Returns
+        -------
+        list of str
+            ``"<field>=<value> has no effect in dcr_dask because <reason>"``.
+        """
+        fresh = type(self)()
+        messages = []
+        for name in self.names():
+            owner = max(
+                (key for key in NOT_APPLICABLE if name == key or name.startswith(key + ".")),
+                key=len,
+                default=None,
+            )
+            if owner is None:
+                continue
+            value = _plain_value(_dotted_get(self, name))
+            if isinstance(value, dict) and isinstance(_dotted_get(self, name), ConfigBase):
+                continue  # its own fields are reported one by one
+            if value != _plain_value(_dotted_get(fresh, name)):
+                messages.append(
+                    f"{name}={value!r} has no effect in dcr_dask because {NOT_APPLICABLE[owner]}"
+                )
+        return messages
+
+    def validate(self) -> None:
+        """Validate the config (see :meth:`ConfigBase.validate`), then warn about fields
+        set to a value that has no effect in dcr_dask.
+
+        Each such field gives one :class:`~dcr_dask.errors.InapplicableFieldWarning`
+        (:meth:`inapplicable_settings`). Fields whose value asks for a result dcr_dask
+        cannot give (:data:`REFUSED`) are errors.
+
+        Raises
+        ------
+        ConfigError
+            The single problem found, naming the dotted field and its value.
+        ConfigErrors
+            Several problems, raised together.
+        """
+        super().validate()
+        for message in self.inapplicable_settings():
+            # one location for every call: Python's default filter shows each message once
+            warnings.warn(message, InapplicableFieldWarning, stacklevel=1)
+
     def _cross_checks(self) -> list[ConfigError]:
         # effectiveWavelength and bandwidth may all be unset: the warps' band supplies
         # them at run time (dcr_dask.subbands.config_for_warps)
@@ -2730,6 +2785,20 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
                 )
             )
         problems += self._band_problems()
+        for name, (refused, instead) in REFUSED.items():
+            if getattr(self, name) == refused:
+                problems.append(self._error(name, refused, f"is not supported: {instead}"))
+        for detection in _RUN_DETECTIONS:
+            kind = getattr(self, detection).thresholdType
+            if kind in _WHOLE_IMAGE_THRESHOLDS:
+                problems.append(
+                    self._error(
+                        f"{detection}.thresholdType",
+                        kind,
+                        "needs a statistic of the whole image, which block-wise detection "
+                        "does not compute; use 'pixel_stdev' (per-pixel sigma) or 'value'",
+                    )
+                )
         if self.minNumIter is not None or self.maxNumIter is not None:
             low, high = self.resolved_min_num_iter(), self.resolved_max_num_iter()
             if low > high:
@@ -2742,6 +2811,146 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
                     )
                 )
         return problems
+
+
+# ------------------------------------------------- fields that cannot act here
+
+_BUTLER = (
+    "it names Butler datasets and tasks; dcr_dask reads the files it is given and writes --output"
+)
+_CALIB = 'dcr_dask reads calibrated warps in one flux unit (docs/file-formats.md, "Input warps")'
+_DETECT_BACKGROUND = (
+    "detection in dcr_dask runs on background-subtracted images (warps, their differences "
+    "and stacks) and estimates no background"
+)
+_NOT_IN_STATIC = "the static sky model is an intermediate image of CompareWarp"
+
+#: Fields shared by the main config and ``assembleStaticSkyModel`` that have no effect
+#: in dcr_dask (both places), with the reason.
+_NOT_APPLICABLE_ANYWHERE: dict[str, str] = {
+    "coaddName": _BUTLER,
+    "connections": _BUTLER,
+    "hasFakes": _BUTLER + " (it only renames the datasets)",
+    "warpType": (
+        "the warps are the files given as inputs, and the PSF-matched ones those given with "
+        "--psf-matched (or made here); no warp type is looked up by name"
+    ),
+    "select": "the inputs are the warp files given; nothing selects among them",
+    "inputRecorder": (
+        "the output store always records every visit with its weight, airmass, PSF and the "
+        'reason it was rejected (inputs[] in docs/file-formats.md, "Output store")'
+    ),
+    "includeCalibVar": _CALIB + ", which carry no calibration error",
+    "scaleZeroPoint": _CALIB + "; nothing is rescaled to a zero point",
+    "doUsePsfMatchedPolygons": (
+        "warps carry no valid polygons; pixels a PSF-matched warp cannot supply are NO_DATA"
+    ),
+    "coaddPsf": "no CoaddPsf is built: the output store records each visit's PSF FWHM in inputs[]",
+    "brightObjectMaskName": "bright-object masks are not made (doMaskBrightObjects)",
+    "interpImage": "NO_DATA pixels of the coadd are not interpolated (doInterp)",
+    "doInterp": (
+        "NO_DATA pixels of the coadd are left as they are and flagged NO_DATA, not "
+        "interpolated; dcr_dask's default is False"
+    ),
+}
+
+#: Fields of ``assembleStaticSkyModel`` that act only in the main config.
+_NOT_APPLICABLE_STATIC: dict[str, str] = {
+    "modelPsf": "the PSF-matched warps are matched to the main config's modelPsf",
+    "matchingKernelSize": "PSF matching uses the main config's matchingKernelSize",
+    "subregionSize": "the tile is chunked by the main config's subregionSize",
+    "saveMetadata": "run metadata follow the main config's saveMetadata",
+    "doWrite": _NOT_IN_STATIC + " and is never written to the output",
+    "doNImage": _NOT_IN_STATIC + "; its nImage is not kept",
+    "doMaskBrightObjects": "bright-object masks are not made",
+    "doAttachTransmissionCurve": _NOT_IN_STATIC,
+}
+
+#: Fields with no effect in dcr_dask, by dotted name, with the reason. A value other than
+#: dcr_dask's default draws an :class:`~dcr_dask.errors.InapplicableFieldWarning` from
+#: :meth:`DcrAssembleCoaddConfig.validate`; a sub-configuration's entry covers all its fields.
+NOT_APPLICABLE: dict[str, str] = {
+    **_NOT_APPLICABLE_ANYWHERE,
+    **{f"assembleStaticSkyModel.{k}": v for k, v in _NOT_APPLICABLE_ANYWHERE.items()},
+    **{f"assembleStaticSkyModel.{k}": v for k, v in _NOT_APPLICABLE_STATIC.items()},
+    "doNImage": ('the output store always has n_image (docs/file-formats.md, "Output store")'),
+    **{
+        f"{detection}.{field}": _DETECT_BACKGROUND
+        for detection in ("detect", "detectTemplate", "detectModelSources")
+        for field in (
+            "reEstimateBackground",
+            "background",
+            "doTempLocalBackground",
+            "tempLocalBackground",
+            "doTempWideBackground",
+            "tempWideBackground",
+            "adjustBackground",
+        )
+    },
+    **{
+        f"{detection}.statsMask": "it is used only by thresholdType='stdev', which dcr_dask refuses"
+        for detection in ("detect", "detectTemplate", "detectModelSources")
+    },
+    **{
+        f"{detection}.combinedGrow": (
+            "footprints are always grown together (a mask dilation), so neighbours may merge"
+        )
+        for detection in ("detect", "detectTemplate", "detectModelSources")
+    },
+    **{
+        f"{detection}.returnOriginalFootprints": (
+            "footprints are used only as the masks they set, which are the grown ones"
+        )
+        for detection in ("detect", "detectTemplate", "detectModelSources")
+    },
+    "scaleWarpVariance.background": (
+        "the warps are background-subtracted; the noise is measured around zero"
+    ),
+    "detectPsfSources": "it is used only with doCalculatePsf, which dcr_dask does not implement",
+    "measurePsfSources": "it is used only with doCalculatePsf, which dcr_dask does not implement",
+    "measurePsf": "it is used only with doCalculatePsf, which dcr_dask does not implement",
+}
+
+#: Fields whose non-default value asks for a result dcr_dask cannot give: dotted name ->
+#: (refused value, what to do instead). :meth:`DcrAssembleCoaddConfig.validate` raises.
+REFUSED: dict[str, tuple[Any, str]] = {
+    "doCalculatePsf": (
+        True,
+        "measuring the PSF on the coadd is not implemented in dcr_dask; leave it False "
+        "(inputs[].psf_fwhm_px in the output store holds each visit's PSF)",
+    ),
+    "doWrite": (
+        False,
+        "dcr_dask always writes the output store; to keep nothing, write to a temporary "
+        "--output and delete it",
+    ),
+    "doMaskBrightObjects": (
+        True,
+        "dcr_dask reads no bright-object catalogue; a BRIGHT_OBJECT plane already in the "
+        "warps' masks is carried into the output mask without it",
+    ),
+    "doAttachTransmissionCurve": (
+        True,
+        "dcr_dask attaches no transmission curve; each sub-band's wavelength range is "
+        "stored (wavelength_min_nm, wavelength_max_nm)",
+    ),
+}
+
+#: thresholdType values that block-wise detection cannot apply (they need a statistic of
+#: the whole image): refused for the detections dcr_dask runs.
+_WHOLE_IMAGE_THRESHOLDS = ("stdev", "variance")
+_RUN_DETECTIONS = ("detect", "detectTemplate", "detectModelSources")
+
+
+def _dotted_get(config: ConfigBase, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _plain_value(value: Any) -> Any:
+    return value.toDict() if isinstance(value, ConfigBase) else _plain(value)
 
 
 # -------------------------------------------------------------- --set overrides

@@ -185,3 +185,12 @@ class ClusterLostError(DcrDaskError, RuntimeError):
 class Terminated(KeyboardInterrupt):
     """The process received ``SIGTERM`` (the command line raises it from a signal handler,
     so that every ``finally`` runs and no partial output is left, as on Ctrl-C)."""
+
+
+class InapplicableFieldWarning(UserWarning):
+    """A configuration field is set to a value that has no effect in dcr_dask.
+
+    Emitted by :meth:`dcr_dask.config.DcrAssembleCoaddConfig.validate`, once per
+    field, before any work starts. The message names the field, its value and why
+    dcr_dask does not use it (``dcr_dask.config.NOT_APPLICABLE``).
+    """
