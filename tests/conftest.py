@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -9,6 +10,18 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
+from hypothesis import settings
+
+# Property-based tests (tests/test_properties_*.py). "ci", the default: the same examples
+# on every run, bounded so that they take seconds, and no example database written into
+# the checkout. HYPOTHESIS_PROFILE=thorough searches many more (still random-free).
+settings.register_profile(
+    "ci", derandomize=True, max_examples=60, deadline=None, database=None, print_blob=True
+)
+settings.register_profile(
+    "thorough", derandomize=False, max_examples=2000, deadline=None, database=None
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _make_tile_wcs(
