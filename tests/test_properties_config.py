@@ -380,6 +380,8 @@ def test_invalid_value_in_a_file_names_the_field_and_the_file(name, data, fmt):
     """A value of the wrong type is refused on reading; one out of range by ``config
     validate``; either way the message names the field and the file."""
     value = data.draw(invalid_value(LEAVES[name]) | _wrong_type(LEAVES[name]))
+    if fmt == "json" and json.loads(json.dumps(value)) != value:
+        fmt = "yaml"  # JSON has only string keys ({0: 0.0} reads back as {"0": 0.0}) and no nan
     nested: dict[str, Any] = {}
     *parents, leaf = name.split(".")
     level = nested
