@@ -403,6 +403,8 @@ class FieldSpec:
             broken.append(f"must have exactly {self.length} items")
         if self.bounds is not None and any(item not in self.bounds for item in items):
             broken.append(f"{every}must be in {self.bounds}")
+        if (self.itemtype or self.dtype) is float and not all(map(math.isfinite, items)):
+            broken.append(f"{every}must be finite")
         broken += [check.description for check in self.checks if not check.predicate(value)]
         return ConfigError(field, value, "; ".join(broken)) if broken else None
 
@@ -946,7 +948,14 @@ class ConfigBase:
 
     def _error(self, name: str, value: Any, message: str) -> ConfigError:
         """A ConfigError about this config's field ``name``, under its dotted name."""
-        return ConfigError(self._dotted(name), value, message)
+        return self._located(name, ConfigError(self._dotted(name), value, message))
+
+    def _located(self, name: str, error: ConfigError) -> ConfigError:
+        """``error`` naming the file field ``name``'s current value was loaded from, if any."""
+        entries = self._history.get(name)
+        if entries and entries[-1].label.startswith("load ") and entries[-1].location:
+            return error.in_file(entries[-1].location)
+        return error
 
     def _set_path(self, prefix: str) -> None:
         object.__setattr__(self, "_path", prefix)
@@ -1019,7 +1028,7 @@ class ConfigBase:
         for name, spec in self._specs().items():
             problem = spec.problem(self._dotted(name), getattr(self, name))
             if problem is not None:
-                problems.append(problem)
+                problems.append(self._located(name, problem))
         if not problems:
             problems += self._cross_checks()
         for name, spec in self._specs().items():
@@ -1531,8 +1540,11 @@ class ConfigBase:
                 f"a config file must hold a mapping of field names, not {type(data).__name__}",
                 filename=str(path),
             )
-        with _provenance(f"load {path}", str(path)):
-            self._apply_mapping(data)
+        try:
+            with _provenance(f"load {path}", str(path)):
+                self._apply_mapping(data)
+        except ConfigError as error:
+            raise error.in_file(str(path)) from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, allow_python: bool = False) -> Self:
@@ -3155,10 +3167,17 @@ def apply_overrides(config: ConfigBase, overrides: Iterable[str]) -> ConfigBase:
             problems.append(ConfigError(key, text, f"is a group of fields; set one of them{hint}"))
             continue
         try:
-            parsed.append((owner, name, _parse_value(spec, text)))
+            value = _parse_value(spec, text)
         except (ValueError, SyntaxError) as error:
             message = f"cannot be read as {spec._expected()}: {error}"
             problems.append(ConfigError(key, text, message))
+            continue
+        try:  # a value of the wrong type ([1] for a list of str) is found before any is set
+            spec.coerce(key, value)
+        except ConfigError as error:
+            problems.append(error)
+            continue
+        parsed.append((owner, name, value))
     _raise_all(problems)
     with _provenance("override"):
         for owner, name, value in parsed:

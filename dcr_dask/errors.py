@@ -63,12 +63,32 @@ class ConfigError(DcrDaskError, ValueError):
         The offending value.
     message : str
         Why it is not allowed.
+    filename : str or None
+        The configuration file the value was read from, if any; it begins the message.
     """
 
-    def __init__(self, field: str, value: object, message: str):
+    def __init__(self, field: str, value: object, message: str, *, filename: str | None = None):
         self.field = field
         self.value = value
-        super().__init__(f"config field {field!r} = {value!r}: {message}")
+        self.reason = message
+        self.filename = filename
+        where = f"{filename}: " if filename is not None else ""
+        super().__init__(f"{where}config field {field!r} = {value!r}: {message}")
+
+    def in_file(self, filename: str) -> ConfigError:
+        """The same problem, naming the configuration file the value came from.
+
+        Parameters
+        ----------
+        filename : str
+            The file.
+
+        Returns
+        -------
+        ConfigError
+            A new error (a :class:`ConfigErrors` of new errors for a group).
+        """
+        return ConfigError(self.field, self.value, self.reason, filename=filename)
 
 
 def raise_collected(errors: Iterable[InputError]) -> None:
@@ -129,6 +149,10 @@ class ConfigErrors(ExceptionGroup, ConfigError):
 
     def __str__(self) -> str:
         return self.message
+
+    def in_file(self, filename: str) -> ConfigErrors:
+        """The same problems, each naming the configuration file its value came from."""
+        return ConfigErrors(error.in_file(filename) for error in self.errors)
 
     def derive(self, excs: Iterable[ConfigError]) -> ConfigErrors:
         """Return a ConfigErrors of a subset of the problems (``ExceptionGroup`` API)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -9,6 +11,21 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Property-based tests (tests/test_properties_*.py). "ci", the default: the same examples
+# on every run, bounded so that they take seconds, and no example database written into
+# the checkout. HYPOTHESIS_PROFILE=thorough searches many more, at random.
+# Hypothesis' own caches (constants, unicode tables) go to the temporary directory.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "dcr-dask-hypothesis"))
+settings.register_profile(
+    "ci", derandomize=True, max_examples=60, deadline=None, database=None, print_blob=True
+)
+settings.register_profile(
+    "thorough", derandomize=False, max_examples=2000, deadline=None, database=None
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _make_tile_wcs(
