@@ -34,6 +34,7 @@ from dcr_dask.visit import Observatory, Weather
 
 __all__ = [
     "DEFAULT_HUMIDITY_PCT",
+    "MAX_ELEVATION_M",
     "MAX_WAVELENGTH_NM",
     "MIN_WAVELENGTH_NM",
     "default_weather",
@@ -65,6 +66,10 @@ _ISA_PRESSURE_EXPONENT = (
     * _MOLAR_MASS_DRY_AIR_KG_MOL
     / (_GAS_CONSTANT_J_MOL_K * _ISA_LAPSE_RATE_K_PER_M)
 )
+
+MAX_ELEVATION_M = _ISA_TROPOPAUSE_M
+"""Observatory elevation (m) from which :func:`default_weather` refuses: the tropopause of the
+standard atmosphere, above which its troposphere does not apply."""
 
 _ZERO_CELSIUS_K = 273.15
 _PA_PER_MBAR = 100.0
@@ -112,10 +117,10 @@ def default_weather(
         If ``elevation_m`` is not finite or lies above the tropopause of the
         standard atmosphere (11000 m), where its troposphere does not apply.
     """
-    if not math.isfinite(elevation_m) or elevation_m >= _ISA_TROPOPAUSE_M:
+    if not math.isfinite(elevation_m) or elevation_m >= MAX_ELEVATION_M:
         raise ValueError(
             f"observatory elevation {elevation_m!r} m is outside the troposphere of the "
-            f"standard atmosphere (below {_ISA_TROPOPAUSE_M:.0f} m)"
+            f"standard atmosphere (below {MAX_ELEVATION_M:.0f} m)"
         )
     standard_temperature_k = _ISA_SEA_LEVEL_TEMPERATURE_K - _ISA_LAPSE_RATE_K_PER_M * elevation_m
     defaulted = []

@@ -199,6 +199,67 @@ def test_values_outside_range(visit_header, key, value):
     _single_error(visit_header(changes={key: value}), key)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("BORE-RA", 400.0),
+        ("BORE-RA", -361.0),
+        ("BORE-AZ", 1e4),
+        ("AVG-ERA", 720.0),
+        ("MJD-AVG-UT1", 2460371.5),  # a Julian date
+        ("MJD-AVG-UT1", 0.0),
+        ("DATE-AVG", "1858-11-17T00:00:00"),
+        ("DATE-AVG", "2200-01-01T00:00:00"),
+        ("OBS-ELEV", -501.0),
+        ("OBS-ELEV", 11000.0),
+        ("AIRTEMP", 283.15),  # kelvin
+        ("AIRTEMP", -120.0),
+        ("AIRPRESS", 743.0),  # hPa
+        ("AIRPRESS", 2e5),
+        ("MAGZERO", 6.3e10),  # a FLUXMAG0
+        ("MAGZERO", -101.0),
+    ],
+)
+def test_values_outside_physical_range_name_file_keyword_and_value(visit_header, key, value):
+    error = _single_error(visit_header(changes={key: value}), key)
+    assert error.keyword == key
+    assert "outside the allowed range" in str(error)
+    assert repr(value) in str(error)
+
+
+def test_legitimate_values_at_the_edges_are_accepted(visit_header):
+    edges = {
+        "BORE-RA": 360.0,
+        "BORE-AZ": -90.0,  # a mount's cable-wrapped azimuth
+        "AVG-ERA": 0.0,
+        "BORE-ALT": 90.0,
+        "BORE-AIRMASS": 1.0,
+        "OBS-ELEV": -430.0,  # the Dead Sea shore
+        "AIRTEMP": -89.2,
+        "AIRPRESS": 10_000.0,
+        "HUMIDITY": 0.0,
+        "MAGZERO": -48.6,  # erg/s/cm2/Hz
+        "EXPTIME": 0.0,
+    }
+    visit = parse_visit_header(visit_header(changes=edges), FILE)
+    assert visit.boresight_ra_deg == 360.0 and visit.boresight_az_deg == -90.0
+    assert visit.boresight_alt_deg == 90.0 and visit.boresight_airmass == 1.0
+    assert visit.observatory.elevation_m == -430.0 and visit.magzero == -48.6
+    assert visit.weather.humidity_pct == 0.0 and visit.weather.defaulted == ()
+    for date in ("1950-01-01T00:00:00", "2099-12-31T00:00:00"):
+        assert parse_visit_header(visit_header(changes={"DATE-AVG": date}), FILE).mjd is not None
+
+
+def test_range_problems_are_reported_together_with_the_others(visit_header):
+    header = visit_header(
+        changes={"EXPID": None, "BORE-RA": 400.0, "AIRPRESS": 743.0, "OBS-ELEV": 12000.0}
+    )
+    visit, errors = check_visit_header(header, FILE)
+    assert visit is None
+    assert {error.keyword for error in errors} == {"EXPID/VISIT", "BORE-RA", "AIRPRESS", "OBS-ELEV"}
+    assert all(error.filename == FILE for error in errors)
+
+
 @pytest.mark.parametrize(("key", "value"), [("BORE-DEC", math.nan), ("OBS-ELEV", math.inf)])
 def test_non_finite_value(visit_header, key, value):
     header = dict(visit_header())

@@ -126,6 +126,42 @@ _EDGE_VISIT = VisitInfo(
     psf_fwhm_px=1.5,
 )
 
+
+def _edge_of_ranges(mjd: float, ra: float, high: bool) -> VisitInfo:
+    """A visit at the zenith whose every ranged keyword is at one end of its allowed range
+    (docs/file-formats.md, "Visit keywords"): all legitimate, all must be read."""
+    era = _era_deg(mjd)
+    longitude = (ra - era + 180.0) % 360.0 - 180.0  # hour angle 0
+    elevation = 10_999.0 if high else -500.0
+    return VisitInfo(
+        visit=1,
+        band="r",
+        observatory=Observatory(longitude, 0.0, elevation),
+        weather=refraction.default_weather(
+            elevation,
+            temperature_c=100.0 if high else -100.0,
+            pressure_pa=120_000.0 if high else 10_000.0,
+            humidity_pct=100.0 if high else 0.0,
+        ),
+        era_deg=era,
+        boresight_ra_deg=ra,
+        boresight_dec_deg=0.0,
+        boresight_alt_deg=90.0,
+        boresight_airmass=1.0,
+        mjd=mjd,
+        boresight_az_deg=-360.0 if high else 360.0,
+        exptime_s=0.0,
+        psf_fwhm_px=1.5,
+        magzero=100.0 if high else -100.0,
+    )
+
+
+#: The low and the high ends of every range: 1950, RA -360 deg (0 h), 500 m below sea level,
+#: -100 degC, 10 kPa, dry, zero point -100; and 2100, RA 360 deg, 10999 m, 100 degC, 120 kPa,
+#: saturated, zero point 100.
+_LOW_EDGES = _edge_of_ranges(33282.0, -360.0, high=False)
+_HIGH_EDGES = _edge_of_ranges(88069.0, 360.0, high=True)
+
 # --------------------------------------------------------------------------- files
 
 
@@ -213,8 +249,13 @@ def _assert_same_visit(got: VisitInfo, want: VisitInfo, layout: str) -> None:
 
 
 @given(visit=visits(), layout=st.sampled_from(LAYOUTS))
+@pytest.mark.filterwarnings("ignore:ERFA function:erfa.ErfaWarning")  # afw_layouts at 1950, 2100
 @example(visit=_EDGE_VISIT, layout="old")
 @example(visit=_EDGE_VISIT, layout="dcr_dask")
+@example(visit=_LOW_EDGES, layout="old")
+@example(visit=_LOW_EDGES, layout="dcr_dask")
+@example(visit=_HIGH_EDGES, layout="current")
+@example(visit=_HIGH_EDGES, layout="dcr_dask")
 def test_valid_visit_keywords_read_back_in_every_layout(visit, layout):
     with _warp(visit, layout) as path:
         got, _ = read_warp_header(path)
@@ -224,31 +265,37 @@ def test_valid_visit_keywords_read_back_in_every_layout(visit, layout):
 
 # --------------------------------------------------------------------------- invalid values
 
-#: Keywords with a physical range, and values outside it.
+
+def _outside(low: float, high: float, margin: float = 1e6) -> st.SearchStrategy[float]:
+    """Finite values below ``low`` or above ``high`` (neither included)."""
+    return _finite(low - margin, low).filter(lambda v: v < low) | _finite(
+        high, high + margin
+    ).filter(lambda v: v > high)
+
+
+#: Keywords with a physical range, and values outside it (docs/file-formats.md, "Visit
+#: keywords").
 _OUT_OF_RANGE: dict[str, st.SearchStrategy[float]] = {
-    "BORE-DEC": _finite(90.0, 1e6).filter(lambda v: v > 90) | _finite(-1e6, -90.0001),
-    "OBS-LAT": _finite(90.0001, 1e6) | _finite(-1e6, -90.0001),
-    "OBS-LONG": _finite(360.0001, 1e6) | _finite(-1e6, -360.0001),
+    "BORE-DEC": _outside(-90.0, 90.0),
+    "OBS-LAT": _outside(-90.0, 90.0),
+    "OBS-LONG": _outside(-360.0, 360.0),
+    "BORE-RA": _outside(-360.0, 360.0),
+    "BORE-AZ": _outside(-360.0, 360.0),
+    "AVG-ERA": _outside(-360.0, 360.0),
+    "MJD-AVG-UT1": _outside(33282.0, 88069.0, margin=3e6) | st.sampled_from([0.0, 2460000.5]),
     "BORE-ALT": _finite(-90.0, 0.0) | _finite(90.0001, 1e3),
     "BORE-AIRMASS": _finite(-10.0, 0.9999),
     "EXPTIME": _finite(-1e5, -1e-9),
-    "AIRTEMP": _finite(-1e4, -273.15),
-    "AIRPRESS": _finite(-1e6, 0.0),
-    "HUMIDITY": _finite(-100.0, -1e-9) | _finite(100.0001, 1e4),
+    "AIRTEMP": _outside(-100.0, 100.0) | st.sampled_from([273.15, 288.0]),  # kelvin
+    "AIRPRESS": _outside(10_000.0, 120_000.0) | st.sampled_from([0.0, 743.0, 1013.25]),  # hPa
+    "HUMIDITY": _outside(0.0, 100.0, margin=1e4),
     "PSF-FWHM": _finite(-100.0, 0.0),
-    "OBS-ELEV": _finite(11_000.0, 1e8),
+    "OBS-ELEV": _finite(11_000.0, 1e8) | _finite(-1e6, -500.0).filter(lambda v: v < -500),
+    "MAGZERO": _outside(-100.0, 100.0) | st.sampled_from([6.3e10]),  # a FLUXMAG0
 }
 
 #: Every numeric keyword the parser reads.
-_NUMBERS = (
-    *_OUT_OF_RANGE,
-    "BORE-RA",
-    "BORE-AZ",
-    "BORE-ROTANG",
-    "MAGZERO",
-    "MJD-AVG-UT1",
-    "AVG-ERA",
-)
+_NUMBERS = (*_OUT_OF_RANGE, "BORE-ROTANG")
 
 #: Non-finite numbers as they appear in headers astropy cannot write (nor read as numbers).
 _NON_FINITE = st.sampled_from(["NaN", "nan", "Inf", "-Infinity", "1E400", "-1.0E999"])
@@ -284,7 +331,9 @@ def bad_keywords(draw: st.DrawFn) -> tuple[str, str, str]:
     key = draw(st.sampled_from(["DATE-AVG", "TIMESYS"]))
     if key == "DATE-AVG":
         value = draw(_FITS_TEXT.filter(lambda text: not re.fullmatch(r"\s*", text)))
-        value = draw(st.sampled_from([value, "2024-13-01T00:00:00", "2024-02-30T25:61:00"]))
+        year = draw(st.integers(1000, 1949) | st.integers(2100, 9999))  # out of range
+        out = f"{year:04d}-12-31T23:00:00"
+        value = draw(st.sampled_from([value, out, "2024-13-01T00:00:00", "2024-02-30T25:61:00"]))
     else:
         value = draw(
             _FITS_TEXT.filter(lambda t: t.strip().upper() not in ("TAI", "UTC", "TT", "UT1", ""))
@@ -304,20 +353,27 @@ def _assert_names(error: BaseException, path: Path, keyword: str) -> None:
 
 
 def _valid_date(text: str) -> bool:
-    """True if ``text`` happens to be a date astropy reads (then DATE-AVG is not invalid)."""
+    """True if ``text`` happens to be a date astropy reads between 1950 and 2100 (then
+    DATE-AVG is not invalid)."""
     from astropy.time import Time
 
     try:
-        Time(text.strip().removesuffix("Z"), format="fits", scale="tai")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # erfa's "dubious year"
+            time = Time(text.strip().removesuffix("Z"), format="fits", scale="tai")
     except (ValueError, TypeError):
         return False
-    return True
+    return 33282.0 <= time.mjd <= 88069.0
 
 
 @given(visit=visits(), bad=bad_keywords())
 @example(visit=_EDGE_VISIT, bad=("dcr_dask", "BORE-RA", _raw_card("BORE-RA", "NaN")))
 @example(visit=_EDGE_VISIT, bad=("old", "OBS-ELEV", _card("OBS-ELEV", 11_000.0)))
 @example(visit=_EDGE_VISIT, bad=("current", "MAGZERO", _raw_card("MAGZERO", "1E400")))
+@example(visit=_EDGE_VISIT, bad=("2020", "AIRPRESS", _card("AIRPRESS", 743.0)))
+@example(visit=_EDGE_VISIT, bad=("dcr_dask", "MJD-AVG-UT1", _card("MJD-AVG-UT1", 2460000.5)))
+@example(visit=_EDGE_VISIT, bad=("dcr_dask", "DATE-AVG", _card("DATE-AVG", "1858-11-17T00:00:00")))
+@example(visit=_EDGE_VISIT, bad=("old", "TIME-MID", _card("TIME-MID", "2200-01-01T00:00:00Z")))
 def test_invalid_keyword_is_named_with_the_file(visit, bad):
     layout, keyword, card = bad
     value = fits.Card.fromstring(card).value if keyword == "DATE-AVG" else None

@@ -57,6 +57,48 @@ __all__ = [
 #: Time scales accepted in ``TIMESYS`` (FITS names); converted without IERS data.
 _TIMESYS = ("TAI", "UTC", "TT", "UT1")
 
+# Physical ranges of the visit keywords (docs/file-formats.md, "Visit keywords"). Each is
+# wide enough for any real visit; what lies outside is a wrong unit or a broken writer.
+
+#: An angle that wraps (``BORE-RA``, ``BORE-AZ``, ``AVG-ERA``, ``OBS-LONG``), degrees: any
+#: value means the same modulo 360 (afw normalises them), but a number beyond one turn
+#: either way is not in degrees.
+_TURN_DEG = 360.0
+
+#: Mid-exposure time, UT1 MJD: 1950-01-01 to 2100-01-01. Outside lie a JD given as an MJD
+#: (2.46e6), a zero MJD (1858) or seconds since an epoch.
+_MJD_RANGE = (33282.0, 88069.0)
+
+#: Observatory elevation, metres: the lowest dry land (the Dead Sea shore, -430 m) to the
+#: top of the standard atmosphere's troposphere (excluded), where the weather defaults end.
+_MIN_ELEVATION_M = -500.0
+
+#: Air temperature, degrees Celsius: beyond any weather on Earth (-89 to 57 degC); a
+#: temperature in kelvin (above 173 K for air) falls above it.
+_AIRTEMP_RANGE_C = (-100.0, 100.0)
+
+#: Air pressure, pascals: from about 16 km up (the standard atmosphere's 10 kPa) to above
+#: the highest sea-level record (108.5 kPa); a pressure in hPa or mbar falls below it.
+_AIRPRESS_RANGE_PA = (10_000.0, 120_000.0)
+
+#: Largest magnitude of a photometric zero point: its sign depends on the flux unit
+#: (about 31.4 for nJy, 0 for maggies, -48.6 for erg/s/cm2/Hz), but beyond 100 mag (a flux
+#: ratio of 1e40) the number is not a zero point, e.g. a flux scale such as ``FLUXMAG0``.
+_MAGZERO_LIMIT = 100.0
+
+_MJD_EXPECT = (
+    f"a mid-exposure time between 1950 and 2100 (MJD {_MJD_RANGE[0]:.0f} to "
+    f"{_MJD_RANGE[1]:.0f}; a Julian date is not an MJD)"
+)
+
+
+def _in_turn(value: float) -> bool:
+    return -_TURN_DEG <= value <= _TURN_DEG
+
+
+def _mjd_in_range(mjd: float) -> bool:
+    return _MJD_RANGE[0] <= mjd <= _MJD_RANGE[1]
+
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
@@ -195,11 +237,22 @@ def _era_deg(mjd_ut1: float) -> float:
     return float(np.degrees(erfa.era00(2400000.5, mjd_ut1)))
 
 
+def _date_in_range(reader: _HeaderReader, key: str, date: str, mjd: float) -> float | None:
+    """``mjd`` (of the date ``date`` read from ``key``) if it is in range, else None and an
+    error."""
+    if _mjd_in_range(mjd):
+        return mjd
+    reader.error(
+        key, f"value {date!r} (UT1 MJD {mjd:.3f}) is outside the allowed range: " + _MJD_EXPECT
+    )
+    return None
+
+
 def _read_time(reader: _HeaderReader) -> tuple[float | None, float | None]:
     """Return ``(mjd_ut1, era_deg)``; the ERA is computed from the time if not given."""
     n_errors = len(reader.errors)
-    mjd = reader.number("MJD-AVG-UT1")
-    era = reader.number("AVG-ERA")
+    mjd = reader.number("MJD-AVG-UT1", check=_mjd_in_range, expect=_MJD_EXPECT)
+    era = reader.number("AVG-ERA", check=_in_turn, expect="[-360, 360] deg")
     date = reader.string("DATE-AVG", nonempty=True)
     date_mjd = None
     if date is not None:
@@ -215,6 +268,8 @@ def _read_time(reader: _HeaderReader) -> tuple[float | None, float | None]:
                 date_mjd = _ut1_mjd_from_date(date, timesys)
             except (ValueError, TypeError) as exc:
                 reader.error("DATE-AVG", f"cannot parse {date!r} as an ISO-8601 date: {exc}")
+            else:
+                date_mjd = _date_in_range(reader, "DATE-AVG", date, date_mjd)
     if mjd is None:
         mjd = date_mjd
     present = ("MJD-AVG-UT1", "AVG-ERA", "DATE-AVG")
@@ -226,6 +281,8 @@ def _read_time(reader: _HeaderReader) -> tuple[float | None, float | None]:
                 mjd = _ut1_mjd_from_date(mid[:-1] if mid.endswith("Z") else mid, "UTC")
             except (ValueError, TypeError) as exc:
                 reader.error("TIME-MID", f"cannot parse {mid!r} as an ISO-8601 date: {exc}")
+            else:
+                mjd = _date_in_range(reader, "TIME-MID", mid, mjd)
     ok = len(reader.errors) == n_errors
     if ok and mjd is None and era is None and not any(reader.has(key) for key in present):
         reader.error(
@@ -363,7 +420,8 @@ def check_visit_header(
     in (0, 90]) and ``BORE-AIRMASS`` (>= 1) each follow from the other; when
     both are absent (afw writes them only when finite) the geometric altitude
     is computed from the hour angle, ``BORE-DEC`` and ``OBS-LAT``. Numbers must
-    be finite ints or floats (not strings, not booleans). Missing weather
+    be finite ints or floats (not strings, not booleans), within the physical
+    ranges of docs/file-formats.md, "Visit keywords". Missing weather
     (``AIRTEMP`` degC, ``AIRPRESS`` Pa, ``HUMIDITY`` %) is filled in by
     :func:`dcr_dask.refraction.default_weather`.
     """
@@ -374,43 +432,55 @@ def check_visit_header(
     band, band_source = _read_band(reader, filter_label)
     exptime = reader.number("EXPTIME", check=lambda v: v >= 0.0, expect="must be >= 0 s")
     mjd, era = _read_time(reader)
-    ra = reader.number("BORE-RA", required=True)
+    ra = reader.number("BORE-RA", required=True, check=_in_turn, expect="[-360, 360] deg")
     dec = reader.number(
         "BORE-DEC", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
     )
-    az = reader.number("BORE-AZ")
+    az = reader.number("BORE-AZ", check=_in_turn, expect="[-360, 360] deg")
     rotang = reader.number("BORE-ROTANG")
     rottype = reader.string("ROTTYPE")
-    longitude = reader.number(
-        "OBS-LONG", required=True, check=lambda v: -360.0 <= v <= 360.0, expect="[-360, 360] deg"
-    )
+    longitude = reader.number("OBS-LONG", required=True, check=_in_turn, expect="[-360, 360] deg")
     latitude = reader.number(
         "OBS-LAT", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
     )
     alt, airmass = _read_pointing(reader, era, ra, dec, longitude, latitude)
-    elevation = reader.number("OBS-ELEV", required=True)
-    temperature = reader.number(
-        "AIRTEMP", check=lambda v: v > -273.15, expect="above absolute zero (degC)"
+    elevation = reader.number(
+        "OBS-ELEV",
+        required=True,
+        check=lambda v: _MIN_ELEVATION_M <= v < refraction.MAX_ELEVATION_M,
+        expect=f"[{_MIN_ELEVATION_M:.0f}, {refraction.MAX_ELEVATION_M:.0f}) m above sea level",
     )
-    pressure = reader.number("AIRPRESS", check=lambda v: v > 0.0, expect="> 0 Pa")
+    low_c, high_c = _AIRTEMP_RANGE_C
+    temperature = reader.number(
+        "AIRTEMP",
+        check=lambda v: low_c <= v <= high_c,
+        expect=f"[{low_c:.0f}, {high_c:.0f}] degC (air temperature in Celsius, not kelvin)",
+    )
+    low_pa, high_pa = _AIRPRESS_RANGE_PA
+    pressure = reader.number(
+        "AIRPRESS",
+        check=lambda v: low_pa <= v <= high_pa,
+        expect=f"[{low_pa:.0f}, {high_pa:.0f}] Pa (air pressure in pascals, not hPa or mbar)",
+    )
     humidity = reader.number("HUMIDITY", check=lambda v: 0.0 <= v <= 100.0, expect="[0, 100] %")
     psf_fwhm = reader.number("PSF-FWHM", check=lambda v: v > 0.0, expect="> 0 pixel")
-    magzero = reader.number("MAGZERO")
+    magzero = reader.number(
+        "MAGZERO",
+        check=lambda v: abs(v) <= _MAGZERO_LIMIT,
+        expect=f"[-{_MAGZERO_LIMIT:.0f}, {_MAGZERO_LIMIT:.0f}] mag (a zero point in magnitudes)",
+    )
 
     if reader.errors:
         return None, reader.errors
     assert visit is not None and band is not None and era is not None
     assert ra is not None and dec is not None and alt is not None and airmass is not None
     assert longitude is not None and latitude is not None and elevation is not None
-    try:
-        weather: Weather = refraction.default_weather(
-            elevation,
-            temperature_c=temperature,
-            pressure_pa=pressure,
-            humidity_pct=humidity,
-        )
-    except ValueError as exc:
-        return None, [InputError(str(exc), filename=name, keyword="OBS-ELEV")]
+    weather: Weather = refraction.default_weather(
+        elevation,
+        temperature_c=temperature,
+        pressure_pa=pressure,
+        humidity_pct=humidity,
+    )
     info = VisitInfo(
         visit=visit,
         band=band,
