@@ -69,7 +69,13 @@ import tomli_w
 import yaml
 
 from dcr_dask.bands import accepted_band_names, known_bands_text
-from dcr_dask.errors import ConfigError, ConfigErrors, InapplicableFieldWarning, InputError
+from dcr_dask.errors import (
+    ConfigError,
+    ConfigErrors,
+    InapplicableFieldWarning,
+    InputError,
+    OverrideError,
+)
 from dcr_dask.refraction import MAX_WAVELENGTH_NM, MIN_WAVELENGTH_NM
 
 __all__ = [
@@ -3098,18 +3104,34 @@ def _parse_value(spec: FieldSpec, text: str) -> Any:
         return _parse_scalar(spec.dtype, stripped)
     if stripped[:1] in ("[", "(", "{"):
         return _parse_literal(stripped)
-    if not stripped:
-        return [] if spec.kind == "list" else {}
     items = stripped.split(",")
+    blank = [str(number) for number, item in enumerate(items, 1) if not item.strip()]
+    if blank:
+        raise ValueError(f"item {', '.join(blank)} of {len(items)} is empty")
     if spec.kind == "list":
         return [_parse_scalar(spec.itemtype, item) for item in items]
     pairs = [item.partition(":") for item in items]
     if any(not sep for _, sep, _ in pairs):
         raise ValueError("expected KEY:VALUE pairs separated by commas")
+    if any(not key.strip() for key, _, _ in pairs):
+        raise ValueError("a KEY before ':' is empty")
     return {
         _parse_scalar(spec.keytype, key): _parse_scalar(spec.itemtype, value)
         for key, _, value in pairs
     }
+
+
+def _empty_value_hint(key: str, spec: FieldSpec) -> str:
+    """How to write an empty or absent value of a field on the command line."""
+    if spec.optional:
+        return f"; write {key}=None to unset it"
+    if spec.kind == "list":
+        return f"; write {key}=[] for an empty list"
+    if spec.kind == "dict":
+        return f"; write {key}={{}} for an empty mapping"
+    if spec.dtype is str:
+        return f'; write {key}="" for an empty string'
+    return ""
 
 
 def apply_overrides(config: ConfigBase, overrides: Iterable[str]) -> ConfigBase:
@@ -3136,9 +3158,13 @@ def apply_overrides(config: ConfigBase, overrides: Iterable[str]) -> ConfigBase:
     Raises
     ------
     ConfigError or ConfigErrors
-        For a string without ``=``, an unknown field (naming close matches), a
-        sub-configuration given a value, or a value that cannot be converted. All
-        strings are parsed before any is applied, and every problem is reported.
+        For a string without ``=``, without a field name before it or without a
+        value after it (blank or whitespace-only; an empty list is ``[]``, an
+        empty string ``""``, no value ``None``), an unknown field (naming close
+        matches), a sub-configuration given a value, a list with an empty item,
+        or a value that cannot be converted. All strings are parsed before any is
+        applied, and every problem is reported; the first three are
+        :class:`~dcr_dask.errors.OverrideError`.
 
     Examples
     --------
@@ -3151,10 +3177,20 @@ def apply_overrides(config: ConfigBase, overrides: Iterable[str]) -> ConfigBase:
     for override in overrides:
         key, sep, text = override.partition("=")
         key = key.strip()
-        if not sep or not key:
+        if not override.strip():
             problems.append(
-                ConfigError(override, override, "expected FIELD=VALUE, e.g. dcrNumSubfilters=4")
+                OverrideError(
+                    override, override, "is empty; expected FIELD=VALUE, e.g. dcrNumSubfilters=4"
+                )
             )
+            continue
+        if not sep:
+            message = f"has no '='; expected FIELD=VALUE, e.g. {key}=..."
+            problems.append(OverrideError(override, key, message))
+            continue
+        if not key:
+            message = "names no field before '='; expected FIELD=VALUE, e.g. dcrNumSubfilters=4"
+            problems.append(OverrideError(override, override, message))
             continue
         try:
             owner, name, spec = config._resolve(key)
@@ -3165,6 +3201,10 @@ def apply_overrides(config: ConfigBase, overrides: Iterable[str]) -> ConfigBase:
             example = next(iter(spec.dtype.fields()), None)
             hint = f", e.g. {key}.{example.name}=..." if example is not None else ""
             problems.append(ConfigError(key, text, f"is a group of fields; set one of them{hint}"))
+            continue
+        if not text.strip():
+            message = f"gives no value after '='{_empty_value_hint(key, spec)}"
+            problems.append(OverrideError(override, key, message))
             continue
         try:
             value = _parse_value(spec, text)

@@ -91,6 +91,26 @@ class ConfigError(DcrDaskError, ValueError):
         return ConfigError(self.field, self.value, self.reason, filename=filename)
 
 
+class OverrideError(ConfigError):
+    """A ``FIELD=VALUE`` string (the CLI's ``--set``) without a field name or a value.
+
+    Its message is one line that quotes the string as given.
+
+    Parameters
+    ----------
+    text : str
+        The whole string.
+    field : str
+        The field it names, or the string itself when it names none.
+    message : str
+        What is missing and how to write it.
+    """
+
+    def __init__(self, text: str, field: str, message: str):
+        super().__init__(field, text, message)
+        self.args = (f"--set {text!r}: {message}",)
+
+
 def raise_collected(errors: Iterable[InputError]) -> None:
     """Raise the problems found, if any.
 

@@ -48,6 +48,16 @@ def test_config_validate_reports_each_bad_field(capsys):
     assert "dcrNumSubfilters" in err
 
 
+@pytest.mark.parametrize("override", ["maxNumIter=", "=3", "sigmaClip", "maxNumIter=  "])
+def test_run_refuses_a_blank_set_in_one_line_before_any_work(warp_dir, tmp_path, capsys, override):
+    output = tmp_path / "out.zarr"
+    code = main(["run", str(warp_dir), "--output", str(output), *BAND, "--set", override])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and f"--set {override!r}" in err
+    assert list(tmp_path.iterdir()) == []  # no output, no work directory
+
+
 def test_config_show_and_diff_round_trip(tmp_path, capsys):
     first = tmp_path / "a.yaml"
     assert main(["config", "show", *BAND, "--set", "detect.thresholdValue=6"]) == 0

@@ -28,7 +28,7 @@ from dcr_dask.config import (
     apply_overrides,
     many_artifacts_overrides,
 )
-from dcr_dask.errors import ConfigError, InputError
+from dcr_dask.errors import ConfigError, InputError, OverrideError
 
 # The reference document lives beside the repository (in CI's checkout), not in it: the
 # tests use its field table, stored in tests/data/reference_fields.json, and compare that
@@ -884,6 +884,64 @@ def test_apply_overrides_reports_every_bad_string_and_applies_none():
     assert fields == ["detect.minPixels", "doWrite", "detect", "badMaskPlanes", "dcrNumSubfilters"]
     assert "is a group of fields" in str(caught.value)
     assert config.dcrNumSubfilters == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "says"),
+    [
+        ("maxNumIter=", "maxNumIter", "gives no value after '='"),
+        ("maxNumIter=   ", "maxNumIter", "gives no value after '='"),
+        ("detect.thresholdValue=\t", "detect.thresholdValue", "gives no value after '='"),
+        ("badMaskPlanes=", "badMaskPlanes", "write badMaskPlanes=[] for an empty list"),
+        (
+            "maskPropagationThresholds= ",
+            "maskPropagationThresholds",
+            "maskPropagationThresholds={}",
+        ),
+        ("coaddName=", "coaddName", 'write coaddName="" for an empty string'),
+        ("baseGain=", "baseGain", "write baseGain=None to unset it"),
+        ("=3", "=3", "names no field before '='"),
+        ("  = 3", "  = 3", "names no field before '='"),
+        ("sigmaClip", "sigmaClip", "has no '='"),
+        ("", "", "is empty"),
+        ("   ", "   ", "is empty"),
+    ],
+)
+def test_apply_overrides_refuses_a_missing_field_or_value_in_one_line(override, field, says):
+    config = DcrAssembleCoaddConfig()
+    with pytest.raises(OverrideError) as caught:
+        apply_overrides(config, [override])
+    message = str(caught.value)
+    assert message.startswith(f"--set {override!r}: ") and says in message
+    assert "\n" not in message
+    assert caught.value.field == field and caught.value.value == override
+    assert config.badMaskPlanes == DcrAssembleCoaddConfig().badMaskPlanes
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("badMaskPlanes=NO_DATA,,BAD", "item 2 of 3 is empty"),
+        ("badMaskPlanes=NO_DATA,", "item 2 of 2 is empty"),
+        ("badMaskPlanes= ,NO_DATA", "item 1 of 2 is empty"),
+        ("maskPropagationThresholds=SAT:0.1,:0.2", "a KEY before ':' is empty"),
+    ],
+)
+def test_apply_overrides_refuses_empty_items(override, says):
+    config = DcrAssembleCoaddConfig()
+    with pytest.raises(ConfigError, match=re.escape(says)) as caught:
+        apply_overrides(config, [override])
+    assert caught.value.field == override.partition("=")[0]
+    assert config.badMaskPlanes == DcrAssembleCoaddConfig().badMaskPlanes
+
+
+def test_the_suggested_empty_values_are_accepted():
+    config = apply_overrides(
+        DcrAssembleCoaddConfig(),
+        ["badMaskPlanes=[]", "maskPropagationThresholds={}", 'coaddName=""', "baseGain=None"],
+    )
+    assert config.badMaskPlanes == [] and config.maskPropagationThresholds == {}
+    assert config.coaddName == "" and config.baseGain is None
 
 
 # ---------------------------------------------------------------- misc details

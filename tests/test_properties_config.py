@@ -176,10 +176,11 @@ _NULL = ("None", "none", "null", "NULL")
 
 
 def _plain(text: str, spec: FieldSpec) -> bool:
-    """Whether a str value can be given unquoted (the parser strips spaces and unquotes)."""
+    """Whether a str value can be given unquoted (the parser strips spaces and unquotes, and
+    refuses a blank value: an empty string is written ``""``)."""
     quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
     null = spec.optional and text.strip().lower() in ("none", "null")
-    return text == text.strip() and not quoted and not null
+    return bool(text) and text == text.strip() and not quoted and not null
 
 
 def _scalar_text(value: Any, dtype: type, spec: FieldSpec, draw: st.DrawFn) -> str:
@@ -206,7 +207,7 @@ def set_strings(draw: st.DrawFn) -> tuple[str, Any, str]:
     if spec.kind == "list":
         items = [_scalar_text(item, spec.itemtype, spec, draw) for item in value]
         commas = ",".join(items)
-        if all("," not in item for item in items) and commas[:1] not in ("[", "(", "{"):
+        if items and all("," not in item for item in items) and commas[:1] not in "[({":
             literal = draw(st.sampled_from([literal, commas]))
     else:
         pairs = [
@@ -214,14 +215,15 @@ def set_strings(draw: st.DrawFn) -> tuple[str, Any, str]:
         ]
         commas = ",".join(pairs)
         plain_keys = all(_plain(key, spec) and key and not set(key) & set(",:") for key in value)
-        if plain_keys and commas[:1] not in ("[", "(", "{"):
+        if pairs and plain_keys and commas[:1] not in ("[", "(", "{"):
             literal = draw(st.sampled_from([literal, commas]))
     return name, value, f"{name}={literal}"
 
 
 @given(case=set_strings())
 @example(case=("coaddName", "a=b", "coaddName=a=b"))
-@example(case=("badMaskPlanes", [], "badMaskPlanes="))
+@example(case=("badMaskPlanes", [], "badMaskPlanes=[]"))
+@example(case=("coaddName", "", 'coaddName=""'))
 def test_set_gives_what_assignment_gives(case):
     name, value, override = case
     by_set = apply_overrides(DcrAssembleCoaddConfig(), [override])
@@ -450,6 +452,7 @@ def _refused(override: str) -> set[str] | None:
 )
 @example(overrides=["badMaskPlanes=[1,"])
 @example(overrides=["badMaskPlanes=[1]", "sigmaClip=x"])
+@example(overrides=["badMaskPlanes=", "=3", "sigmaClip", " "])
 def test_set_strings_are_applied_or_each_refused_by_name(overrides):
     """Any ``--set`` strings are applied, or refused with one ConfigError naming the field
     (or the string itself) of every bad one; nothing is applied then."""
