@@ -6,7 +6,7 @@ implementation of the same step, side by side in one run, printing the ratio
 and both results' error against truth. Target: the default method at least 30×
 faster than the straightforward one at equal or better error."
 
-What is timed (ALGORITHM.md, section 3, steps 1-4 and 7, with the config's
+What is timed (docs/algorithm.md, "The iteration", steps 1-4 and 7, with the config's
 ``accelerateModel`` = 3 and the first-iteration gain ``1/(S − 1)``; *no*
 regularization in any candidate, steps 5, 6 and 8 off), on one subregion grown
 by ``bufferSize``:
@@ -46,7 +46,7 @@ forward-modelled, should reproduce the noise-free visits:
 (b) model error after one iteration from the flat start ``T/S`` (``T`` the
     mean of the good visit pixels): ``RMS(A_s − truth_s) / RMS(truth_s)``
     pooled over sub-bands, in the subregion, where ``A_s`` are the output
-    sub-band images (the amplified planes, ALGORITHM.md section 5). Given for
+    sub-band images (the amplified planes, docs/algorithm.md, "The coadd and outputs"). Given for
     the noisy visits (what a run sees) and for the noise-free ones (the
     methods' own error).
 
@@ -150,7 +150,8 @@ def straightforward_template(
 def straightforward_weights(
     good: np.ndarray, unsplit: np.ndarray, order: int = ORDER
 ) -> np.ndarray:
-    """``1/W_s`` of ALGORITHM.md section 2, with one ``ndimage.shift`` per visit and sub-band."""
+    """``1/W_s`` of docs/algorithm.md, "Initial model", with one ``ndimage.shift`` per visit
+    and sub-band."""
     n_visits, n_subfilters = unsplit.shape[:2]
     coverage = np.zeros((n_subfilters, *good.shape[1:]), dtype=np.float32)
     for v in range(n_visits):
@@ -175,7 +176,8 @@ def straightforward_iteration(
     accelerate: float,
     order: int = ORDER,
 ) -> np.ndarray:
-    """Steps 1-4 and 7 of ALGORITHM.md section 3, one ``ndimage.shift`` call per shift."""
+    """Steps 1-4 and 7 of docs/algorithm.md, "The iteration", one ``ndimage.shift`` call per
+    shift."""
     n_visits, n_subfilters = unsplit.shape[:2]
     total = np.zeros(model.shape, dtype=np.float64)
     for v in range(n_visits):
@@ -437,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     accelerate = float(config.accelerateModel)
     gain = float(config.baseGain) if config.baseGain else 1.0 / (n_subfilters - 1)
 
-    log("bench_iteration: one DCR iteration (ALGORITHM.md section 3, steps 1-4 + 7)")
+    log('bench_iteration: one DCR iteration (docs/algorithm.md, "The iteration", steps 1-4 + 7)')
     log(machine_summary(KERNELS))
     log(
         f"case: {size}x{size} subregion, {n_visits} visits (airmass 1.01-2.0, east/west),"

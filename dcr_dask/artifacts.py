@@ -1,6 +1,6 @@
 """CompareWarp's artifact tests and variance rescaling, as pure NumPy kernels.
 
-ALGORITHM.md, section 6. The graph layer (:mod:`dcr_dask.compare_warp`)
+docs/algorithm.md, "CompareWarp artifacts". The graph layer (:mod:`dcr_dask.compare_warp`)
 detects footprints on each PSF-matched warp minus the static sky model,
 labels them across the tile (:mod:`dcr_dask.labels`) and sums per-footprint
 statistics with the ``*_stats`` block functions here; the decision functions

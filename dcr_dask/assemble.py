@@ -13,7 +13,7 @@ How one pass works
     and the updated model, and returns the new core with the metric and the
     gain. The driver persists the new cores, reads the per-block metrics (a
     few numbers per block), and decides for each block whether it stops
-    (ALGORITHM.md, section 4). A block that stops keeps the model whose
+    (docs/algorithm.md, "Convergence and stopping rules"). A block that stops keeps the model whose
     metric said so, as the reference does.
 
 How the neighbours are seen

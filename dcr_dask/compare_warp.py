@@ -1,6 +1,7 @@
 """CompareWarp on Dask: PSF-matched warps, static sky model and artifact rejection.
 
-ALGORITHM.md, section 6, as lazy graphs over the tile. The numerics live in
+docs/algorithm.md, "PSF matching and the static sky model" and "CompareWarp
+artifacts", as lazy graphs over the tile. The numerics live in
 kernels that know nothing of Dask (:mod:`dcr_dask.psf`,
 :mod:`dcr_dask.stack`, :mod:`dcr_dask.detection`, :mod:`dcr_dask.artifacts`);
 this module computes halos and chunks and maps them, and

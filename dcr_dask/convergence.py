@@ -1,4 +1,6 @@
-"""Convergence metric, gain and stopping rules of the DCR fit (ALGORITHM.md, section 4).
+"""Convergence metric, gain and stopping rules of the DCR fit.
+
+docs/algorithm.md, "Convergence and stopping rules" and "Gain".
 
 The fit of each subregion is driven by a scalar: how far the DCR-matched
 templates are from the visit images, weighted toward significant pixels. The
@@ -298,8 +300,7 @@ def should_stop(
 
     So at least ``min_iter + 1`` and at most ``max_iter + 2`` iterations run,
     and exactly ``max_iter + 2`` without ``useConvergence`` (``check`` then
-    stays 1). These are the reference's counts; ALGORITHM.md's "run
-    maxNumIter iterations" is two fewer.
+    stays 1). These are the reference's counts.
 
     Parameters
     ----------

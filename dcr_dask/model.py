@@ -1,11 +1,11 @@
 """The DCR model on one block: start, forward model, back-projection, update.
 
-These kernels implement sections 2, 3 and 5 of ALGORITHM.md on one block of the
-tile (a subregion grown by its buffer) held in memory. They know nothing of
-Dask, files or configuration objects: every setting is a plain argument, so the
-graph layer can map them over blocks. The reference is Rubin's
-``DcrAssembleCoaddTask`` (``lsst.drp.tasks.dcr_assemble_coadd``) and
-``lsst.ip.diffim.dcrModel``; the order of operations, clipping, NaN and edge
+These kernels implement docs/algorithm.md, "Initial model", "The iteration" and
+"The coadd and outputs" on one block of the tile (a subregion grown by its buffer)
+held in memory. They know nothing of Dask, files or configuration objects: every
+setting is a plain argument, so the graph layer can map them over blocks. The
+reference is Rubin's ``DcrAssembleCoaddTask`` (``lsst.drp.tasks.dcr_assemble_coadd``)
+and ``lsst.ip.diffim.dcrModel``; the order of operations, clipping, NaN and edge
 handling follow it unless a docstring says otherwise.
 
 Array conventions (pixels in numpy ``(y, x)`` order, fluxes in the units of the
@@ -1029,7 +1029,7 @@ def iterate_block(
     precision: str | None = None,
     observe: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
-    """One iteration of the DCR fit on one block (steps 1-8 of ALGORITHM.md, section 3).
+    """One iteration of the DCR fit on one block (steps 1-8 of docs/algorithm.md, "The iteration").
 
     1. templates ``t_v`` (:func:`forward_models`), unless given;
     2. residuals (:func:`residuals`);
@@ -1205,7 +1205,7 @@ def iterate_block(
 
 
 def coadd_from_model(model: np.ndarray, accelerate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Output sub-band images and the DCR coadd (ALGORITHM.md, section 5).
+    """Output sub-band images and the DCR coadd (docs/algorithm.md, "The coadd and outputs").
 
     As the reference's ``fillCoadd`` and ``stackCoadd``: the output planes are
     the amplified planes ``A_s`` (:func:`amplify`), and the coadd is their sum.

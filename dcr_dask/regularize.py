@@ -1,4 +1,6 @@
-"""Regularization of the DCR model: steps 5 and 6 of one iteration (ALGORITHM.md, section 3).
+"""Regularization of the DCR model: steps 5 and 6 of one iteration.
+
+docs/algorithm.md, "Regularization".
 
 Two degeneracies make the forward-modelling fit wander: a sub-band plane can
 jump far from its previous value in one iteration, and one sub-band can take

@@ -11,7 +11,8 @@ HDU   EXTNAME    dtype   content
 1     IMAGE      float32 sub-band model ``A_s``, or the coadd
 2     MASK       int32   the coadd mask; ``MP_<PLANE> = bit`` keywords
 3     VARIANCE   float32 ``var(coadd) / S`` for a sub-band, ``var(coadd)``
-                         for the coadd (ALGORITHM.md, section 5)
+                         for the coadd (docs/algorithm.md, "The coadd and
+                         outputs")
 ===== ========== ======= ================================================
 
 Every image HDU carries the tile WCS from the store's ``wcs_header`` and the
