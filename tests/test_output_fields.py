@@ -371,3 +371,20 @@ def test_a_run_fills_holes_masks_bright_objects_and_attaches_the_curve(
         curve = read_transmission(Path(dcr_dask.__file__).parent / "data" / "bands" / "lsst-g.dat")
         np.testing.assert_array_equal(hdus["TRANSMISSION"].data["THROUGHPUT"], curve.throughput)
         assert hdus["MASK"].header["MP_STARS"] == planes.bit("STARS")
+
+
+def test_a_bad_region_file_stops_the_run_before_the_cluster(warps, tmp_path, monkeypatch, capsys):
+    from dcr_dask import pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cluster was started")
+
+    monkeypatch.setattr(pipeline, "dask_client", refuse)
+    paths, _ = warps
+    bad = _write_regions(tmp_path / "bad.reg", "image\npoint(3,3)\n")
+    output = tmp_path / "coadd.zarr"
+    args = ["run", *map(str, paths), "--output", str(output), "--bright-object-mask", str(bad)]
+    assert main(args) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # one line, after the INFO log
+    assert f"{bad}: region 1 (point) has no area" in last and "Traceback" not in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.reg"]
