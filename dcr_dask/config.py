@@ -2557,6 +2557,16 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         ),
         extension=True,
     )
+    brightObjectMaskFile: str | None = _scalar(
+        str,
+        None,
+        "dcr_dask extension. Path of a ds9 region file of bright objects (circles, boxes, "
+        "ellipses, polygons; sky or image coordinates): with doMaskBrightObjects, the output "
+        "mask gets the plane brightObjectMaskName on every pixel whose centre lies inside "
+        "one. --bright-object-mask FILE on the command line sets it and doMaskBrightObjects.",
+        checks=(Check(lambda value: bool(value.strip()), "must be a non-empty path"),),
+        extension=True,
+    )
     shiftMethod: str = _scalar(
         str,
         "sinc",
@@ -2676,9 +2686,6 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         # realistic (Moffat) tiles a model PSF with a wing clipped 2.4x the stars' pixels
         # (1.7 % instead of 0.7 %) at equal centroids (benchmarks/bench_realistic.py)
         self.modelPsf.addWing = False
-        # dcr_dask does not interpolate over NO_DATA pixels: they stay flagged (doInterp = True
-        # warns, see NOT_APPLICABLE)
-        self.doInterp = False
         sources = self.detectModelSources
         sources.thresholdValue = 5.0
         sources.thresholdType = "pixel_stdev"
@@ -2785,7 +2792,13 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
             Several problems, raised together.
         """
         super().validate()
-        for message in self.inapplicable_settings():
+        messages = self.inapplicable_settings()
+        if self.brightObjectMaskFile is not None and not self.doMaskBrightObjects:
+            messages.append(
+                f"brightObjectMaskFile={self.brightObjectMaskFile!r} has no effect in dcr_dask "
+                "because doMaskBrightObjects is False"
+            )
+        for message in messages:
             # one location for every call: Python's default filter shows each message once
             warnings.warn(message, InapplicableFieldWarning, stacklevel=1)
 
@@ -2803,6 +2816,15 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
                 )
             )
         problems += self._band_problems()
+        if self.doMaskBrightObjects and self.brightObjectMaskFile is None:
+            problems.append(
+                self._error(
+                    "doMaskBrightObjects",
+                    True,
+                    "needs the bright-object regions: give a ds9 region file as "
+                    "brightObjectMaskFile (--bright-object-mask FILE)",
+                )
+            )
         for name, (refused, instead) in REFUSED.items():
             if getattr(self, name) == refused:
                 problems.append(self._error(name, refused, f"is not supported: {instead}"))
@@ -2864,12 +2886,6 @@ _NOT_APPLICABLE_ANYWHERE: dict[str, str] = {
         "warps carry no valid polygons; pixels a PSF-matched warp cannot supply are NO_DATA"
     ),
     "coaddPsf": "no CoaddPsf is built: the output store records each visit's PSF FWHM in inputs[]",
-    "brightObjectMaskName": "bright-object masks are not made (doMaskBrightObjects)",
-    "interpImage": "NO_DATA pixels of the coadd are not interpolated (doInterp)",
-    "doInterp": (
-        "NO_DATA pixels of the coadd are left as they are and flagged NO_DATA, not "
-        "interpolated; dcr_dask's default is False"
-    ),
 }
 
 #: Fields of ``assembleStaticSkyModel`` that act only in the main config.
@@ -2880,7 +2896,12 @@ _NOT_APPLICABLE_STATIC: dict[str, str] = {
     "saveMetadata": "run metadata follow the main config's saveMetadata",
     "doWrite": _NOT_IN_STATIC + " and is never written to the output",
     "doNImage": _NOT_IN_STATIC + "; its nImage is not kept",
-    "doMaskBrightObjects": "bright-object masks are not made",
+    "doMaskBrightObjects": _NOT_IN_STATIC
+    + "; the main config's doMaskBrightObjects masks the output",
+    "brightObjectMaskName": _NOT_IN_STATIC
+    + "; the main config's brightObjectMaskName names the plane",
+    "doInterp": _NOT_IN_STATIC + "; the main config's doInterp fills the output's NO_DATA pixels",
+    "interpImage": _NOT_IN_STATIC + "; the main config's interpImage applies to the output",
     "doAttachTransmissionCurve": _NOT_IN_STATIC,
 }
 
@@ -2892,6 +2913,10 @@ NOT_APPLICABLE: dict[str, str] = {
     **{f"assembleStaticSkyModel.{k}": v for k, v in _NOT_APPLICABLE_ANYWHERE.items()},
     **{f"assembleStaticSkyModel.{k}": v for k, v in _NOT_APPLICABLE_STATIC.items()},
     "doNImage": ('the output store always has n_image (docs/file-formats.md, "Output store")'),
+    "interpImage.modelPsf": (
+        "the interpolation over NO_DATA pixels uses no PSF (the reference's takes one and "
+        "does not use it either)"
+    ),
     **{
         f"{detection}.{field}": _DETECT_BACKGROUND
         for detection in ("detect", "detectTemplate", "detectModelSources")
@@ -2941,16 +2966,6 @@ REFUSED: dict[str, tuple[Any, str]] = {
         False,
         "dcr_dask always writes the output store; to keep nothing, write to a temporary "
         "--output and delete it",
-    ),
-    "doMaskBrightObjects": (
-        True,
-        "dcr_dask reads no bright-object catalogue; a BRIGHT_OBJECT plane already in the "
-        "warps' masks is carried into the output mask without it",
-    ),
-    "doAttachTransmissionCurve": (
-        True,
-        "dcr_dask attaches no transmission curve; each sub-band's wavelength range is "
-        "stored (wavelength_min_nm, wavelength_max_nm)",
     ),
 }
 

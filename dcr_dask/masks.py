@@ -144,6 +144,37 @@ class MaskPlanes:
                 self.bit(name)
         return out
 
+    def with_planes(self, names: Iterable[str]) -> MaskPlanes:
+        """This layout with the planes of ``names`` it lacks added on the lowest free bits.
+
+        Parameters
+        ----------
+        names : iterable of str
+            Planes the layout must hold.
+
+        Returns
+        -------
+        MaskPlanes
+            ``self`` if nothing is missing; the bits of existing planes never change.
+
+        Raises
+        ------
+        ValueError
+            If the planes do not fit in an int32 mask.
+        """
+        bits = dict(self.bits)
+        free = (bit for bit in range(MAX_PLANES) if bit not in bits.values())
+        for name in names:
+            if name not in bits:
+                bit = next(free, None)
+                if bit is None:
+                    raise ValueError(
+                        f"mask plane {name!r} does not fit: an int32 mask holds at most "
+                        f"{MAX_PLANES} planes"
+                    )
+                bits[name] = bit
+        return self if bits == self.bits else MaskPlanes(bits)
+
     def remap(self, mask: np.ndarray, source: MaskPlanes) -> np.ndarray:
         """Translate a mask array from the ``source`` numbering to this one.
 

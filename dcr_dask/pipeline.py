@@ -18,7 +18,13 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 4. the DCR geometry of every visit (at the tile centre, or at each subregion
    centre with ``useLocalGeometry``);
 5. the iterative DCR fit, block by block (:mod:`dcr_dask.assemble`);
-6. the output store (docs/file-formats.md, "Output store"), written under a temporary
+6. what the reference does to a finished coadd: ``doInterp`` fills the
+   ``NO_DATA`` pixels and flags them ``INTRP`` (:mod:`dcr_dask.interp`),
+   ``doMaskBrightObjects`` sets ``brightObjectMaskName`` inside the regions of
+   ``brightObjectMaskFile`` (:mod:`dcr_dask.bright_objects`, read and checked
+   with the headers in step 1), ``doAttachTransmissionCurve`` stores the
+   filter curve;
+7. the output store (docs/file-formats.md, "Output store"), written under a temporary
    name and renamed when whole.
 """
 
@@ -53,6 +59,7 @@ from dcr_dask.assemble import (
     fit_tile,
     halo_px,
 )
+from dcr_dask.bright_objects import bright_object_mask
 from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import clipped_visit_weights, direct_coadd, good_pixels
 from dcr_dask.compare_warp import (
@@ -68,9 +75,11 @@ from dcr_dask.compare_warp import (
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ClusterLostError
 from dcr_dask.input_checks import check_usable_visits, dcr_spread, reject_visits, visit_quality
+from dcr_dask.interp import InterpSettings, fallback_value, interpolate_holes
 from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, writer
-from dcr_dask.io.store import compute, make_output_dataset, write_output
+from dcr_dask.io.regions import BrightObjectRegions, read_bright_object_regions
+from dcr_dask.io.store import compute, make_output_dataset, transmission_array, write_output
 from dcr_dask.io.warps import (
     open_psf_matched,
     open_template,
@@ -80,7 +89,13 @@ from dcr_dask.io.warps import (
 )
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.psf import FWHM_PER_SIGMA
-from dcr_dask.subbands import band_from_config, config_for_warps, run_shifts
+from dcr_dask.subbands import (
+    CoaddTransmission,
+    band_from_config,
+    coadd_transmission,
+    config_for_warps,
+    run_shifts,
+)
 from dcr_dask.template import forward_model_tile
 
 __all__ = ["run"]
@@ -161,6 +176,8 @@ def run(
     config.validate()
     output = Path(output)
     inputs = [*warps, *(psf_matched or ()), *([template] if template is not None else [])]
+    if config.doMaskBrightObjects and config.brightObjectMaskFile:
+        inputs.append(config.brightObjectMaskFile)
     check_output(output, inputs=inputs, overwrite=overwrite)
     chunks = (int(config.subregionSize[1]), int(config.subregionSize[0]))
     direct = open_warps([Path(p) for p in warps], chunks=chunks, need_psf=True)
@@ -176,6 +193,17 @@ def run(
     # degenerate inputs, from the headers and the first usable chunk of each warp
     check_usable_visits(direct, config.badMaskPlanes)
     ny, nx = (int(n) for n in direct.attrs["tile_shape"])
+    # what the finished coadd needs from files: read and checked before any work
+    curve = (
+        coadd_transmission(config, visit_infos(direct)[0].band)
+        if config.doAttachTransmissionCurve
+        else None
+    )
+    bright = (
+        read_bright_object_regions(config.brightObjectMaskFile, tile_wcs(direct), (ny, nx))
+        if config.doMaskBrightObjects
+        else None
+    )
     input_warnings: list[dict[str, Any]] = []
     spread = dcr_spread(
         run_shifts(
@@ -348,14 +376,23 @@ def run(
                 strict=True,
             )
         }
-        dataset = make_output_dataset(
+        model_out, variance_out, mask_out, planes_out, finishing = _finish_coadd(
             amplified,
             template_ds["variance"].data.astype(np.float32),
             template_ds["mask"].data.astype(np.int32),
+            planes,
+            config,
+            bright,
+            active,
+        )
+        dataset = make_output_dataset(
+            model_out,
+            variance_out,
+            mask_out,
             n_image,
             wavelength_min_nm=edges[:, 0].tolist(),
             wavelength_max_nm=edges[:, 1].tolist(),
-            mask_planes=planes,
+            mask_planes=planes_out,
             wcs_header=ingested.attrs["wcs_header"],
             config=config.toDict(),
             inputs=records,
@@ -373,7 +410,9 @@ def run(
                 dims=("visit", "y", "x"),
                 coords={"visit": stored["visit"].values},
             ),
+            transmission=_transmission_variable(curve),
             extra_attrs={
+                **finishing,
                 "timings_s": timings,
                 "artifact_pixels": artifact_pixels,
                 "input_warnings": input_warnings,
@@ -632,6 +671,99 @@ def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
     reopened = xr.open_zarr(path, zarr_format=3, consolidated=False)
     reopened.attrs.update(dataset.attrs)
     return reopened
+
+
+def _finish_coadd(
+    model: da.Array,
+    variance: da.Array,
+    mask: da.Array,
+    planes: MaskPlanes,
+    config: DcrAssembleCoaddConfig,
+    bright: BrightObjectRegions | None,
+    client: Any,
+) -> tuple[da.Array, da.Array, da.Array, MaskPlanes, dict[str, Any]]:
+    """What the reference's ``processResults`` does to each finished sub-band coadd (lazy).
+
+    With ``doInterp``, the pixels flagged ``NO_DATA`` in the coadd mask are filled
+    in every sub-band (:mod:`dcr_dask.interp`; the coadd, their sum, follows)
+    and in the variance, and flagged ``INTRP`` (they keep ``NO_DATA``); a
+    variance that is not finite and positive becomes +inf. The number of such
+    pixels and the fallback value of each sub-band are computed here (one pass
+    over the mask, and one over the model when a statistic is needed) and
+    recorded. With ``doMaskBrightObjects``, the plane ``brightObjectMaskName``
+    (added to the layout if the run has none of that name) is set inside
+    ``bright``.
+
+    Returns
+    -------
+    model, variance, mask : dask.array.Array
+    planes : MaskPlanes
+        The output's layout.
+    attrs : dict
+        ``interpolation`` and ``bright_objects`` records for the store's attributes.
+    """
+    records: dict[str, Any] = {}
+    interp = InterpSettings.from_config(config)
+    if interp.enabled:
+        holes = (mask & np.int32(planes.value(["NO_DATA"]))) != 0
+        n_holes = int(compute(holes.sum(), client))
+        n_sub = model.shape[0]
+        fallback = np.zeros(n_sub)
+        if n_holes and interp.use_fallback_at_edge:
+            fallback = np.asarray(compute(fallback_value(model, holes, interp), client))
+        if n_holes:
+            edge = fallback if interp.use_fallback_at_edge else None
+            model = interpolate_holes(
+                model,
+                holes,
+                along_columns=interp.along_columns,
+                fallback=edge,
+                empty_value=fallback,
+            )
+            variance = interpolate_holes(
+                variance, holes, along_columns=interp.along_columns, empty_value=np.inf
+            )
+            mask = mask | da.where(holes, np.int32(planes.value(["INTRP"])), np.int32(0))
+        variance = da.where(np.isfinite(variance) & (variance > 0), variance, np.float32(np.inf))
+        tapered = interp.use_fallback_at_edge
+        records["interpolation"] = {
+            "plane": "NO_DATA",
+            "flag": "INTRP",
+            "pixels": n_holes,
+            "along": "y" if interp.along_columns else "x",
+            "fallback_type": interp.fallback_type if tapered else None,
+            "fallback_values": [float(v) for v in fallback] if tapered else None,
+        }
+        log.info(
+            "doInterp: %d NO_DATA pixels interpolated along %s and flagged INTRP",
+            n_holes,
+            records["interpolation"]["along"],
+        )
+    if bright is not None:
+        name = str(config.brightObjectMaskName)
+        planes = planes.with_planes([name])
+        inside = bright_object_mask(bright, mask.chunks)
+        mask = mask | da.where(inside, np.int32(planes.value([name])), np.int32(0))
+        records["bright_objects"] = {
+            "file": bright.path,
+            "plane": name,
+            "regions": len(bright.include),
+            "excluded_regions": len(bright.exclude),
+            "off_tile": list(bright.off_tile),
+        }
+    return model, variance.astype(np.float32), mask.astype(np.int32), planes, records
+
+
+def _transmission_variable(curve: CoaddTransmission | None) -> xr.DataArray | None:
+    """The store's ``transmission`` variable for ``doAttachTransmissionCurve``, or None."""
+    if curve is None:
+        return None
+    return transmission_array(
+        curve.transmission.wavelength_nm,
+        curve.transmission.throughput,
+        band=curve.band,
+        source=curve.source,
+    )
 
 
 def _median_psf_sigma(warps: xr.Dataset, config, matching=None) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -32,8 +33,10 @@ from dcr_dask.visit import VisitInfo
 
 __all__ = [
     "Band",
+    "CoaddTransmission",
     "RunShifts",
     "band_from_config",
+    "coadd_transmission",
     "config_for_warps",
     "needs_band_name",
     "run_shifts",
@@ -142,7 +145,8 @@ def needs_band_name(config: DcrAssembleCoaddConfig) -> bool:
 
     True when the config names neither ``band`` nor ``transmissionCurve`` and
     leaves something unset that only they can give: ``effectiveWavelength``,
-    ``bandwidth``, or the throughput curve of ``subbandShiftMode = "throughput"``.
+    ``bandwidth``, or the throughput curve of ``subbandShiftMode = "throughput"``
+    or of ``doAttachTransmissionCurve``.
 
     Parameters
     ----------
@@ -158,6 +162,7 @@ def needs_band_name(config: DcrAssembleCoaddConfig) -> bool:
         config.effectiveWavelength is None
         or config.bandwidth is None
         or config.subbandShiftMode == "throughput"
+        or config.doAttachTransmissionCurve
     )
 
 
@@ -215,6 +220,77 @@ def config_for_warps(
         standard.bandwidth_nm,
     )
     return resolved
+
+
+@attrs.frozen
+class CoaddTransmission:
+    """The filter curve attached to a coadd (``doAttachTransmissionCurve``).
+
+    Attributes
+    ----------
+    transmission : Transmission
+        Vacuum wavelength (nm) and throughput.
+    band : str
+        The band it describes: the config's ``band`` (perhaps taken from the
+        warps), else the warps' band, else the name of the ``transmissionCurve`` file.
+    source : str
+        Where the curve came from: ``transmissionCurve <path>``, or
+        ``standard band <name> (speclite <filter>): <path>``.
+    """
+
+    transmission: Transmission
+    band: str
+    source: str
+
+
+def coadd_transmission(
+    config: DcrAssembleCoaddConfig, warps_band: str | None = None
+) -> CoaddTransmission:
+    """The throughput curve of a run's filter, to attach to its coadd.
+
+    It is ``transmissionCurve`` when the config gives one, else the curve of
+    the standard band ``band`` (:mod:`dcr_dask.bands`). A run whose config names
+    neither takes ``band`` from the warps first (:func:`config_for_warps`).
+
+    Parameters
+    ----------
+    config : DcrAssembleCoaddConfig
+        The run's configuration, after :func:`config_for_warps`.
+    warps_band : str, optional
+        The warps' band, recorded with a ``transmissionCurve`` when the config
+        names no ``band``.
+
+    Returns
+    -------
+    CoaddTransmission
+
+    Raises
+    ------
+    ConfigError
+        If neither ``transmissionCurve`` nor ``band`` is set (named
+        ``doAttachTransmissionCurve``), or ``band`` is not a standard band.
+    """
+    if config.transmissionCurve is not None:
+        path = str(config.transmissionCurve)
+        band = config.band or warps_band or Path(path).stem
+        return CoaddTransmission(read_transmission(path), band, f"transmissionCurve {path}")
+    if config.band is None:
+        raise ConfigError(
+            "doAttachTransmissionCurve",
+            True,
+            "needs a throughput curve: set band (a standard band) or transmissionCurve; "
+            "effectiveWavelength and bandwidth describe no curve",
+        )
+    try:
+        standard = standard_band(config.band)
+    except ValueError as error:
+        raise ConfigError("band", config.band, str(error)) from None
+    return CoaddTransmission(
+        standard.transmission(),
+        config.band,
+        f"standard band {standard.name} (speclite {standard.speclite}): "
+        f"dcr_dask/data/bands/{standard.curve_file}",
+    )
 
 
 @attrs.frozen

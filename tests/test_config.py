@@ -47,6 +47,7 @@ EXTENSIONS = {
     "bandwidth": None,
     "transmissionCurve": None,
     "band": None,
+    "brightObjectMaskFile": None,
     "shiftMethod": "sinc",
     "shiftPrecision": "single",
     "subbandShiftMode": "edges",

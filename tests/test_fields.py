@@ -14,6 +14,7 @@ import ast
 import warnings
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -29,11 +30,12 @@ from dcr_dask.config import (
     FieldSpec,
 )
 from dcr_dask.errors import ConfigError, InapplicableFieldWarning, InputErrors
+from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.pipeline import _dcr_visit_weights
+from dcr_dask.pipeline import _dcr_visit_weights, _finish_coadd, _transmission_variable
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
-from dcr_dask.subbands import run_shifts
+from dcr_dask.subbands import coadd_transmission, run_shifts
 
 TESTS = Path(__file__).parent
 HERE = "tests/test_fields.py"
@@ -152,6 +154,19 @@ ACTS: dict[str, str] = {
     "convergenceMaskPlanes": (
         "tests/test_pipeline.py::test_warps_without_a_detected_plane_still_converge"
     ),
+    # what the reference does to the finished coadd (pipeline._finish_coadd), and end to end
+    # in tests/test_output_fields.py
+    **{
+        name: f"{HERE}::test_finishing_the_coadd_follows_the_field"
+        for name in (
+            "doInterp",
+            "interpImage",
+            "doMaskBrightObjects",
+            "brightObjectMaskName",
+            "brightObjectMaskFile",
+        )
+    },
+    "doAttachTransmissionCurve": f"{HERE}::test_the_attached_curve_follows_the_field",
 }
 
 
@@ -528,3 +543,95 @@ def test_inapplicable_settings_lists_changed_fields_only():
         + NOT_APPLICABLE["assembleStaticSkyModel.doWrite"],
         "coaddPsf.cacheSize=3 has no effect in dcr_dask because " + NOT_APPLICABLE["coaddPsf"],
     ]
+
+
+# ------------------------------------------------------- what is done to the finished coadd
+
+#: Changes of the fields that act on the finished coadd, from :func:`_finishing_base`
+#: (each row: field, value); the output arrays or the recorded metadata must change.
+FINISH_CHANGES = [
+    ("doInterp", False),
+    ("interpImage.useFallbackValueAtEdge", False),
+    ("interpImage.fallbackValueType", "MEAN"),
+    ("interpImage.negativeFallbackAllowed", True),
+    ("interpImage.transpose", True),
+    ("doMaskBrightObjects", False),
+    ("brightObjectMaskName", "STARS"),
+]
+
+
+def _finishing_inputs(tmp_path):
+    """A 2-sub-band model whose median is negative, with NO_DATA holes at an edge and
+    inside, and a region file: enough for every field above to show."""
+    rng = np.random.default_rng(2)
+    ny, nx = 24, 30
+    model = rng.normal(-3.0, 1.0, (2, ny, nx)).astype(np.float32)
+    model += np.linspace(0.0, 3.0, nx, dtype=np.float32)  # rows and columns differ
+    planes = MaskPlanes({"INTRP": 2, "NO_DATA": 8, "BRIGHT_OBJECT": 14})
+    mask = np.zeros((ny, nx), np.int32)
+    mask[2:20, :12] |= 1 << 8  # a left-edge run longer than the taper
+    mask[5:9, 18:23] |= 1 << 8  # an interior hole
+    variance = np.where(mask != 0, np.inf, 1.0).astype(np.float32)
+    regions = tmp_path / "bright.reg"
+    regions.write_text("image\ncircle(25,15,3)\n")
+    arrays = [da.from_array(a, chunks=(*a.shape[:-2], 8, 10)) for a in (model, variance, mask)]
+    return arrays, planes, regions
+
+
+def _finished(config, tmp_path):
+    (model, variance, mask), planes, _ = _finishing_inputs(tmp_path)
+    config.validate()
+    bright = None
+    if config.doMaskBrightObjects:
+        bright = read_bright_object_regions(config.brightObjectMaskFile, None, mask.shape)
+    model, variance, mask, planes, records = _finish_coadd(
+        model, variance, mask, planes, config, bright, None
+    )
+    return [np.asarray(a) for a in da.compute(model, variance, mask)], planes, records
+
+
+def _finishing_base(tmp_path):
+    config = _base()
+    config.update(doMaskBrightObjects=True, brightObjectMaskFile=str(tmp_path / "bright.reg"))
+    return config
+
+
+@pytest.mark.parametrize(("field", "value"), FINISH_CHANGES)
+def test_finishing_the_coadd_follows_the_field(tmp_path, field, value):
+    before = _finished(_finishing_base(tmp_path), tmp_path)
+    config = _finishing_base(tmp_path)
+    _set(config, field, value)
+    if field == "doMaskBrightObjects":
+        config.brightObjectMaskFile = None
+    after = _finished(config, tmp_path)
+    arrays_changed = any(not np.array_equal(a, b) for a, b in zip(before[0], after[0], strict=True))
+    assert arrays_changed or before[1:] != after[1:]
+    (model, variance, mask), _, records = after
+    (_, _, raw_mask), _, _ = _finishing_inputs(tmp_path)
+    holes = (np.asarray(raw_mask) & (1 << 8)) != 0
+    if config.doInterp:
+        assert np.all(np.isfinite(model)) and np.all(((mask & 4) != 0) == holes)
+    else:  # the holes stay as they were: NO_DATA, infinite variance, no INTRP
+        assert not np.any(mask & 4) and np.all(np.isinf(variance[holes]))
+        assert "interpolation" not in records
+    assert np.all((mask & (1 << 8) != 0) == holes)  # NO_DATA is never removed
+
+
+def test_finishing_uses_the_user_fallback_value(tmp_path):
+    config = _finishing_base(tmp_path)
+    config.interpImage.fallbackValueType = "USER"
+    config.interpImage.fallbackUserValue = 7.0
+    (model, _, _), _, records = _finished(config, tmp_path)
+    assert records["interpolation"]["fallback_values"] == [7.0, 7.0]
+    assert np.all(model[:, 2:20, 0] == 7.0)  # far from the good pixels of the row
+    config.interpImage.fallbackUserValue = 5.0
+    assert np.all(_finished(config, tmp_path)[0][0][:, 2:20, 0] == 5.0)
+
+
+def test_the_attached_curve_follows_the_field():
+    config = DcrAssembleCoaddConfig(band="lsst-r")
+    assert not config.doAttachTransmissionCurve  # the reference's default
+    config.doAttachTransmissionCurve = True
+    config.validate()
+    curve = _transmission_variable(coadd_transmission(config))
+    assert curve.attrs["band"] == "lsst-r" and curve.sizes["transmission_wavelength"] > 100

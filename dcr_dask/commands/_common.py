@@ -69,8 +69,9 @@ def config_from_args(args: argparse.Namespace, *, validate: bool = True) -> DcrA
     Returns
     -------
     DcrAssembleCoaddConfig
-        Defaults, then the preset, then the file, then ``--band``, then each ``--set``
-        in order.
+        Defaults, then the preset, then the file, then ``--band`` and
+        ``--bright-object-mask`` (``run``: sets ``brightObjectMaskFile`` and
+        ``doMaskBrightObjects``), then each ``--set`` in order.
     """
     config = DcrAssembleCoaddConfig()
     if getattr(args, "preset", None):
@@ -79,6 +80,9 @@ def config_from_args(args: argparse.Namespace, *, validate: bool = True) -> DcrA
         config.load_file(args.config, allow_python=args.allow_python_config)
     if getattr(args, "band", None) is not None:
         config.band = args.band
+    if getattr(args, "bright_object_mask", None) is not None:
+        config.brightObjectMaskFile = args.bright_object_mask
+        config.doMaskBrightObjects = True
     apply_overrides(config, args.overrides)
     if validate:
         config.validate()

@@ -146,6 +146,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="memory a group of subregions may use (default: what the workers have left)",
     )
+    parser.add_argument(
+        "--bright-object-mask",
+        metavar="FILE",
+        help="ds9 region file of bright objects (sky or image coordinates): the output mask "
+        "gets the plane brightObjectMaskName (default BRIGHT_OBJECT) inside its regions. "
+        "Sets brightObjectMaskFile and doMaskBrightObjects "
+        '(docs/file-formats.md, "Bright-object regions")',
+    )
     add_config_arguments(parser)
     add_cluster_arguments(parser)
 
@@ -157,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     psf_matched = expand_inputs(args.psf_matched) if args.psf_matched else None
     # Before the cluster starts: the output must not be an input or something not ours.
     inputs = [*warps, *(psf_matched or ()), *([args.template] if args.template else [])]
+    if config.doMaskBrightObjects and config.brightObjectMaskFile:
+        inputs.append(config.brightObjectMaskFile)
     check_output(args.output, inputs=inputs, overwrite=args.overwrite)
     options = cluster_options(args)
     check_cluster_options(options["scheduler_address"], options["cluster"], args.cluster_spec)

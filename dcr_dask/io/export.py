@@ -13,6 +13,9 @@ HDU   EXTNAME    dtype   content
 3     VARIANCE   float32 ``var(coadd) / S`` for a sub-band, ``var(coadd)``
                          for the coadd (docs/algorithm.md, "The coadd and
                          outputs")
+4     TRANSMISSION table only when the store holds the filter curve
+                         (``doAttachTransmissionCurve``): ``WAVELENGTH``
+                         (nm), ``THROUGHPUT``; ``BAND``, ``TRSOURCE``
 ===== ========== ======= ================================================
 
 Every image HDU carries the tile WCS from the store's ``wcs_header`` and the
@@ -79,14 +82,38 @@ def _write_mef(
     primary: fits.Header,
     images: Sequence[tuple[str, da.Array, fits.Header]],
     *,
+    tables: Sequence[fits.BinTableHDU] = (),
     overwrite: bool,
     client: Any,
 ) -> None:
-    """Write a primary HDU and image extensions to ``path`` atomically."""
+    """Write a primary HDU, image extensions and then table extensions to ``path`` atomically."""
     with atomic_file(path, overwrite=overwrite) as tmp:
         fits.PrimaryHDU(header=primary).writeto(tmp)
         for extname, data, cards in images:
             _stream_image(tmp, extname, data, cards, client)
+        for table in tables:
+            fits.append(tmp, table.data, table.header)
+
+
+def _transmission_hdu(curve: Any) -> fits.BinTableHDU:
+    """The store's filter curve as a ``TRANSMISSION`` binary table."""
+    hdu = fits.BinTableHDU.from_columns(
+        [
+            fits.Column(
+                name="WAVELENGTH",
+                format="D",
+                unit="nm",
+                array=np.asarray(curve["transmission_wavelength"].values, dtype=np.float64),
+            ),
+            fits.Column(
+                name="THROUGHPUT", format="D", array=np.asarray(curve.values, dtype=np.float64)
+            ),
+        ],
+        name="TRANSMISSION",
+    )
+    hdu.header["BAND"] = (str(curve.attrs.get("band", "")), "band the curve describes")
+    hdu.header["TRSOURCE"] = (str(curve.attrs.get("source", "")), "where the curve came from")
+    return hdu
 
 
 def export_fits(
@@ -156,6 +183,7 @@ def export_fits(
     variance = ds["variance"].data
     wave_min = ds["wavelength_min"].values
     wave_max = ds["wavelength_max"].values
+    tables = [_transmission_hdu(ds["transmission"].load())] if "transmission" in ds else []
 
     def primary(index: int | None, low: float, high: float) -> fits.Header:
         header = fits.Header()
@@ -176,6 +204,7 @@ def export_fits(
                 ("MASK", mask, mask_cards),
                 ("VARIANCE", (variance / np.float32(n_sub)).astype(np.float32), variance_cards),
             ],
+            tables=tables,
             overwrite=overwrite,
             client=client,
         )
@@ -187,6 +216,7 @@ def export_fits(
             ("MASK", mask, mask_cards),
             ("VARIANCE", variance, variance_cards),
         ],
+        tables=tables,
         overwrite=overwrite,
         client=client,
     )

@@ -12,6 +12,7 @@ variance   (y, x)             float32 variance of ``coadd``
 mask       (y, x)             int32   coadd mask; bits in ``mask_planes``
 n_image    (subfilter, y, x)  uint16  visits contributing to each pixel
 artifacts  (visit, y, x)      uint8   optional: per-visit artifact masks
+transmission (transmission_wavelength) float64 optional: the filter's throughput
 ========== ================== ======= =======================================
 
 with the coordinates ``subfilter`` (``wavelength_min``, ``wavelength_max`` in
@@ -63,6 +64,7 @@ __all__ = [
     "open_output",
     "open_zarr_store",
     "to_json_attr",
+    "transmission_array",
     "update_group_attrs",
     "write_output",
     "write_zarr",
@@ -84,6 +86,7 @@ OUTPUT_VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype]] = {
     "n_image": (("subfilter", "y", "x"), np.dtype(np.uint16)),
 }
 _ARTIFACTS = ("artifacts", ("visit", "y", "x"), np.dtype(np.uint8))
+_TRANSMISSION = ("transmission", ("transmission_wavelength",), np.dtype(np.float64))
 _OUTPUT_COORDS = ("subfilter", "wavelength_min", "wavelength_max", "y", "x")
 _OUTPUT_ATTRS = ("mask_planes", "wcs_header", "config", "inputs", "convergence", "dcr_dask_version")
 
@@ -422,6 +425,43 @@ def _pixel_coords(arrays: Sequence[xr.DataArray]) -> dict[Hashable, np.ndarray]:
     return coords
 
 
+def transmission_array(
+    wavelength_nm: Any, throughput: Any, *, band: str, source: str
+) -> xr.DataArray:
+    """The filter curve as the output store holds it (``doAttachTransmissionCurve``).
+
+    Parameters
+    ----------
+    wavelength_nm : array-like
+        Vacuum wavelengths, nm, increasing.
+    throughput : array-like
+        Throughput at each wavelength (dimensionless).
+    band : str
+        The band the curve describes.
+    source : str
+        Where the curve came from (a file, or a standard band).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``transmission`` (float64) along ``transmission_wavelength`` (nm), one
+        chunk, with the attributes ``band``, ``source`` and ``units``.
+    """
+    wavelength = np.asarray(wavelength_nm, dtype=np.float64)
+    values = np.asarray(throughput, dtype=np.float64)
+    if wavelength.ndim != 1 or values.shape != wavelength.shape:
+        raise ValueError("wavelength_nm and throughput must be 1-D arrays of one length")
+    return xr.DataArray(
+        values,
+        dims=_TRANSMISSION[1],
+        coords={
+            "transmission_wavelength": ("transmission_wavelength", wavelength, {"units": "nm"})
+        },
+        attrs={"band": str(band), "source": str(source), "units": "throughput"},
+        name="transmission",
+    ).chunk({"transmission_wavelength": -1})
+
+
 def make_output_dataset(
     dcr_model: Any,
     variance: Any,
@@ -436,6 +476,7 @@ def make_output_dataset(
     inputs: Sequence[Mapping[str, Any]],
     convergence: Mapping[str, Any] | Sequence[Any],
     artifacts: Any = None,
+    transmission: xr.DataArray | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Assemble the output Dataset of a run (docs/file-formats.md, "Output store").
@@ -469,6 +510,8 @@ def make_output_dataset(
     artifacts : array-like or xarray.DataArray, shape (V, ny, nx), optional
         Per-visit artifact masks (nonzero = masked). Its ``visit`` coordinate is
         taken from the DataArray if it has one, else from ``inputs``.
+    transmission : xarray.DataArray, optional
+        The filter curve (:func:`transmission_array`), stored as it is.
     extra_attrs : mapping, optional
         More attributes; may not reuse the names above.
 
@@ -536,11 +579,16 @@ def make_output_dataset(
             raise ValueError(f"extra_attrs may not set the reserved attribute {key!r}")
         attrs[key] = value
 
+    data_vars = {
+        name: var.drop_vars([c for c in var.coords if c != "visit"])
+        for name, var in variables.items()
+    }
+    if transmission is not None:
+        if transmission.dims != _TRANSMISSION[1] or transmission.dtype != _TRANSMISSION[2]:
+            raise ValueError("transmission must come from transmission_array()")
+        data_vars["transmission"] = transmission
     return xr.Dataset(
-        {
-            name: var.drop_vars([c for c in var.coords if c != "visit"])
-            for name, var in variables.items()
-        },
+        data_vars,
         coords={
             **coords,
             "subfilter": np.arange(n_sub, dtype=np.int64),
@@ -558,8 +606,9 @@ def _check_output(ds: xr.Dataset, where: str) -> None:
         raise InputError(f"not a dcr_dask output store: {message}", filename=where, keyword=keyword)
 
     expected = dict(OUTPUT_VARIABLES)
-    if "artifacts" in ds.data_vars:
-        expected["artifacts"] = _ARTIFACTS[1:]
+    for name, dims, dtype in (_ARTIFACTS, _TRANSMISSION):
+        if name in ds.data_vars:
+            expected[name] = (dims, dtype)
     for name, (dims, dtype) in expected.items():
         if name not in ds.data_vars:
             fail(f"variable {name!r} is missing", name)
