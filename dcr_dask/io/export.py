@@ -12,7 +12,13 @@ HDU   EXTNAME    dtype   content
 2     MASK       int32   the coadd mask; ``MP_<PLANE> = bit`` keywords
 3     VARIANCE   float32 ``var(coadd) / S`` for a sub-band, ``var(coadd)``
                          for the coadd (ALGORITHM.md, section 5)
+4     PSF        float32 the coadd's PSF (the store's ``psf``), the same in
+                         every file; absent for a store without one
 ===== ========== ======= ================================================
+
+The ``PSF`` HDU is the one a warp may carry (an odd square stamp summing to
+1, ``EXTTYPE = 'PSF'``), with ``PSFFWHM`` (pixels) and ``PSFMETH``
+(``inputs`` or ``measured``); it has no WCS (its pixels are offsets).
 
 Every image HDU carries the tile WCS from the store's ``wcs_header`` and the
 afw keywords ``EXTTYPE``, ``INHERIT``, ``LTV1``/``LTV2`` and the alternate ``A`` WCS
@@ -80,12 +86,30 @@ def _write_mef(
     *,
     overwrite: bool,
     client: Any,
+    psf: fits.ImageHDU | None = None,
 ) -> None:
-    """Write a primary HDU and image extensions to ``path`` atomically."""
+    """Write a primary HDU, image extensions and the small PSF HDU to ``path`` atomically."""
     with atomic_file(path, overwrite=overwrite) as tmp:
         fits.PrimaryHDU(header=primary).writeto(tmp)
         for extname, data, cards in images:
             _stream_image(tmp, extname, data, cards, client)
+        if psf is not None:
+            fits.append(os.fspath(tmp), psf.data, psf.header)
+
+
+def _psf_hdu(ds: Any) -> fits.ImageHDU | None:
+    """The store's ``psf`` as the ``PSF`` HDU of an exported file, or None without one."""
+    if "psf" not in ds.data_vars:
+        return None
+    header = fits.Header()
+    header["EXTNAME"] = "PSF"
+    header["EXTTYPE"] = "PSF"
+    attrs = ds["psf"].attrs
+    if "fwhm_px" in attrs:
+        header["PSFFWHM"] = (float(attrs["fwhm_px"]), "[pixel] FWHM, adaptive second moments")
+    if "method" in attrs:
+        header["PSFMETH"] = (str(attrs["method"]), "inputs: visits' PSFs combined; measured")
+    return fits.ImageHDU(np.asarray(ds["psf"].values, dtype=np.float32), header=header)
 
 
 def export_fits(
@@ -155,6 +179,7 @@ def export_fits(
     variance = ds["variance"].data
     wave_min = ds["wavelength_min"].values
     wave_max = ds["wavelength_max"].values
+    psf = _psf_hdu(ds)
 
     def primary(index: int | None, low: float, high: float) -> fits.Header:
         header = fits.Header()
@@ -177,6 +202,7 @@ def export_fits(
             ],
             overwrite=overwrite,
             client=client,
+            psf=psf,
         )
     _write_mef(
         targets[-1],
@@ -188,5 +214,6 @@ def export_fits(
         ],
         overwrite=overwrite,
         client=client,
+        psf=psf,
     )
     return targets
