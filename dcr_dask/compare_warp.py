@@ -111,6 +111,7 @@ __all__ = [
     "model_psf_stamp",
     "psf_matching",
     "variance_scale_factors",
+    "visit_psf_stamps",
     "write_artifact_masks",
 ]
 
@@ -267,8 +268,24 @@ class PsfMatching:
         return int(self.kernels.shape[-1])
 
 
-def _psf_stamps(warps: xr.Dataset) -> list[np.ndarray]:
-    """The PSF stamp of each visit: its PSF HDU, else a Gaussian of ``psf_fwhm_px``."""
+def visit_psf_stamps(warps: xr.Dataset) -> list[np.ndarray]:
+    """The PSF stamp of each visit: its PSF HDU, else a Gaussian of ``psf_fwhm_px``.
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        Warps in the ``open_warps`` layout (``psf``, ``has_psf``, ``psf_fwhm_px``).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One odd, square, centred float64 stamp per visit (not normalised).
+
+    Raises
+    ------
+    ValueError
+        If a visit has neither a PSF HDU nor a positive ``psf_fwhm_px``.
+    """
     visits = warps["visit"].values
     has_psf = (
         np.asarray(warps["has_psf"].values, dtype=bool)
@@ -338,7 +355,7 @@ def psf_matching(
     size = config.matchingKernelSize
     if isinstance(size, bool) or int(size) != size or size < 1 or size % 2 != 1:
         raise ValueError(f"matchingKernelSize = {size!r} must be a positive odd number of pixels")
-    stamps = _psf_stamps(warps)
+    stamps = visit_psf_stamps(warps)
     visits = warps["visit"].values
     factor, amplitude = _wing(config.modelPsf)
     input_fwhm = np.array([psf_kernels.psf_fwhm_px(stamp) for stamp in stamps])

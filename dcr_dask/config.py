@@ -2774,6 +2774,21 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
                 messages.append(
                     f"{name}={value!r} has no effect in dcr_dask because {NOT_APPLICABLE[owner]}"
                 )
+        if not self.doCalculatePsf:
+            for name in self.names():
+                if not name.startswith(_ONLY_WITH_CALCULATE_PSF) or any(
+                    name == key or name.startswith(key + ".") for key in NOT_APPLICABLE
+                ):
+                    continue
+                value = _dotted_get(self, name)
+                if isinstance(value, ConfigBase):
+                    continue
+                if _plain_value(value) != _plain_value(_dotted_get(fresh, name)):
+                    messages.append(
+                        f"{name}={_plain_value(value)!r} has no effect in dcr_dask because it "
+                        "is used only with doCalculatePsf=True (the coadd PSF is then measured "
+                        "on the coadd's stars)"
+                    )
         return messages
 
     def validate(self) -> None:
@@ -2828,7 +2843,10 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         for name, (refused, instead) in REFUSED.items():
             if getattr(self, name) == refused:
                 problems.append(self._error(name, refused, f"is not supported: {instead}"))
-        for detection in _RUN_DETECTIONS:
+        detections = _RUN_DETECTIONS
+        if self.doCalculatePsf:  # the PSF stars' detection runs only then
+            detections = (*detections, "detectPsfSources")
+        for detection in detections:
             kind = getattr(self, detection).thresholdType
             if kind in _WHOLE_IMAGE_THRESHOLDS:
                 problems.append(
@@ -2885,7 +2903,6 @@ _NOT_APPLICABLE_ANYWHERE: dict[str, str] = {
     "doUsePsfMatchedPolygons": (
         "warps carry no valid polygons; pixels a PSF-matched warp cannot supply are NO_DATA"
     ),
-    "coaddPsf": "no CoaddPsf is built: the output store records each visit's PSF FWHM in inputs[]",
 }
 
 #: Fields of ``assembleStaticSkyModel`` that act only in the main config.
@@ -2903,7 +2920,20 @@ _NOT_APPLICABLE_STATIC: dict[str, str] = {
     "doInterp": _NOT_IN_STATIC + "; the main config's doInterp fills the output's NO_DATA pixels",
     "interpImage": _NOT_IN_STATIC + "; the main config's interpImage applies to the output",
     "doAttachTransmissionCurve": _NOT_IN_STATIC,
+    "coaddPsf": _NOT_IN_STATIC + "; only the output coadd carries a PSF",
 }
+
+_NOTHING_WARPED = (
+    "each visit's PSF stamp is already on the tile's pixel grid (a warp's PSF HDU is given "
+    "on the warp's pixels, and a PSF-FWHM is drawn on them as a Gaussian), so no PSF is "
+    "resampled to make the coadd PSF: the stamps are only padded to one size"
+)
+_PSF_STARS = (
+    "the coadd's PSF stars are fitted with a pixel-integrated Moffat profile (dcr_dask.psf_stars)"
+)
+
+#: Sub-configurations whose fields act only with ``doCalculatePsf``.
+_ONLY_WITH_CALCULATE_PSF = ("detectPsfSources.", "measurePsf.")
 
 #: Fields with no effect in dcr_dask, by dotted name, with the reason. A value other than
 #: dcr_dask's default draws an :class:`~dcr_dask.errors.InapplicableFieldWarning` from
@@ -2949,19 +2979,51 @@ NOT_APPLICABLE: dict[str, str] = {
     "scaleWarpVariance.background": (
         "the warps are background-subtracted; the noise is measured around zero"
     ),
-    "detectPsfSources": "it is used only with doCalculatePsf, which dcr_dask does not implement",
-    "measurePsfSources": "it is used only with doCalculatePsf, which dcr_dask does not implement",
-    "measurePsf": "it is used only with doCalculatePsf, which dcr_dask does not implement",
+    "coaddPsf.warpingKernelName": _NOTHING_WARPED,
+    "coaddPsf.cacheSize": (
+        "no PSF is warped (coaddPsf.warpingKernelName), so no warping kernel is tabulated or "
+        "cached; the coadd PSF is made once per run"
+    ),
+    **{
+        f"detectPsfSources.{field}": (
+            "the coadd is background-subtracted (its warps are); a star's fit has its own "
+            "constant background"
+        )
+        for field in (
+            "reEstimateBackground",
+            "background",
+            "doTempLocalBackground",
+            "tempLocalBackground",
+            "doTempWideBackground",
+            "tempWideBackground",
+            "adjustBackground",
+        )
+    },
+    "detectPsfSources.statsMask": (
+        "it is used only by thresholdType='stdev', which dcr_dask refuses"
+    ),
+    "detectPsfSources.thresholdPolarity": "PSF stars are positive sources whatever the polarity",
+    **{
+        f"detectPsfSources.{field}": (
+            "no footprint is grown for the PSF stars: each star is fitted on a disc of 2.5 "
+            "first-guess FWHMs, and a peak of another source that near makes it a blend"
+        )
+        for field in ("nSigmaToGrow", "isotropicGrow", "combinedGrow", "returnOriginalFootprints")
+    },
+    "measurePsfSources.plugins": _PSF_STARS + ", not measured by meas_base plugins",
+    "measurePsfSources.doReplaceWithNoise": (
+        _PSF_STARS + "; a star with a bright neighbour is dropped and the pixels nearer to a "
+        "faint one are left out of its fit, instead of replacing neighbours with noise"
+    ),
+    "measurePsf.starSelector": (
+        "the PSF stars are chosen one way (bright, isolated, unmasked peaks: dcr_dask.psf_stars); "
+        "there is no registry of star selectors"
+    ),
 }
 
 #: Fields whose non-default value asks for a result dcr_dask cannot give: dotted name ->
 #: (refused value, what to do instead). :meth:`DcrAssembleCoaddConfig.validate` raises.
 REFUSED: dict[str, tuple[Any, str]] = {
-    "doCalculatePsf": (
-        True,
-        "measuring the PSF on the coadd is not implemented in dcr_dask; leave it False "
-        "(inputs[].psf_fwhm_px in the output store holds each visit's PSF)",
-    ),
     "doWrite": (
         False,
         "dcr_dask always writes the output store; to keep nothing, write to a temporary "

@@ -18,13 +18,15 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 4. the DCR geometry of every visit (at the tile centre, or at each subregion
    centre with ``useLocalGeometry``);
 5. the iterative DCR fit, block by block (:mod:`dcr_dask.assemble`);
-6. what the reference does to a finished coadd: ``doInterp`` fills the
+6. the coadd's PSF (:mod:`dcr_dask.coadd_psf`): the visits' PSFs combined with
+   the run's weights, or with ``doCalculatePsf`` measured on the coadd's stars;
+7. what the reference does to a finished coadd: ``doInterp`` fills the
    ``NO_DATA`` pixels and flags them ``INTRP`` (:mod:`dcr_dask.interp`),
    ``doMaskBrightObjects`` sets ``brightObjectMaskName`` inside the regions of
    ``brightObjectMaskFile`` (:mod:`dcr_dask.bright_objects`, read and checked
    with the headers in step 1), ``doAttachTransmissionCurve`` stores the
    filter curve;
-7. the output store (docs/file-formats.md, "Output store"), written under a temporary
+8. the output store (docs/file-formats.md, "Output store"), written under a temporary
    name and renamed when whole.
 """
 
@@ -62,6 +64,15 @@ from dcr_dask.assemble import (
 from dcr_dask.bright_objects import bright_object_mask
 from dcr_dask.cluster import dask_client
 from dcr_dask.coadd import clipped_visit_weights, direct_coadd, good_pixels
+from dcr_dask.coadd_psf import (
+    STAR_BAD_PLANES,
+    CoaddPsf,
+    PsfMeasurement,
+    centre_coverage,
+    coadd_psf_from_inputs,
+    measure_coadd_psf,
+    measurement_window,
+)
 from dcr_dask.compare_warp import (
     apply_artifact_masks,
     assemble_static_sky_model,
@@ -346,11 +357,18 @@ def run(
         )
         timings["fit_s"] = time.perf_counter() - stage
 
-        running[0] = "the output write"
+        running[0] = "the coadd PSF"
         stage = time.perf_counter()
         amplified = model.map_blocks(
             lambda m: kernels.amplify(m, settings.accelerate).astype(np.float32), dtype=np.float32
         )
+        coadd_psf = _coadd_psf(
+            ingested, weights_np, quality.rejected, amplified, template_ds, planes, config, active
+        )
+        timings["coadd_psf_s"] = time.perf_counter() - stage
+
+        running[0] = "the output write"
+        stage = time.perf_counter()
         edges = band.edges_nm
         centre = next(iter(shifts.values()))
         records = [
@@ -411,8 +429,11 @@ def run(
                 coords={"visit": stored["visit"].values},
             ),
             transmission=_transmission_variable(curve),
+            psf=coadd_psf.image,
+            psf_attrs=coadd_psf.variable_attrs(),
             extra_attrs={
                 **finishing,
+                "coadd_psf": coadd_psf.as_dict(),
                 "timings_s": timings,
                 "artifact_pixels": artifact_pixels,
                 "input_warnings": input_warnings,
@@ -423,7 +444,10 @@ def run(
             visits, quality.rejected, matching, artifact_pixels, timings, fits, reference_fits, grid
         )
         metadata.update(
-            memory_budget_bytes=memory_budget_bytes, halo_px=halo, input_warnings=input_warnings
+            memory_budget_bytes=memory_budget_bytes,
+            halo_px=halo,
+            input_warnings=input_warnings,
+            coadd_psf=coadd_psf.as_dict(),
         )
         if config.saveMetadata:
             dataset.attrs["metadata"] = metadata
@@ -776,6 +800,63 @@ def _median_psf_sigma(warps: xr.Dataset, config, matching=None) -> float:
     fwhm = fwhm[np.isfinite(fwhm)]
     value = float(np.median(fwhm)) if fwhm.size else float(config.modelPsf.defaultFwhm)
     return value / FWHM_PER_SIGMA
+
+
+def _coadd_psf(
+    ingested: xr.Dataset,
+    weights: np.ndarray,
+    rejected: Mapping[int, str],
+    model: da.Array,
+    template_ds: xr.Dataset,
+    planes: MaskPlanes,
+    config: DcrAssembleCoaddConfig,
+    client: Any,
+) -> CoaddPsf:
+    """The coadd's PSF (:mod:`dcr_dask.coadd_psf`): the visits' PSFs at the tile centre
+    combined with the run's weights; with ``doCalculatePsf``, measured on the stars of
+    the coadd (the sum of the sub-band ``model``, over its central window), keeping the
+    combination with a warning when too few stars are measured."""
+    combined = coadd_psf_from_inputs(
+        ingested,
+        weights,
+        rejected=list(rejected),
+        covers_centre=compute(centre_coverage(ingested), client),
+    )
+    if not config.doCalculatePsf:
+        log.info("coadd PSF: %.2f px FWHM (the visits' PSFs combined)", combined.fwhm_px)
+        return combined
+    wy, wx = measurement_window(model.shape[1:])
+    image, variance, mask = compute(
+        [
+            model[:, wy, wx].sum(axis=0, dtype=np.float64),
+            template_ds["variance"].data[wy, wx],
+            template_ds["mask"].data[wy, wx],
+        ],
+        client,
+        label="the coadd PSF's window",
+    )
+    bad = (np.asarray(mask) & planes.value([*config.badMaskPlanes, *STAR_BAD_PLANES])) != 0
+    measured = measure_coadd_psf(
+        np.asarray(image),
+        np.asarray(variance),
+        bad,
+        PsfMeasurement.from_config(config),
+        centre_yx=combined.centre_yx,
+    )
+    if isinstance(measured, str):
+        log.warning(
+            "doCalculatePsf: the PSF could not be measured on the coadd (%s); the coadd PSF "
+            "is the visits' PSFs combined",
+            measured,
+        )
+        return combined.with_record(measurement_failed=measured)
+    log.info(
+        "coadd PSF measured on %d stars: %.2f px FWHM (the visits' PSFs combined: %.2f px)",
+        measured.record["n_stars"],
+        measured.fwhm_px,
+        combined.fwhm_px,
+    )
+    return measured.with_record(inputs_fwhm_px=combined.fwhm_px)
 
 
 def _dcr_visit_weights(warps: xr.Dataset, good: xr.DataArray, config) -> xr.DataArray:

@@ -29,6 +29,11 @@ its own; the pixels nearer to a fainter neighbouring peak than to the star are
 left out of its fit. Masked pixels cover saturated stars (``SAT``)
 and the rest. The brightest :data:`MAX_STARS` candidates are fitted; fits that
 fail or whose FWHM lies far from the median (galaxies, blends) are dropped.
+
+:func:`fit_psf_stars` returns every fitted star (its FWHM and index), for
+callers that build a PSF image from them (:mod:`dcr_dask.coadd_psf`); it
+also takes a detection's threshold as an image-unit level (a number or one
+per pixel), a peak factor and a smallest footprint area.
 """
 
 from __future__ import annotations
@@ -45,9 +50,12 @@ __all__ = [
     "MIN_STARS",
     "NEIGHBOUR_FRACTION",
     "U_MAX",
+    "StarFit",
     "StarPsf",
+    "fit_psf_stars",
     "measure_psf_fwhm",
     "moffat_image",
+    "robust_keep",
 ]
 
 #: Fewest fitted stars for a measurement.
@@ -87,6 +95,29 @@ class StarPsf:
     fwhm_px: float
     n_stars: int
     scatter_px: float
+
+
+@attrs.frozen
+class StarFit:
+    """One star's fitted profile (module docstring).
+
+    Parameters
+    ----------
+    y, x : int
+        Its peak pixel.
+    peak : float
+        Height of the peak above the background, image unit.
+    fwhm_px : float
+        Fitted full width at half maximum, pixels.
+    u : float
+        Fitted ``1/β`` (0 is a Gaussian).
+    """
+
+    y: int
+    x: int
+    peak: float
+    fwhm_px: float
+    u: float
 
 
 def _profile(r2: np.ndarray, fwhm: float, u: float) -> np.ndarray:
@@ -143,8 +174,8 @@ def _first_guess_fwhm(stamp: np.ndarray, peak: float) -> float:
 
 def _fit_star(
     stamp: np.ndarray, weight: np.ndarray, inside: np.ndarray, fwhm0: float
-) -> float | None:
-    """Fit the pixel-integrated profile to one stamp; return its FWHM or None."""
+) -> tuple[float, float] | None:
+    """Fit the pixel-integrated profile to one stamp; return its FWHM and ``u``, or None."""
     n = stamp.shape[0]
     half = n // 2
     offsets = (np.arange(_SUBSAMPLE) + 0.5) / _SUBSAMPLE - 0.5
@@ -172,7 +203,140 @@ def _fit_star(
         return None
     if fwhm >= 0.99 * upper[3] or fwhm <= 1.01 * lower[3]:
         return None
-    return fwhm
+    return fwhm, float(fit.x[4])
+
+
+def fit_psf_stars(
+    image: np.ndarray,
+    *,
+    bad: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+    threshold: float = 20.0,
+    level: np.ndarray | float | None = None,
+    peak_factor: float = 1.0,
+    min_pixels: int = 1,
+) -> list[StarFit]:
+    """Fit the bright isolated unmasked stars of an image (module docstring).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-d image, any linear unit; non-finite pixels are ignored.
+    bad : numpy.ndarray of bool, optional
+        Pixels to ignore (masked: saturated, bad, no data, ...).
+    variance : numpy.ndarray, optional
+        Per-pixel variance of ``image``: weights of the fits and, through its
+        median, the noise level. Default: the noise from the median absolute
+        deviation of the image, and uniform weights.
+    threshold : float
+        Detection level in units of the noise, used when ``level`` is None.
+    level : numpy.ndarray or float, optional
+        Detection level above the background in the image's unit: one number,
+        or one per pixel (e.g. ``thresholdValue`` times the per-pixel sigma).
+    peak_factor : float
+        A candidate's peak must reach ``peak_factor`` times the level
+        (``includeThresholdMultiplier``).
+    min_pixels : int
+        Fewest connected pixels above the level around a candidate's peak
+        (``minPixels``).
+
+    Returns
+    -------
+    list of StarFit
+        The fitted stars, brightest first, at most :data:`MAX_STARS`; empty
+        when the image has fewer than 100 usable pixels or no noise estimate.
+    """
+    data = np.asarray(image, dtype=np.float64)
+    valid = np.isfinite(data)
+    if bad is not None:
+        valid &= ~np.asarray(bad, dtype=bool)
+    var = None
+    if variance is not None:
+        var = np.asarray(variance, dtype=np.float64)
+        valid &= np.isfinite(var) & (var > 0)
+    if np.count_nonzero(valid) < 100:
+        return []
+    background = float(np.median(data[valid]))
+    if var is not None:
+        noise = math.sqrt(float(np.median(var[valid])))
+    else:
+        noise = 1.4826 * float(np.median(np.abs(data[valid] - background)))
+    if not (math.isfinite(noise) and noise > 0):
+        return []
+    detection = threshold * noise if level is None else np.asarray(level, dtype=np.float64)
+    residual = np.where(valid, data - background, -np.inf)
+    above = residual > detection
+    local_max = residual == ndimage.maximum_filter(residual, size=3)
+    peaks = local_max & (residual > peak_factor * detection) & above
+    if min_pixels > 1:
+        labels, _ = ndimage.label(above)
+        areas = np.bincount(labels.ravel())
+        peaks &= areas[labels] >= min_pixels
+    ys, xs = np.nonzero(peaks)
+    heights = residual[ys, xs]
+    order = np.argsort(heights)[::-1]
+    ys, xs, heights = ys[order], xs[order], heights[order]
+    # Every local maximum above the noise: the neighbours that spoil isolation.
+    faint = local_max & (residual > 3.0 * noise)
+    fy, fx = np.nonzero(faint)
+    fh = residual[fy, fx]
+
+    stars: list[StarFit] = []
+    for y, x, height in zip(ys, xs, heights, strict=True):
+        if len(stars) >= MAX_STARS:
+            break
+        guess_half = 7
+        if not (guess_half <= y < data.shape[0] - guess_half):
+            continue
+        if not (guess_half <= x < data.shape[1] - guess_half):
+            continue
+        near = residual[y - guess_half : y + guess_half + 1, x - guess_half : x + guess_half + 1]
+        fwhm0 = _first_guess_fwhm(np.where(np.isfinite(near), near, 0.0), height)
+        half = int(max(5, math.ceil(2.5 * fwhm0)))
+        if not (half <= y < data.shape[0] - half and half <= x < data.shape[1] - half):
+            continue
+        window = (slice(y - half, y + half + 1), slice(x - half, x + half + 1))
+        if not valid[window].all():
+            continue
+        distance2 = (fy - y) ** 2 + (fx - x) ** 2
+        near = (distance2 > 0) & (distance2 <= (half + 2) ** 2)
+        if np.any(distance2[near] < (BLEND_RADIUS * fwhm0) ** 2):
+            continue  # an unresolved blend
+        if np.any(fh[near] > NEIGHBOUR_FRACTION * height):
+            continue  # a neighbour whose light dominates part of the stamp
+        stamp = data[window] - background
+        weight = (
+            1.0 / np.sqrt(var[window]) if var is not None else np.full(stamp.shape, 1.0 / noise)
+        )
+        offsets = np.arange(-half, half + 1)
+        inside = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= half * half
+        for ny_, nx_ in zip(fy[near] - y, fx[near] - x, strict=True):
+            # Leave out the pixels nearer to a fainter neighbour than to the star.
+            to_neighbour = (offsets[:, None] - ny_) ** 2 + (offsets[None, :] - nx_) ** 2
+            inside &= to_neighbour > offsets[:, None] ** 2 + offsets[None, :] ** 2
+        fitted = _fit_star(stamp, weight, inside, fwhm0)
+        if fitted is not None:
+            stars.append(StarFit(int(y), int(x), float(height), fitted[0], fitted[1]))
+    return stars
+
+
+def robust_keep(values: np.ndarray) -> np.ndarray:
+    """Which values lie near their median: within 3 robust sigma (1.4826 × MAD) or 5 %.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Fitted FWHMs, pixels.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for the values kept (galaxies and blends lie far from the median).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    median = float(np.median(values))
+    scatter = 1.4826 * float(np.median(np.abs(values - median)))
+    return np.abs(values - median) <= max(3.0 * scatter, 0.05 * median)
 
 
 def measure_psf_fwhm(
@@ -207,76 +371,11 @@ def measure_psf_fwhm(
         The median FWHM of the fitted stars (module docstring), or None when
         fewer than ``min_stars`` stars could be measured.
     """
-    data = np.asarray(image, dtype=np.float64)
-    valid = np.isfinite(data)
-    if bad is not None:
-        valid &= ~np.asarray(bad, dtype=bool)
-    var = None
-    if variance is not None:
-        var = np.asarray(variance, dtype=np.float64)
-        valid &= np.isfinite(var) & (var > 0)
-    if np.count_nonzero(valid) < 100:
+    stars = fit_psf_stars(image, bad=bad, variance=variance, threshold=threshold)
+    if len(stars) < min_stars:
         return None
-    background = float(np.median(data[valid]))
-    if var is not None:
-        noise = math.sqrt(float(np.median(var[valid])))
-    else:
-        noise = 1.4826 * float(np.median(np.abs(data[valid] - background)))
-    if not (math.isfinite(noise) and noise > 0):
-        return None
-    residual = np.where(valid, data - background, -np.inf)
-    peaks = (residual == ndimage.maximum_filter(residual, size=3)) & (residual > threshold * noise)
-    ys, xs = np.nonzero(peaks)
-    heights = residual[ys, xs]
-    order = np.argsort(heights)[::-1]
-    ys, xs, heights = ys[order], xs[order], heights[order]
-    # Every local maximum above the noise: the neighbours that spoil isolation.
-    faint = (residual == ndimage.maximum_filter(residual, size=3)) & (residual > 3.0 * noise)
-    fy, fx = np.nonzero(faint)
-    fh = residual[fy, fx]
-
-    fwhms: list[float] = []
-    for y, x, height in zip(ys, xs, heights, strict=True):
-        if len(fwhms) >= MAX_STARS:
-            break
-        guess_half = 7
-        if not (guess_half <= y < data.shape[0] - guess_half):
-            continue
-        if not (guess_half <= x < data.shape[1] - guess_half):
-            continue
-        near = residual[y - guess_half : y + guess_half + 1, x - guess_half : x + guess_half + 1]
-        fwhm0 = _first_guess_fwhm(np.where(np.isfinite(near), near, 0.0), height)
-        half = int(max(5, math.ceil(2.5 * fwhm0)))
-        if not (half <= y < data.shape[0] - half and half <= x < data.shape[1] - half):
-            continue
-        window = (slice(y - half, y + half + 1), slice(x - half, x + half + 1))
-        if not valid[window].all():
-            continue
-        distance2 = (fy - y) ** 2 + (fx - x) ** 2
-        near = (distance2 > 0) & (distance2 <= (half + 2) ** 2)
-        if np.any(distance2[near] < (BLEND_RADIUS * fwhm0) ** 2):
-            continue  # an unresolved blend
-        if np.any(fh[near] > NEIGHBOUR_FRACTION * height):
-            continue  # a neighbour whose light dominates part of the stamp
-        stamp = data[window] - background
-        weight = (
-            1.0 / np.sqrt(var[window]) if var is not None else np.full(stamp.shape, 1.0 / noise)
-        )
-        offsets = np.arange(-half, half + 1)
-        inside = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= half * half
-        for ny_, nx_ in zip(fy[near] - y, fx[near] - x, strict=True):
-            # Leave out the pixels nearer to a fainter neighbour than to the star.
-            to_neighbour = (offsets[:, None] - ny_) ** 2 + (offsets[None, :] - nx_) ** 2
-            inside &= to_neighbour > offsets[:, None] ** 2 + offsets[None, :] ** 2
-        fwhm = _fit_star(stamp, weight, inside, fwhm0)
-        if fwhm is not None:
-            fwhms.append(fwhm)
-    if len(fwhms) < min_stars:
-        return None
-    values = np.array(fwhms)
-    median = float(np.median(values))
-    scatter = 1.4826 * float(np.median(np.abs(values - median)))
-    keep = np.abs(values - median) <= max(3.0 * scatter, 0.05 * median)
+    values = np.array([star.fwhm_px for star in stars])
+    keep = robust_keep(values)
     if np.count_nonzero(keep) < min_stars:
         return None
     values = values[keep]

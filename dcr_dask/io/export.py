@@ -13,10 +13,17 @@ HDU   EXTNAME    dtype   content
 3     VARIANCE   float32 ``var(coadd) / S`` for a sub-band, ``var(coadd)``
                          for the coadd (docs/algorithm.md, "The coadd and
                          outputs")
-4     TRANSMISSION table only when the store holds the filter curve
+4     PSF        float32 the coadd's PSF (the store's ``psf``), the same in
+                         every file; absent for a store without one
+5     TRANSMISSION table only when the store holds the filter curve
                          (``doAttachTransmissionCurve``): ``WAVELENGTH``
-                         (nm), ``THROUGHPUT``; ``BAND``, ``TRSOURCE``
+                         (nm), ``THROUGHPUT``; ``BAND``, ``TRSOURCE`` (HDU 4
+                         if the store has no PSF)
 ===== ========== ======= ================================================
+
+The ``PSF`` HDU is the one a warp may carry (an odd square stamp summing to
+1, ``EXTTYPE = 'PSF'``), with ``PSFFWHM`` (pixels) and ``PSFMETH``
+(``inputs`` or ``measured``); it has no WCS (its pixels are offsets).
 
 Every image HDU carries the tile WCS from the store's ``wcs_header`` and the
 afw keywords ``EXTTYPE``, ``INHERIT``, ``LTV1``/``LTV2`` and the alternate ``A`` WCS
@@ -85,12 +92,18 @@ def _write_mef(
     tables: Sequence[fits.BinTableHDU] = (),
     overwrite: bool,
     client: Any,
+    psf: fits.ImageHDU | None = None,
 ) -> None:
-    """Write a primary HDU, image extensions and then table extensions to ``path`` atomically."""
+    """Write a primary HDU, image extensions, the small PSF HDU and then tables to ``path``.
+
+    The file appears atomically.
+    """
     with atomic_file(path, overwrite=overwrite) as tmp:
         fits.PrimaryHDU(header=primary).writeto(tmp)
         for extname, data, cards in images:
             _stream_image(tmp, extname, data, cards, client)
+        if psf is not None:
+            fits.append(os.fspath(tmp), psf.data, psf.header)
         for table in tables:
             fits.append(tmp, table.data, table.header)
 
@@ -114,6 +127,21 @@ def _transmission_hdu(curve: Any) -> fits.BinTableHDU:
     hdu.header["BAND"] = (str(curve.attrs.get("band", "")), "band the curve describes")
     hdu.header["TRSOURCE"] = (str(curve.attrs.get("source", "")), "where the curve came from")
     return hdu
+
+
+def _psf_hdu(ds: Any) -> fits.ImageHDU | None:
+    """The store's ``psf`` as the ``PSF`` HDU of an exported file, or None without one."""
+    if "psf" not in ds.data_vars:
+        return None
+    header = fits.Header()
+    header["EXTNAME"] = "PSF"
+    header["EXTTYPE"] = "PSF"
+    attrs = ds["psf"].attrs
+    if "fwhm_px" in attrs:
+        header["PSFFWHM"] = (float(attrs["fwhm_px"]), "[pixel] FWHM, adaptive second moments")
+    if "method" in attrs:
+        header["PSFMETH"] = (str(attrs["method"]), "inputs: visits' PSFs combined; measured")
+    return fits.ImageHDU(np.asarray(ds["psf"].values, dtype=np.float32), header=header)
 
 
 def export_fits(
@@ -184,6 +212,7 @@ def export_fits(
     wave_min = ds["wavelength_min"].values
     wave_max = ds["wavelength_max"].values
     tables = [_transmission_hdu(ds["transmission"].load())] if "transmission" in ds else []
+    psf = _psf_hdu(ds)
 
     def primary(index: int | None, low: float, high: float) -> fits.Header:
         header = fits.Header()
@@ -207,6 +236,7 @@ def export_fits(
             tables=tables,
             overwrite=overwrite,
             client=client,
+            psf=psf,
         )
     _write_mef(
         targets[-1],
@@ -219,5 +249,6 @@ def export_fits(
         tables=tables,
         overwrite=overwrite,
         client=client,
+        psf=psf,
     )
     return targets

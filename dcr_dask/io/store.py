@@ -13,6 +13,7 @@ mask       (y, x)             int32   coadd mask; bits in ``mask_planes``
 n_image    (subfilter, y, x)  uint16  visits contributing to each pixel
 artifacts  (visit, y, x)      uint8   optional: per-visit artifact masks
 transmission (transmission_wavelength) float64 optional: the filter's throughput
+psf        (psf_y, psf_x)     float32 optional: the coadd's PSF, summing to 1
 ========== ================== ======= =======================================
 
 with the coordinates ``subfilter`` (``wavelength_min``, ``wavelength_max`` in
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
@@ -87,6 +89,7 @@ OUTPUT_VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype]] = {
 }
 _ARTIFACTS = ("artifacts", ("visit", "y", "x"), np.dtype(np.uint8))
 _TRANSMISSION = ("transmission", ("transmission_wavelength",), np.dtype(np.float64))
+_PSF = ("psf", ("psf_y", "psf_x"), np.dtype(np.float32))
 _OUTPUT_COORDS = ("subfilter", "wavelength_min", "wavelength_max", "y", "x")
 _OUTPUT_ATTRS = ("mask_planes", "wcs_header", "config", "inputs", "convergence", "dcr_dask_version")
 
@@ -477,6 +480,8 @@ def make_output_dataset(
     convergence: Mapping[str, Any] | Sequence[Any],
     artifacts: Any = None,
     transmission: xr.DataArray | None = None,
+    psf: np.ndarray | None = None,
+    psf_attrs: Mapping[str, Any] | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Assemble the output Dataset of a run (docs/file-formats.md, "Output store").
@@ -512,6 +517,12 @@ def make_output_dataset(
         taken from the DataArray if it has one, else from ``inputs``.
     transmission : xarray.DataArray, optional
         The filter curve (:func:`transmission_array`), stored as it is.
+    psf : numpy.ndarray, optional
+        The coadd's PSF: an odd square stamp, stored normalised to sum 1 as
+        ``psf`` ``(psf_y, psf_x)`` float32 with the pixel offsets from its
+        centre as coordinates.
+    psf_attrs : mapping, optional
+        Attributes of ``psf`` (how it was made); finite JSON values.
     extra_attrs : mapping, optional
         More attributes; may not reuse the names above.
 
@@ -551,6 +562,25 @@ def make_output_dataset(
                 )
             art = art.assign_coords(visit=[int(record["visit"]) for record in records])
         variables["artifacts"] = art
+    psf_coords: dict[str, Any] = {}
+    if psf is not None:
+        stamp = np.asarray(psf, dtype=np.float64)
+        total = stamp.sum()
+        if stamp.ndim != 2 or stamp.shape[0] != stamp.shape[1] or stamp.shape[0] % 2 != 1:
+            raise ValueError(f"psf of shape {stamp.shape} must be an odd square stamp")
+        if not (np.all(np.isfinite(stamp)) and total > 0):
+            raise ValueError("psf must be finite with a positive sum")
+        half = stamp.shape[0] // 2
+        offsets = np.arange(-half, half + 1, dtype=np.int64)
+        psf_coords = {"psf_y": offsets, "psf_x": offsets}
+        stamp32 = (stamp / total).astype(np.float32)
+        variables["psf"] = xr.DataArray(
+            # one chunk: a stamp is small
+            da.from_array(stamp32, chunks=stamp32.shape),
+            dims=_PSF[1],
+            attrs=dict(psf_attrs or {}),
+            name="psf",
+        )
     coords = {"y": np.arange(ny, dtype=np.int64), "x": np.arange(nx, dtype=np.int64)}
     coords.update(_pixel_coords(list(variables.values())))
     for name, var in variables.items():
@@ -591,6 +621,7 @@ def make_output_dataset(
         data_vars,
         coords={
             **coords,
+            **psf_coords,
             "subfilter": np.arange(n_sub, dtype=np.int64),
             "wavelength_min": ("subfilter", wave_min, {"units": "nm"}),
             "wavelength_max": ("subfilter", wave_max, {"units": "nm"}),
@@ -606,7 +637,7 @@ def _check_output(ds: xr.Dataset, where: str) -> None:
         raise InputError(f"not a dcr_dask output store: {message}", filename=where, keyword=keyword)
 
     expected = dict(OUTPUT_VARIABLES)
-    for name, dims, dtype in (_ARTIFACTS, _TRANSMISSION):
+    for name, dims, dtype in (_ARTIFACTS, _TRANSMISSION, _PSF):
         if name in ds.data_vars:
             expected[name] = (dims, dtype)
     for name, (dims, dtype) in expected.items():
