@@ -309,7 +309,9 @@ def should_stop(
     threshold : float
         ``convergenceThreshold``.
     min_iter, max_iter : int
-        ``minNumIter`` (default S) and ``maxNumIter`` (default 3·S).
+        ``minNumIter`` and ``maxNumIter`` (resolved: the reference's unset
+        values are S and 3·S; dcr_dask's defaults are in
+        :mod:`dcr_dask.config`).
     use_convergence : bool
         ``useConvergence``.
 

@@ -542,8 +542,9 @@ class _FitPlan:
     memory_budget_bytes: float | None
 
 
-#: The DCR fit behind ``artifactReference="dcrTemplate"`` may run this many times
-#: ``maxNumIter`` iterations (see :func:`_artifacts_against_dcr_templates`).
+#: The DCR fit behind ``artifactReference="dcrTemplate"`` may run up to this many
+#: times the reference's iteration limit (``3 * dcrNumSubfilters``), or ``maxNumIter``
+#: iterations if that is more (see :func:`_artifacts_against_dcr_templates`).
 REFERENCE_FIT_ITERATIONS = 3
 
 
@@ -574,8 +575,9 @@ def _artifacts_against_dcr_templates(
        than every visit, in haloes around the stars; every visit then showed a
        persistent negative residual there, and cosmic rays next to stars
        merged into it and were kept (``benchmarks/bench_artifacts.py``). It
-       also runs up to :data:`REFERENCE_FIT_ITERATIONS` times ``maxNumIter``
-       iterations (still stopping at ``convergenceThreshold``): the templates'
+       also runs up to :data:`REFERENCE_FIT_ITERATIONS` times the reference's
+       ``3 * dcrNumSubfilters`` iterations, or ``maxNumIter`` if that is more
+       (still stopping at ``convergenceThreshold``): the templates'
        mismatch at bright stars is what hides cosmic rays on them and what
        clips stars, and both fell with more iterations;
     3. each PSF-matched warp is compared with its own template (variance: the
@@ -600,7 +602,10 @@ def _artifacts_against_dcr_templates(
     settings = attrs.evolve(
         plan.settings,
         regularize_frequency=0.0,
-        max_iter=REFERENCE_FIT_ITERATIONS * plan.settings.max_iter,
+        max_iter=max(
+            plan.settings.max_iter,
+            REFERENCE_FIT_ITERATIONS * 3 * plan.settings.n_subfilters,
+        ),
     )
     model, _, fits = fit_tile(
         inputs,

@@ -214,3 +214,12 @@ def test_without_convergence_the_fit_runs_to_the_maximum():
 def test_nothing_stops_before_the_first_iteration():
     decision = should_stop([0.3], threshold=1e-3, min_iter=0, max_iter=0, use_convergence=True)
     assert decision == (False, "")
+
+
+def test_a_minimum_above_the_maximum_leaves_only_the_maximum():
+    # the reference does not refuse minNumIter > maxNumIter: no divergence or convergence
+    # stop can happen, and the fit runs max_iter + 2 iterations (dcr_dask's default
+    # minNumIter = 30 with a user's maxNumIter = 3 gives the 5 iterations asked for)
+    metrics = SCRIPTS["diverges"] + [0.2] * 4
+    assert _run(metrics, min_iter=30, max_iter=3) == (5, "max iterations")
+    assert _reference_loop(metrics, 30, 3, 1e-3) == (5, "max iterations")
