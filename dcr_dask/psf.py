@@ -212,8 +212,11 @@ def psf_fwhm_px(psf: np.ndarray) -> float:
         beta 2.5), adaptive ones are not. The result is the FWHM of the
         pixel-integrated Gaussian stamp (:func:`gaussian_psf_image`) whose
         adaptive moment is the same, so a Gaussian stamp gives back its FWHM
-        exactly and a Moffat or Kolmogorov one its half-maximum width within
-        a few per cent.
+        exactly. Adaptive weights still see some of the wings: on GalSim
+        stamps of 4 px FWHM the result is 5.6 % above the half-maximum width
+        for a Kolmogorov profile and 8.5 %, 12.6 % and 16.9 % above it for
+        Moffat profiles of beta 4.5, 3.2 and 2.5 (unweighted moments: about
+        40 % at beta 2.5).
 
     Raises
     ------

@@ -120,7 +120,7 @@ def test_config_show_reads_back_with_config(tmp_path, capsys, options, fmt):
         assert loaded.band == "hsc-i2" and loaded.subregionSize == [300, 200]
         assert loaded.convergenceMaskPlanes == [] and loaded.effectiveWavelength is None
         assert loaded.maskPropagationThresholds == {"SAT": 0.25, "CR": 0.5}
-        assert loaded.maxNumIter is None and loaded.baseGain == 0.4
+        assert loaded.maxNumIter == 60 and loaded.baseGain == 0.4
     if fmt == "toml":
         text = path.read_text()
         assert "effectiveWavelength" not in text  # None: left out, read back as the default
@@ -226,3 +226,12 @@ def test_demo_runs_on_a_local_cluster_and_writes_real_outputs(tmp_path, capsys):
     with fits.open(summary["fits"][-1]) as hdus:
         assert [h.name for h in hdus[1:4]] == ["IMAGE", "MASK", "VARIANCE"]
         np.testing.assert_allclose(hdus["IMAGE"].data, store["coadd"].values)
+
+
+def test_the_reference_preset_is_shown_in_yaml_with_its_unset_iteration_limits(capsys):
+    # TOML has no null: the reference's unset limits (None over dcr_dask's 30 and 60) need YAML
+    assert main(["config", "show", "--preset", "reference", "--format", "toml"]) == 1
+    assert "'maxNumIter' = None" in capsys.readouterr().err
+    assert main(["config", "show", "--preset", "reference", "--format", "yaml"]) == 0
+    shown = capsys.readouterr().out
+    assert "maxNumIter: null" in shown and "minNumIter: null" in shown
