@@ -21,7 +21,7 @@ import dcr_dask
 from dcr_dask import assemble, pipeline
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.errors import ResumeError
+from dcr_dask.errors import OutputError, ResumeError
 from dcr_dask.io import checkpoint as checkpoint_module
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
@@ -315,6 +315,8 @@ def test_the_record_is_replaced_atomically_and_a_damaged_one_is_not_trusted(
     path.write_bytes(before[: len(before) // 2])  # cut short (not by dcr_dask's writer)
     assert Checkpoint.load(tmp_path) is None
     assert "cannot be used to resume" in caplog.text
+    with pytest.raises(OutputError, match="not written by dcr_dask"):
+        Checkpoint.start(tmp_path, _fingerprint())  # not recognised as ours: not replaced
     path.write_text(json.dumps({"format": 1, "fingerprint": {}, "stages": {}}))
     assert Checkpoint.load(tmp_path) is None  # no writer mark
 
