@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -281,6 +281,18 @@ class BlockFit:
             "reason": self.reason,
             "group": self.group,
         }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> BlockFit:
+        """Read back :meth:`as_dict`'s record (a resumed run's fits of earlier groups)."""
+        return cls(
+            block=(int(record["block"][0]), int(record["block"][1])),
+            metrics=[float(m) for m in record["metrics"]],
+            gains=[float(g) for g in record["gains"]],
+            iterations=int(record["iterations"]),
+            reason=str(record["reason"]),
+            group=int(record["group"]),
+        )
 
 
 def _prepare_block(
@@ -548,6 +560,9 @@ def fit_tile(
     *,
     halo: int,
     memory_budget_bytes: float | None = None,
+    groups: Sequence[Sequence[tuple[int, int]]] | None = None,
+    finished: Mapping[int, Sequence[BlockFit]] | None = None,
+    on_group_done: Callable[[int, list[list[tuple[int, int]]], list[BlockFit]], None] | None = None,
 ) -> tuple[da.Array, da.Array, list[BlockFit]]:
     """Fit the DCR model over the whole tile.
 
@@ -568,6 +583,20 @@ def fit_tile(
         Halo of every block, pixels (:func:`halo_px`).
     memory_budget_bytes : float, optional
         Memory a group of blocks may use; None fits all blocks together.
+    groups : sequence of sequence of (int, int), optional
+        The groups of blocks, in the order they are fitted; default
+        :func:`plan_groups` with ``memory_budget_bytes``. A resumed run gives
+        the interrupted run's plan: where the groups are cut changes the result.
+    finished : mapping of int to sequence of BlockFit, optional
+        Groups (by their index in ``groups``) that an interrupted run fitted and
+        wrote to ``scratch``, with their fits: they are not fitted again. The
+        scratch store is kept, and every block of the other groups is set back
+        to the starting model (a group whose write was cut off starts again from
+        where an uninterrupted fit starts it), so the result is the same, bit for
+        bit, as without the interruption.
+    on_group_done : callable, optional
+        Called as ``on_group_done(index, groups, fits)`` once a group's cores are
+        written to ``scratch``.
 
     Returns
     -------
@@ -585,15 +614,30 @@ def fit_tile(
     initial = da.broadcast_to(template32[None] / np.float32(S), (S, ny, nx)).rechunk(
         ((S,), *grid.chunks)
     )
-    _store_model(initial.astype(np.float32), scratch, "model")
-    _store_model(
-        da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)), scratch, "n_image"
-    )
+    n_visits = inputs.images.shape[0]
+    if groups is None:
+        bytes_per_block = block_memory_bytes(grid, halo, n_visits, S)
+        groups = plan_groups(grid, bytes_per_block, memory_budget_bytes)
+    groups = [[(int(i), int(j)) for i, j in group] for group in groups]
+    if sorted(b for group in groups for b in group) != sorted(grid.blocks()):
+        raise ValueError("the groups do not hold every block of the grid exactly once")
+    finished = {int(k): list(v) for k, v in (finished or {}).items()}
+    if finished:
+        # the finished groups' cores stay; every other block starts again from the start
+        again = [b for k, group in enumerate(groups) if k not in finished for b in group]
+        zeros = {
+            b: da.zeros((S, *_block_shape(grid, b)), dtype=np.uint16, chunks=-1) for b in again
+        }
+        _write_group(initial.astype(np.float32), zeros, grid, again, scratch)
+    else:
+        _store_model(initial.astype(np.float32), scratch, "model")
+        _store_model(
+            da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)),
+            scratch,
+            "n_image",
+        )
     stored = da.from_zarr(str(scratch), component="model")
 
-    n_visits = inputs.images.shape[0]
-    bytes_per_block = block_memory_bytes(grid, halo, n_visits, S)
-    groups = plan_groups(grid, bytes_per_block, memory_budget_bytes)
     log.info(
         "fitting %d blocks of %s px (halo %d px) in %d group(s), %d visits, %d sub-bands, "
         "%s shifts",
@@ -605,16 +649,28 @@ def fit_tile(
         S,
         settings.method,
     )
+    if finished:
+        log.info(
+            "resuming the fit: group(s) %s of %d were fitted by the interrupted run",
+            ", ".join(str(k + 1) for k in sorted(finished)),
+            len(groups),
+        )
     fits: list[BlockFit] = []
     for number, group in enumerate(groups, start=1):
+        if number - 1 in finished:
+            fits += [attrs.evolve(fit, group=number - 1) for fit in finished[number - 1]]
+            continue
         started = time.perf_counter()
         label = f"fit group {number}/{len(groups)}"
-        fits += [
+        done = [
             attrs.evolve(fit, group=number - 1)
             for fit in _fit_group(
                 inputs, grid, shifts, settings, scratch, stored, group, halo, label
             )
         ]
+        fits += done
+        if on_group_done is not None:
+            on_group_done(number - 1, groups, done)
         log.info(
             "group %d/%d (%d blocks) done in %.1f s",
             number,
@@ -729,6 +785,11 @@ def _fit_group(
     return [done[block] for block in group]
 
 
+def _block_shape(grid: TileGrid, block: tuple[int, int]) -> tuple[int, int]:
+    y0, y1, x0, x1 = grid.bounds(block)
+    return y1 - y0, x1 - x0
+
+
 def _assemble_model(grid, stored, current, S) -> da.Array:
     """The tile's model: fitted cores of this group where there are some, the store elsewhere."""
     rows = []
@@ -745,7 +806,8 @@ def _assemble_model(grid, stored, current, S) -> da.Array:
 
 
 def _write_group(final, n_image_pieces, grid, group, scratch) -> None:
-    """Write the group's final cores into the scratch store."""
+    """Write the cores of the blocks of ``group`` (from ``final`` and ``n_image_pieces``)
+    into the scratch store."""
     import zarr
 
     root = zarr.open_group(str(scratch), mode="r+")

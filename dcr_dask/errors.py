@@ -226,6 +226,13 @@ class ClusterLostError(DcrDaskError, RuntimeError):
         )
 
 
+class ResumeError(DcrDaskError, ValueError):
+    """A run asked to resume (``--resume``) cannot: its inputs, configuration, options or
+    dcr_dask's version differ from those of the run recorded in the work directory
+    (:mod:`dcr_dask.io.checkpoint`). Raised before the cluster starts and before anything
+    is written; the message names what differs."""
+
+
 class Terminated(KeyboardInterrupt):
     """The process received ``SIGTERM`` (the command line raises it from a signal handler,
     so that every ``finally`` runs and no partial output is left, as on Ctrl-C)."""

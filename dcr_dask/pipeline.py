@@ -28,6 +28,12 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
    filter curve;
 8. the output store (docs/file-formats.md, "Output store"), written under a temporary
    name and renamed when whole.
+
+Every run records in its work directory which of these stages are done, and for
+the fit which groups of subregions (:mod:`dcr_dask.io.checkpoint`); with
+``resume=True`` a run with the same fingerprint (inputs, configuration, options,
+version) takes the recorded stages from the work directory and goes on from the
+first one not done, to the same output, bit for bit.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from distributed.scheduler import KilledWorker
 from dcr_dask import __version__
 from dcr_dask import model as kernels
 from dcr_dask.assemble import (
+    BlockFit,
     FitInputs,
     FitSettings,
     TileGrid,
@@ -74,6 +81,7 @@ from dcr_dask.coadd_psf import (
     measurement_window,
 )
 from dcr_dask.compare_warp import (
+    ARTIFACT_VARIABLES,
     apply_artifact_masks,
     assemble_static_sky_model,
     compare_warp,
@@ -87,8 +95,9 @@ from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ClusterLostError
 from dcr_dask.input_checks import check_usable_visits, dcr_spread, reject_visits, visit_quality
 from dcr_dask.interp import InterpSettings, fallback_value, interpolate_holes
+from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
 from dcr_dask.io.ingest import ingest_warps, open_ingested
-from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, writer
+from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, is_own, writer
 from dcr_dask.io.regions import BrightObjectRegions, read_bright_object_regions
 from dcr_dask.io.store import compute, make_output_dataset, transmission_array, write_output
 from dcr_dask.io.warps import (
@@ -126,6 +135,7 @@ def run(
     overwrite: bool = False,
     memory_budget_bytes: float | None = None,
     cluster_options: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> xr.Dataset:
     """Make a DCR-corrected coadd and write it to ``output``.
 
@@ -163,6 +173,17 @@ def run(
     cluster_options : mapping, optional
         Keywords of :func:`dcr_dask.cluster.dask_client` for the cluster started
         when no ``client`` is given (the command line's cluster options).
+    resume : bool
+        Go on from where an interrupted run with the same inputs, configuration,
+        ``memory_budget_bytes`` and dcr_dask version stopped: the stages recorded in
+        ``work_dir``'s ``checkpoint.json`` as done are read from the work directory
+        instead of computed, and the fit goes on from its first group of
+        subregions not written (:mod:`dcr_dask.io.checkpoint`); the output is the
+        same, bit for bit, as the uninterrupted run's. If the record says that run
+        finished and ``output`` is still the store it wrote, nothing is done and
+        that store is returned. Without a record (no work directory), the run
+        starts from the beginning, with a warning. Every run, resumed or not,
+        keeps the record up to date.
 
     Returns
     -------
@@ -182,10 +203,30 @@ def run(
         dcr_dask, or the output is or contains an input.
     dcr_dask.errors.ClusterLostError
         If the Dask scheduler or a worker went away; it names the stage.
+    dcr_dask.errors.ResumeError
+        With ``resume``, before anything starts: the run recorded in the work
+        directory had other inputs, configuration, options or version (the
+        message names the first difference).
     """
     started = time.perf_counter()
     config.validate()
     output = Path(output)
+    work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".work")
+    fingerprint = RunFingerprint.of_run(
+        config,
+        warps=warps,
+        psf_matched=psf_matched,
+        template=template,
+        memory_budget_bytes=memory_budget_bytes,
+    )
+    previous = _previous_run(work, fingerprint) if resume else None
+    if previous is not None and _is_recorded_output(previous, output):
+        log.info(
+            "nothing to resume: %s is the output of the finished run recorded in %s",
+            output,
+            previous.path,
+        )
+        return xr.open_zarr(output)
     inputs = [*warps, *(psf_matched or ()), *([template] if template is not None else [])]
     if config.doMaskBrightObjects and config.brightObjectMaskFile:
         inputs.append(config.brightObjectMaskFile)
@@ -224,10 +265,10 @@ def run(
     if spread is not None:
         log.warning("%s", spread["message"])
         input_warnings.append(spread)
-    work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".work")
-    for name in _WORK_STORES:  # a user's folder of the same name is never deleted
+    for name in (*_WORK_STORES, CHECKPOINT_NAME):  # a user's folder of the same name is kept
         check_replaceable(work / name)
     work.mkdir(parents=True, exist_ok=True)
+    stages = _Stages(previous or Checkpoint.start(work, fingerprint), resuming=previous is not None)
     timings: dict[str, float] = {}
 
     running = ["starting the cluster"]  # the stage a lost cluster is reported in
@@ -237,10 +278,13 @@ def run(
     ):
         running[0] = "ingest"
         stage = time.perf_counter()
+        reused = stages.reuse("ingest", work / "warps.zarr")
         # The work directory is the run's own: a store of other inputs there is replaced.
         ingested = ingest_warps(
             direct, work / "warps.zarr", chunks=chunks, client=active, overwrite=True
         )
+        if reused is None:
+            stages.done("ingest")
         timings["ingest_s"] = time.perf_counter() - stage
 
         # visits without usable pixels or with variance <= 0 are left out of everything
@@ -261,18 +305,29 @@ def run(
         # the work directory and read it back.
         matching = None
         if psf_matched_ds is None:
-            matching = psf_matching(ingested, config)
+            matching = psf_matching(ingested, config)  # eager and small: made again on resume
             psf_matched_ds = match_psfs(ingested, config, matching=matching)
-        psf_matched_ds = _checkpoint(psf_matched_ds, work / "psf_matched.zarr", active)
+        psf_matched_ds = _stage_store(
+            stages, "psf_matched", psf_matched_ds, work / "psf_matched.zarr", active
+        )
         # CompareWarp's static model is always the stack of the PSF-matched warps, at the
         # model PSF; a given template (at its own PSF) only starts the DCR fit. Used as the
         # static model, it left every star's PSF mismatch in the differences (GalSim
         # tiles: cosmic-ray recall 65 % instead of 94-99 %).
         static_ds = assemble_static_sky_model(psf_matched_ds, config.assembleStaticSkyModel)
-        static_ds = _checkpoint(static_ds, work / "static_model.zarr", active)
-        compared = compare_warp(
-            ingested, config, psf_matched=psf_matched_ds, static_model=static_ds
+        static_ds = _stage_store(
+            stages, "static_model", static_ds, work / "static_model.zarr", active
         )
+        masks_done = stages.reuse(
+            "artifact_masks",
+            work / "warps.zarr",
+            present=set(ARTIFACT_VARIABLES) <= set(open_ingested(work / "warps.zarr").data_vars),
+        )
+        compared = None
+        if masks_done is None:
+            compared = compare_warp(
+                ingested, config, psf_matched=psf_matched_ds, static_model=static_ds
+            )
         timings["compare_warp_s"] = time.perf_counter() - stage
 
         # The DCR geometry, the grid and the fit's settings: shared by the reference
@@ -306,30 +361,38 @@ def run(
             memory_budget_bytes = None
         fit_plan = _FitPlan(grid, shifts, settings, halo, memory_budget_bytes)
 
-        found = compared.artifacts
         reference_fits: list = []
-        if config.artifactReference == "dcrTemplate":
-            running[0] = "the DCR-template artifact reference"
+        if masks_done is not None:
+            # CompareWarp (and the DCR-template reference fit) wrote the masks before
+            reference_fits = [BlockFit.from_dict(r) for r in masks_done["reference_fits"]]
+        else:
+            found = compared.artifacts
+            if config.artifactReference == "dcrTemplate":
+                running[0] = "the DCR-template artifact reference"
+                stage = time.perf_counter()
+                found, reference_fits = _artifacts_against_dcr_templates(
+                    compared, static_ds, config, fit_plan, work, active, psf_sigma
+                )
+                timings["dcr_reference_s"] = time.perf_counter() - stage
+            running[0] = "the artifact masks"
             stage = time.perf_counter()
-            found, reference_fits = _artifacts_against_dcr_templates(
-                compared, static_ds, config, fit_plan, work, active, psf_sigma
-            )
-            timings["dcr_reference_s"] = time.perf_counter() - stage
-
-        running[0] = "the artifact masks"
-        stage = time.perf_counter()
-        masks = found[["artifacts", "no_data"]]
-        write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
+            masks = found[list(ARTIFACT_VARIABLES)]
+            write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
+            stages.done("artifact_masks", reference_fits=[f.as_dict(grid) for f in reference_fits])
+            timings["artifact_masks_s"] = time.perf_counter() - stage
         stored = open_ingested(work / "warps.zarr")
-        masked = apply_artifact_masks(ingested, stored[["artifacts", "no_data"]])
-        timings["artifact_masks_s"] = time.perf_counter() - stage
+        masked = apply_artifact_masks(ingested, stored[list(ARTIFACT_VARIABLES)])
         template_sigma = direct_sigma
         if template_ds is None and config.startingModel == "staticModel":
             template_ds, template_sigma = static_ds, psf_sigma
         elif template_ds is None:
             stage = time.perf_counter()
-            template_ds = _checkpoint(
-                direct_coadd(masked, config), work / "direct_coadd.zarr", active
+            template_ds = _stage_store(
+                stages,
+                "direct_coadd",
+                direct_coadd(masked, config),
+                work / "direct_coadd.zarr",
+                active,
             )
             timings["direct_coadd_s"] = time.perf_counter() - stage
 
@@ -345,7 +408,20 @@ def run(
         running[0] = "the DCR fit"
         stage = time.perf_counter()
         scratch = work / "model.zarr"
-        _remove_own(scratch)
+        fit_done = stages.reuse("fit", scratch)
+        if fit_done is None:
+            _remove_own(scratch)
+        finished = {
+            int(k): [BlockFit.from_dict(r) for r in records]
+            for k, records in (fit_done or {}).get("done", {}).items()
+        }
+
+        def group_done(index: int, groups: list, group_fits: list[BlockFit]) -> None:
+            done = {str(k): [f.as_dict(grid) for f in v] for k, v in finished.items()}
+            done[str(index)] = [f.as_dict(grid) for f in group_fits]
+            finished[index] = group_fits
+            stages.done("fit", groups=[[list(b) for b in g] for g in groups], done=done)
+
         model, n_image, fits = fit_tile(
             inputs,
             grid,
@@ -354,6 +430,9 @@ def run(
             scratch,
             halo=halo,
             memory_budget_bytes=memory_budget_bytes,
+            groups=fit_done["groups"] if fit_done else None,
+            finished=finished,
+            on_group_done=group_done,
         )
         timings["fit_s"] = time.perf_counter() - stage
 
@@ -449,10 +528,16 @@ def run(
             input_warnings=input_warnings,
             coadd_psf=coadd_psf.as_dict(),
         )
+        if stages.reused:
+            metadata["resumed"] = {
+                "checkpoint": str(stages.checkpoint.path),
+                "stages": stages.reused,
+            }
         if config.saveMetadata:
             dataset.attrs["metadata"] = metadata
         write_output(dataset, output, overwrite=overwrite, client=active)
         timings["write_s"] = time.perf_counter() - stage
+    stages.finish(_output_stamp(output))
     _remove_own(scratch)
     timings["total_s"] = time.perf_counter() - started
     if config.saveMetadata:
@@ -667,6 +752,110 @@ _WORK_STORES = (
     "direct_coadd.zarr",
     "model.zarr",
 )
+
+
+class _Stages:
+    """The stages a run takes from its checkpoint record, and the record kept up to date.
+
+    A resumed run reuses the recorded stages in order, up to the first one it must
+    make again (not recorded, or its store gone); that stage and every later one
+    are dropped from the record and made again, so a record never mixes stages
+    made from different earlier results.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, *, resuming: bool):
+        self.checkpoint = checkpoint
+        self.intact = resuming
+        self.reused: list[str] = []
+        if resuming:
+            log.info(
+                "resuming from %s: done before: %s",
+                checkpoint.path,
+                ", ".join(_STAGE_TITLES[s] for s in checkpoint.stages) or "nothing",
+            )
+
+    def reuse(self, stage: str, *stores: Path, present: bool = True) -> dict[str, Any] | None:
+        """What ``stage`` recorded, if the run resumes past it (its stores must be
+        dcr_dask's and ``present`` true); else None, and the stage is to be made."""
+        record = self.checkpoint.done(stage) if self.intact else None
+        if record is not None and present and all(is_own(path) for path in stores):
+            self.reused.append(stage)
+            log.info("%s: taken from the interrupted run's work directory", _STAGE_TITLES[stage])
+            return record
+        if record is not None:
+            log.warning(
+                "%s: recorded as done, but its store in %s is gone or incomplete; made again",
+                _STAGE_TITLES[stage],
+                self.checkpoint.path.parent,
+            )
+        self.intact = False
+        self.checkpoint.forget_from(stage)
+        return None
+
+    def done(self, stage: str, **data: Any) -> None:
+        """Record ``stage`` (its store is whole)."""
+        self.checkpoint.mark(stage, **data)
+
+    def finish(self, stamp: list[Any]) -> None:
+        """Record the output store (``stamp``: :func:`_output_stamp`); the fit's scratch
+        store is deleted next, so its record goes."""
+        self.checkpoint.stages.pop("fit", None)
+        self.checkpoint.mark("output", stamp=stamp)
+
+
+#: How the log names each stage of the checkpoint record.
+_STAGE_TITLES = {
+    "ingest": "ingest",
+    "psf_matched": "PSF-matched warps",
+    "static_model": "static sky model",
+    "artifact_masks": "CompareWarp and artifact masks",
+    "direct_coadd": "direct coadd",
+    "fit": "DCR fit (groups of subregions)",
+    "output": "output store",
+}
+
+
+def _previous_run(work: Path, fingerprint: RunFingerprint) -> Checkpoint | None:
+    """The checkpoint record to resume from, checked against the new run's fingerprint
+    (:class:`~dcr_dask.errors.ResumeError` if they differ); None, with a warning, when
+    there is none to trust."""
+    checkpoint = Checkpoint.load(work)
+    if checkpoint is None:
+        log.warning(
+            "resume: no checkpoint record in %s (%s); starting from the beginning",
+            work,
+            "no such directory" if not work.is_dir() else f"no usable {CHECKPOINT_NAME}",
+        )
+        return None
+    checkpoint.check(fingerprint)
+    return checkpoint
+
+
+def _output_stamp(output: Path) -> list[Any]:
+    """What identifies an output store once written: its root metadata file's path, size
+    and modification time (a store written again, or another store, has another)."""
+    return file_record(output / "zarr.json")
+
+
+def _is_recorded_output(checkpoint: Checkpoint, output: Path) -> bool:
+    """Whether ``output`` is the store that the recorded run finished with."""
+    record = checkpoint.done("output")
+    return record is not None and record.get("stamp") == _output_stamp(output)
+
+
+def _stage_store(
+    stages: _Stages, stage: str, dataset: xr.Dataset, path: Path, client: Any
+) -> xr.Dataset:
+    """A stage's dataset: read from the work directory when the run resumes past the
+    stage, else computed into it (:func:`_checkpoint`) and recorded. Either way it
+    carries the lazy ``dataset``'s attributes."""
+    if stages.reuse(stage, path) is None:
+        stored = _checkpoint(dataset, path, client)
+        stages.done(stage)
+        return stored
+    reopened = xr.open_zarr(path, zarr_format=3, consolidated=False)
+    reopened.attrs.update(dataset.attrs)
+    return reopened
 
 
 @contextlib.contextmanager

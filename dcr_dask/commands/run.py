@@ -8,11 +8,18 @@ workers submitted as SLURM or PBS jobs with --cluster slurm|pbs (described by
 --cluster-spec FILE), else to a local cluster on 127.0.0.1 (--workers,
 --threads-per-worker, --memory-limit). --tls encrypts and authenticates every
 connection.
+
+--resume goes on from where an interrupted run (Ctrl-C, SIGTERM, a lost
+scheduler, a crash) of the same inputs, configuration and --memory-budget
+stopped: the stages and groups of subregions it recorded in the work directory
+are reused, and the output is the same, bit for bit, as an uninterrupted run's
+(docs/file-formats.md, "Work directory").
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -27,6 +34,7 @@ from dcr_dask.commands._common import (
     positive_int,
     scheduler_address,
 )
+from dcr_dask.io.checkpoint import file_record
 from dcr_dask.io.ownership import check_output
 from dcr_dask.pipeline import run as run_pipeline
 
@@ -141,6 +149,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace an existing store that dcr_dask wrote (never anything else)",
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the stages (and groups of subregions of the fit) that an interrupted "
+        "run of the same inputs, config and options recorded in the work directory; a "
+        "difference is an error naming it. Without a record the run starts from the "
+        "beginning; after a finished run whose output is still there, nothing is done",
+    )
+    parser.add_argument(
         "--memory-budget",
         type=positive_float,
         metavar="BYTES",
@@ -167,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = [*warps, *(psf_matched or ()), *([args.template] if args.template else [])]
     if config.doMaskBrightObjects and config.brightObjectMaskFile:
         inputs.append(config.brightObjectMaskFile)
-    check_output(args.output, inputs=inputs, overwrite=args.overwrite)
+    # (with --resume the output may be the finished run's: the pipeline checks that)
+    check_output(args.output, inputs=inputs, overwrite=args.overwrite, exists_ok=args.resume)
+    before = file_record(Path(args.output) / "zarr.json")
     options = cluster_options(args)
     check_cluster_options(options["scheduler_address"], options["cluster"], args.cluster_spec)
     # the pipeline checks every input (headers, PSFs) before it starts the cluster
@@ -181,11 +199,15 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         memory_budget_bytes=args.memory_budget,
         cluster_options=options,
+        resume=args.resume,
     )
     blocks = dataset.attrs["convergence"]["blocks"]
     iterations = [b["iterations"] for b in blocks]
+    after = file_record(Path(args.output) / "zarr.json")
+    untouched = args.resume and before[1] is not None and after == before
+    what = "nothing to resume, already complete:" if untouched else "wrote"
     print(
-        f"wrote {args.output}: {dataset.sizes['subfilter']} sub-bands of "
+        f"{what} {args.output}: {dataset.sizes['subfilter']} sub-bands of "
         f"{dataset.sizes['y']}x{dataset.sizes['x']} px from {len(warps)} warps; "
         f"{len(blocks)} subregions, {min(iterations)}-{max(iterations)} iterations"
     )
