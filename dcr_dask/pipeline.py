@@ -628,8 +628,9 @@ class _FitPlan:
 
 
 #: The DCR fit behind ``artifactReference="dcrTemplate"`` may run up to this many
-#: times the reference's iteration limit (``3 * dcrNumSubfilters``), or ``maxNumIter``
-#: iterations if that is more (see :func:`_artifacts_against_dcr_templates`).
+#: times the reference's iteration limit (``3 * dcrNumSubfilters``), whatever
+#: ``maxNumIter`` is, and at least ``dcrNumSubfilters`` iterations (see
+#: :func:`_artifacts_against_dcr_templates`).
 REFERENCE_FIT_ITERATIONS = 3
 
 
@@ -660,9 +661,10 @@ def _artifacts_against_dcr_templates(
        than every visit, in haloes around the stars; every visit then showed a
        persistent negative residual there, and cosmic rays next to stars
        merged into it and were kept (``benchmarks/bench_artifacts.py``). It
-       also runs up to :data:`REFERENCE_FIT_ITERATIONS` times the reference's
-       ``3 * dcrNumSubfilters`` iterations, or ``maxNumIter`` if that is more
-       (still stopping at ``convergenceThreshold``): the templates'
+       runs between ``dcrNumSubfilters`` and :data:`REFERENCE_FIT_ITERATIONS`
+       times the reference's ``3 * dcrNumSubfilters`` iterations, whatever the
+       main fit's limits (still stopping at ``convergenceThreshold`` or when
+       its metric rises): the templates'
        mismatch at bright stars is what hides cosmic rays on them and what
        clips stars, and both fell with more iterations;
     3. each PSF-matched warp is compared with its own template (variance: the
@@ -687,10 +689,8 @@ def _artifacts_against_dcr_templates(
     settings = attrs.evolve(
         plan.settings,
         regularize_frequency=0.0,
-        max_iter=max(
-            plan.settings.max_iter,
-            REFERENCE_FIT_ITERATIONS * 3 * plan.settings.n_subfilters,
-        ),
+        min_iter=plan.settings.n_subfilters,
+        max_iter=REFERENCE_FIT_ITERATIONS * 3 * plan.settings.n_subfilters,
     )
     model, _, fits = fit_tile(
         inputs,

@@ -209,17 +209,20 @@ def test_inspect_takes_the_warps_band_and_band_option_overrides(r_band_tile, cap
     assert main(["inspect", str(r_band_tile / "warps"), "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
     r = standard_band("r")
-    expected = geometry.subfilter_edges_nm(r.effective_wavelength_nm, r.bandwidth_nm, 3)
+    expected = geometry.subfilter_edges_nm(
+        r.effective_wavelength_nm, r.bandwidth_nm, DcrAssembleCoaddConfig().dcrNumSubfilters
+    )
     np.testing.assert_allclose(records[0]["subband_edges_nm"], expected)
     assert main(["inspect", str(r_band_tile / "warps"), "--json", "--band", "hsc-i"]) == 0
     records = json.loads(capsys.readouterr().out)
     i = standard_band("hsc-i")
-    expected = geometry.subfilter_edges_nm(i.effective_wavelength_nm, i.bandwidth_nm, 3)
+    expected = geometry.subfilter_edges_nm(i.effective_wavelength_nm, i.bandwidth_nm, 4)
     np.testing.assert_allclose(records[0]["subband_edges_nm"], expected)
     explicit = ["--band", "hsc-i", "--set", "effectiveWavelength=700", "--set", "bandwidth=60"]
     assert main(["inspect", str(r_band_tile / "warps"), "--json", *explicit]) == 0
     records = json.loads(capsys.readouterr().out)
-    np.testing.assert_allclose(records[0]["subband_edges_nm"][0], [670.0, 690.0])
+    # 60 nm in four sub-bands
+    np.testing.assert_allclose(records[0]["subband_edges_nm"][0], [670.0, 685.0])
 
 
 def test_band_option_refuses_an_unknown_band(r_band_tile, capsys):
@@ -254,7 +257,9 @@ def test_run_records_the_warps_band_and_templates_use_it(r_band_tile, tmp_path, 
     assert store.attrs["config"]["band"] == "r"
     assert store.attrs["config"]["effectiveWavelength"] is None
     r = standard_band("r")
-    edges = geometry.subfilter_edges_nm(r.effective_wavelength_nm, r.bandwidth_nm, 3)
+    edges = geometry.subfilter_edges_nm(
+        r.effective_wavelength_nm, r.bandwidth_nm, DcrAssembleCoaddConfig().dcrNumSubfilters
+    )
     np.testing.assert_allclose(store["wavelength_min"].values, edges[:, 0], rtol=1e-6)
     np.testing.assert_allclose(store["wavelength_max"].values, edges[:, 1], rtol=1e-6)
     # the template made from the store alone uses the same band as an explicit one

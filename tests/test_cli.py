@@ -168,10 +168,10 @@ def test_inspect_json_matches_the_geometry_module(warp_dir, capsys):
             23.5,
             effective_wavelength_nm=478.0,
             bandwidth_nm=147.0,
-            n_subfilters=3,
+            n_subfilters=DcrAssembleCoaddConfig().dcrNumSubfilters,
         )[:, 0]
         np.testing.assert_allclose(record["shifts_px"], expected, atol=1e-9)
-        assert len(record["shifts_px"]) == 3
+        assert len(record["shifts_px"]) == DcrAssembleCoaddConfig().dcrNumSubfilters == 4
         assert set(record) >= {"parallactic_angle_deg", "zenith_direction_deg", "weather"}
         assert record["weather"]["defaulted"] == ["AIRTEMP", "AIRPRESS", "HUMIDITY"]
 
