@@ -23,8 +23,10 @@ refraction, blackbody stars, CWW galaxies, no DETECTED plane by default) and
 faint stars, no DETECTED plane except in the ``DETECTED on`` variant). Variants:
 the defaults, the ``reference`` and ``many-artifacts`` presets
 (``dcr_dask.config.PRESETS``), the same warps with a DETECTED plane, a static
-template given (``--template``: the plain coadd), and the truth ceiling
-(noise-free, artifact-free warps, defaults).
+template given (``--template``: the plain coadd), the truth ceiling
+(noise-free, artifact-free warps, defaults), and the defaults with three
+sub-bands, then also with the reference's iteration limits (``minNumIter``,
+``maxNumIter`` None, ``convergenceThreshold`` 0.001).
 
 Run: ``python benchmarks/bench_realistic.py [--renderer both] [--seeds 1 2 3 4 5]
 [--size 256] [--band g] [--variants ...] [--workers 2]``.
@@ -92,6 +94,16 @@ VARIANTS = {
     "DETECTED on": Variant(inputs="detected"),
     "given template": Variant(static_template=True),
     "truth ceiling": Variant(inputs="noise_free"),
+    # the defaults' fit with the reference's sub-bands and iteration limits, one step at a time
+    "three sub-bands": Variant(config={"dcrNumSubfilters": 3}),
+    "reference limits": Variant(
+        config={
+            "dcrNumSubfilters": 3,
+            "minNumIter": None,
+            "maxNumIter": None,
+            "convergenceThreshold": 0.001,
+        }
+    ),
 }
 COLUMNS = ("bright", "faint", "tmpl rms", "streak", "cosmic", "bright clip", "fit s")
 

@@ -2632,7 +2632,8 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "dcr_dask extension. Image that the PSF-matched warps are compared with to find "
         "artifacts: 'static' (the reference: the static sky model) or 'dcrTemplate' (each "
         "visit's DCR-matched template from a DCR fit to the PSF-matched warps, run without "
-        "frequency regularization and for dcrNumSubfilters to 9 x dcrNumSubfilters iterations, "
+        "frequency regularization and for dcrNumSubfilters to 9 x dcrNumSubfilters iterations "
+        "(threshold 0.001), "
         "which leaves no "
         "DCR residual; positive and negative footprints are then detected and epoch-counted "
         "apart, and clipped pixels are also left out of the DCR fit).",

@@ -633,6 +633,10 @@ class _FitPlan:
 #: :func:`_artifacts_against_dcr_templates`).
 REFERENCE_FIT_ITERATIONS = 3
 
+#: ... and stops when its metric improves by less than this (the reference's
+#: ``convergenceThreshold``), whatever the main fit's threshold.
+REFERENCE_FIT_THRESHOLD = 0.001
+
 
 def _fit_bad_planes(config: DcrAssembleCoaddConfig) -> list[str]:
     """Planes whose pixels the DCR fit leaves out: ``badMaskPlanes``, and ``CLIPPED``
@@ -663,7 +667,7 @@ def _artifacts_against_dcr_templates(
        merged into it and were kept (``benchmarks/bench_artifacts.py``). It
        runs between ``dcrNumSubfilters`` and :data:`REFERENCE_FIT_ITERATIONS`
        times the reference's ``3 * dcrNumSubfilters`` iterations, whatever the
-       main fit's limits (still stopping at ``convergenceThreshold`` or when
+       main fit's limits (stopping at :data:`REFERENCE_FIT_THRESHOLD` or when
        its metric rises): the templates'
        mismatch at bright stars is what hides cosmic rays on them and what
        clips stars, and both fell with more iterations;
@@ -691,6 +695,7 @@ def _artifacts_against_dcr_templates(
         regularize_frequency=0.0,
         min_iter=plan.settings.n_subfilters,
         max_iter=REFERENCE_FIT_ITERATIONS * 3 * plan.settings.n_subfilters,
+        convergence_threshold=REFERENCE_FIT_THRESHOLD,
     )
     model, _, fits = fit_tile(
         inputs,

@@ -218,11 +218,11 @@ def test_demo_runs_on_a_local_cluster_and_writes_real_outputs(tmp_path, capsys):
     with open(summary["figure"], "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
     store = xr.open_zarr(summary["store"])
-    assert store["dcr_model"].shape == (3, 96, 96)
+    assert store["dcr_model"].shape == (DcrAssembleCoaddConfig().dcrNumSubfilters, 96, 96)
     assert store.attrs["config"]["band"] == "g"  # the demo's config names none: the warps' band
     for numbers in summary["holdout"].values():
         assert numbers["dcr_centroid_rms_px"] < numbers["plain_centroid_rms_px"]
-    assert len(summary["fits"]) == 4
+    assert len(summary["fits"]) == DcrAssembleCoaddConfig().dcrNumSubfilters + 1  # and the coadd
     with fits.open(summary["fits"][-1]) as hdus:
         assert [h.name for h in hdus[1:4]] == ["IMAGE", "MASK", "VARIANCE"]
         np.testing.assert_allclose(hdus["IMAGE"].data, store["coadd"].values)

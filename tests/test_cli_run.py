@@ -173,7 +173,8 @@ def test_template_command_writes_the_matched_template(simulation, local_run, tmp
 def test_export_fits_command(local_run, tmp_path, capsys):
     assert main(["-q", "export-fits", str(local_run), str(tmp_path)]) == 0
     written = capsys.readouterr().out.split()
-    assert len(written) == 4
+    # one file per sub-band (four by default) and the coadd
+    assert len(written) == xr.open_zarr(local_run).sizes["subfilter"] + 1 == 5
     with fits.open(written[0]) as hdus:
         np.testing.assert_allclose(hdus["IMAGE"].data, xr.open_zarr(local_run).dcr_model[0].values)
 

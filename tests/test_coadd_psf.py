@@ -221,6 +221,8 @@ def test_a_run_stores_and_exports_the_coadd_psf_measured_with_do_calculate_psf(
     simulation, warps, tmp_path
 ):
     tile, paths = simulation
+    # the default fit: the coadd of an unconverged model (e.g. three iterations) is wider than
+    # the inputs' PSF by about 7 %, so the measurement is only checked on a converged one
     config = DcrAssembleCoaddConfig(effectiveWavelength=478.0, bandwidth=147.0, doCalculatePsf=True)
     output = tmp_path / "coadd.zarr"
     with (
@@ -258,7 +260,7 @@ def test_a_run_stores_and_exports_the_coadd_psf_measured_with_do_calculate_psf(
     assert saved["coadd_psf"]["method"] == "measured"
     assert store.attrs["metadata"]["coadd_psf"]["fwhm_px"] == record["fwhm_px"]
 
-    assert len(files) == 4  # three sub-bands and the coadd
+    assert len(files) == 5  # four sub-bands and the coadd
     for path in files:
         with fits.open(path) as hdul:
             assert [h.name for h in hdul] == ["PRIMARY", "IMAGE", "MASK", "VARIANCE", "PSF"]

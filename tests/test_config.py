@@ -547,7 +547,7 @@ def test_compare_reports_dotted_names():
     config, other = DcrAssembleCoaddConfig(), DcrAssembleCoaddConfig()
     other.detect.thresholdValue = 5.0
     other.assembleStaticSkyModel.modelPsf.addWing = False
-    other.dcrNumSubfilters = 4
+    other.dcrNumSubfilters = 5
     messages: list[str] = []
     assert not config.compare(other, output=messages.append)
     assert len(messages) == 1
@@ -878,7 +878,7 @@ def test_apply_overrides_reports_every_bad_string_and_applies_none():
         apply_overrides(
             config,
             [
-                "dcrNumSubfilters=4",
+                "dcrNumSubfilters=5",
                 "detect.minPixels=many",
                 "doWrite=maybe",
                 "detect=5",
@@ -889,7 +889,7 @@ def test_apply_overrides_reports_every_bad_string_and_applies_none():
     fields = [error.field for error in caught.value.errors]
     assert fields == ["detect.minPixels", "doWrite", "detect", "badMaskPlanes", "dcrNumSubfilters"]
     assert "is a group of fields" in str(caught.value)
-    assert config.dcrNumSubfilters == 3
+    assert config.dcrNumSubfilters == 4  # dcr_dask's default, untouched
 
 
 @pytest.mark.parametrize(
@@ -956,7 +956,8 @@ def test_the_suggested_empty_values_are_accepted():
 def test_history_property_is_a_copy():
     config = DcrAssembleCoaddConfig()
     config.history["dcrNumSubfilters"].clear()
-    assert len(config.history["dcrNumSubfilters"]) == 1
+    # the declared default (3) and dcr_dask's (4, from setDefaults)
+    assert [entry.value for entry in config.history["dcrNumSubfilters"]] == [3, 4]
 
 
 def test_unknown_attribute_assignment_fails():

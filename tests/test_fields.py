@@ -345,7 +345,7 @@ def warps(tmp_path_factory):
 
 
 FIT_CHANGES = {
-    "dcrNumSubfilters": 4,
+    "dcrNumSubfilters": 5,
     "shiftMethod": "spline",
     "shiftPrecision": "double",
     "imageInterpOrder": 2,

@@ -39,7 +39,11 @@ def client():
 
 @pytest.fixture(scope="module")
 def simulation(tmp_path_factory):
-    tile = simulate_tile(default_demo_spec(shape=(256, 256)))
+    # the truth in as many sub-bands as the default fit has, so that they can be compared
+    spec = attrs.evolve(
+        default_demo_spec(shape=(256, 256)), n_subfilters=DcrAssembleCoaddConfig().dcrNumSubfilters
+    )
+    tile = simulate_tile(spec)
     paths = write_simulation(tile, tmp_path_factory.mktemp("sim"))
     return tile, paths
 

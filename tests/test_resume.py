@@ -273,7 +273,7 @@ def test_resume_after_a_finished_run_keeps_its_output(
     stamp = (reference / "zarr.json").stat().st_mtime_ns
     assert main(_args(warps, reference, scheduler, "--resume")) == 0
     out = capsys.readouterr()
-    assert out.out.startswith(f"nothing to resume, already complete: {reference}: 3 sub-bands")
+    assert out.out.startswith(f"nothing to resume, already complete: {reference}: 4 sub-bands")
     assert "nothing to resume" in out.err
     assert (reference / "zarr.json").stat().st_mtime_ns == stamp
     # another store at the output is not the finished run's: the usual rules apply

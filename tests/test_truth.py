@@ -48,3 +48,13 @@ def test_unmeasurable_centres_are_nan_and_left_out_of_the_rms():
     offsets = truth.centroid_offsets(sky, sky, np.array([[24.8, 23.4], [2.0, 2.0]]))
     assert offsets[0] < 1e-4 and np.isnan(offsets[1])
     assert np.isnan(truth.weighted_centroid(np.zeros((48, 48)), 24.0, 24.0)[0])
+
+
+def test_a_centre_captured_by_another_peak_counts_as_unmeasured():
+    sky = _star(0.8, 23.37, 24.81)
+    elsewhere = _star(0.8, 23.37 + 12.0, 24.81)  # the same star 12 px away: a lost centre
+    positions = np.array([[24.8, 23.4]])
+    assert np.isnan(truth.centroid_offsets(elsewhere, sky, positions)[0])
+    assert truth.centroid_offsets(elsewhere, sky, positions, max_offset_px=20.0)[0] > 9.0
+    near = _star(0.8, 23.37 + 2.0, 24.81)  # a DCR-sized offset is measured
+    assert truth.centroid_offsets(near, sky, positions)[0] == pytest.approx(2.0, abs=0.05)

@@ -22,6 +22,7 @@ import logging
 import time
 from pathlib import Path
 
+import attrs
 import numpy as np
 
 from dcr_dask import truth
@@ -96,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
             "the demo writes only into a new or empty directory, or over its own output",
         )
     output.mkdir(parents=True, exist_ok=True)
-    spec = standard_band_spec(args.band, shape=args.size, seed=args.seed)
+    # the truth in as many sub-bands as the default fit, so that the figure compares like with like
+    spec = attrs.evolve(
+        standard_band_spec(args.band, shape=args.size, seed=args.seed),
+        n_subfilters=DcrAssembleCoaddConfig().dcrNumSubfilters,
+    )
     config = demo_config(spec)
     tile = simulate_tile(spec)
     paths = write_simulation(tile, output / "simulation", overwrite=True)
