@@ -24,9 +24,11 @@ faint stars, no DETECTED plane except in the ``DETECTED on`` variant). Variants:
 the defaults, the ``reference`` and ``many-artifacts`` presets
 (``dcr_dask.config.PRESETS``), the same warps with a DETECTED plane, a static
 template given (``--template``: the plain coadd), the truth ceiling
-(noise-free, artifact-free warps, defaults), and the defaults with three
+(noise-free, artifact-free warps, defaults), the defaults with three
 sub-bands, then also with the reference's iteration limits (``minNumIter``,
-``maxNumIter`` None, ``convergenceThreshold`` 0.001).
+``maxNumIter`` None, ``convergenceThreshold`` 0.001), and the frequency
+regularization's clamp as the reference's (``frequencyClamp="planes"``) and
+with a tighter factor (``regularizeModelFrequency=2``), each clamp.
 
 Run: ``python benchmarks/bench_realistic.py [--renderer both] [--seeds 1 2 3 4 5]
 [--size 256] [--band g] [--variants ...] [--workers 2]``.
@@ -96,6 +98,12 @@ VARIANTS = {
     "truth ceiling": Variant(inputs="noise_free"),
     # the defaults' fit with the reference's sub-bands and iteration limits, one step at a time
     "three sub-bands": Variant(config={"dcrNumSubfilters": 3}),
+    # how the frequency regularization bounds the colours (frequencyClamp), at two factors
+    "planes clamp": Variant(config={"frequencyClamp": "planes"}),
+    "frequency factor 2": Variant(config={"regularizeModelFrequency": 2.0}),
+    "planes clamp, factor 2": Variant(
+        config={"frequencyClamp": "planes", "regularizeModelFrequency": 2.0}
+    ),
     "reference limits": Variant(
         config={
             "dcrNumSubfilters": 3,

@@ -88,6 +88,7 @@ class FitSettings:
     regularize_iterations: float
     regularize_frequency: float
     regularization_width: int
+    frequency_clamp: str
     use_model_weights: bool
     model_weights_width: float
     convergence_threshold: float
@@ -110,6 +111,7 @@ class FitSettings:
             regularize_iterations=float(config.regularizeModelIterations),
             regularize_frequency=float(config.regularizeModelFrequency),
             regularization_width=int(config.regularizationWidth),
+            frequency_clamp=str(config.frequencyClamp),
             use_model_weights=bool(config.useModelWeights),
             model_weights_width=float(config.modelWeightsWidth),
             convergence_threshold=float(config.convergenceThreshold),
@@ -402,6 +404,7 @@ def _fit_step(
         regularize_iterations=settings.regularize_iterations,
         regularize_frequency=settings.regularize_frequency,
         regularization_width=settings.regularization_width,
+        frequency_clamp=settings.frequency_clamp,
         background=prepared["background"],
         template_image=prepared["template"],
         model_weights=prepared.get("model_weights"),

@@ -2664,6 +2664,19 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         extension=True,
     )
 
+    frequencyClamp: str = _scalar(
+        str,
+        "smoothed",
+        "dcr_dask extension. How regularizeModelFrequency bounds each sub-band plane's ratio "
+        "to the mean of the planes: 'smoothed' (the ratio of the plane and of the mean, both "
+        "smoothed over regularizationWidth, is clipped to [1/sqrt(factor), sqrt(factor)]) or "
+        "'planes' (the reference: each sharp plane is clamped against the smoothed mean, which "
+        "clips the cores of sources sharper than the smoothing whatever their colour; with a "
+        "factor of 2 the templates were worse than the plain coadd, benchmarks/README.md).",
+        allowed=("smoothed", "planes"),
+        extension=True,
+    )
+
     startingModel: str = _scalar(
         str,
         "directCoadd",
@@ -3120,6 +3133,8 @@ def reference_overrides() -> dict[str, Any]:
     - ``modelPsf.addWing = True``: the model PSF's wing;
     - ``startingModel = "staticModel"``: the fit starts from the static sky
       model of the PSF-matched warps;
+    - ``frequencyClamp = "planes"``: the frequency regularization clamps each
+      sharp plane against the smoothed mean of the planes;
     - ``dcrNumSubfilters = 3``: three sub-bands (dcr_dask's default is four);
     - ``minNumIter = None``, ``maxNumIter = None`` (``dcrNumSubfilters`` and
       ``3 * dcrNumSubfilters``) and ``convergenceThreshold = 0.001``: the
@@ -3149,6 +3164,7 @@ def reference_overrides() -> dict[str, Any]:
         "shiftPrecision": "double",
         "modelPsf": {"addWing": True},
         "startingModel": "staticModel",
+        "frequencyClamp": "planes",
         "dcrNumSubfilters": 3,
         "minNumIter": None,
         "maxNumIter": None,

@@ -1021,6 +1021,7 @@ def iterate_block(
     regularize_iterations: float,
     regularize_frequency: float,
     regularization_width: int,
+    frequency_clamp: str = "planes",
     background: np.ndarray | None = None,
     template_image: np.ndarray | None = None,
     model_weights: np.ndarray | None = None,
@@ -1079,6 +1080,9 @@ def iterate_block(
         ``regularizeModelFrequency``; 0 disables step 6.
     regularization_width : int
         ``regularizationWidth``, pixels.
+    frequency_clamp : {"planes", "smoothed"}
+        ``frequencyClamp``: how step 6 bounds each plane's ratio to the mean
+        (:func:`dcr_dask.regularize.regularize_frequency`'s ``clamp``).
     background : numpy.ndarray of bool, optional
         ``(ny, nx)``: model-mask pixels free of ``badMaskPlanes`` and
         ``DETECTED``; required by step 6.
@@ -1167,7 +1171,12 @@ def iterate_block(
         if regularize_frequency > 0:
             noise = background_noise(new[0], background)
             new = regularize.regularize_frequency(
-                new, model, regularize_frequency, regularization_width, noise
+                new,
+                model,
+                regularize_frequency,
+                regularization_width,
+                noise,
+                clamp=frequency_clamp,
             )
         new = np.asarray(new, dtype=np.float64)
         new = _condition_into(np.multiply(new, gain, out=new), model, gain)

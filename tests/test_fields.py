@@ -65,6 +65,7 @@ ACTS: dict[str, str] = {
             "maxNumIter",
             "useConvergence",
             "residualWeighting",
+            "frequencyClamp",
         )
     },
     # the DCR geometry (run_shifts)
@@ -362,6 +363,7 @@ FIT_CHANGES = {
     "maxNumIter": 5,
     "useConvergence": False,
     "residualWeighting": "inverseVariance",
+    "frequencyClamp": "planes",
 }
 
 

@@ -371,6 +371,32 @@ def test_given_templates_are_used_instead_of_recomputed():
     np.testing.assert_array_equal(reused, recomputed)
 
 
+def test_the_frequency_clamp_reaches_the_regularization():
+    truth, images, good, shifts, inverse = _block_case("fourier")
+    start = np.repeat(truth.mean(axis=0, keepdims=True), 2, axis=0)
+    settings = dict(
+        gain=0.7,
+        accelerate=3.0,
+        method="fourier",
+        order=3,
+        regularize_iterations=0.0,
+        regularize_frequency=2.0,
+        regularization_width=2,
+        background=truth.sum(axis=0) < 1,
+    )
+    out = {
+        clamp: iterate_block(
+            start, images, good, shifts, shifts[:, :, 0], inverse, frequency_clamp=clamp, **settings
+        )
+        for clamp in ("planes", "smoothed")
+    }
+    assert np.abs(out["planes"] - out["smoothed"]).max() > 1e-3 * truth.max()
+    with pytest.raises(ValueError, match="clamp"):
+        iterate_block(
+            start, images, good, shifts, shifts[:, :, 0], inverse, frequency_clamp="x", **settings
+        )
+
+
 def test_a_two_subband_sky_is_recovered():
     """Two stars of opposite colours seen through 8 visits' DCR; fit from their mean."""
     shape, n_visits, psf = (64, 64), 8, 1.5

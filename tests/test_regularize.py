@@ -147,3 +147,37 @@ def test_background_noise_matches_a_direct_loop():
     assert background_noise(plane, background) == pytest.approx(expected, rel=1e-12)
     assert background_noise(plane, np.zeros_like(background)) == 0.0
     assert background_noise(plane, background, border=12) == 0.0
+
+
+@pytest.mark.parametrize("seeing_sigma_px", [1.3, 1.9])
+def test_the_smoothed_clamp_keeps_a_sharp_colourless_star_that_the_planes_clamp_cuts(
+    seeing_sigma_px,
+):
+    # a star sharper than the regularization's smoothing (sigma 2 px) and of no colour at
+    # all: smooth_ref peaks at s^2/(s^2 + 4) of its peak, so the reference's clamp of the
+    # sharp planes against it reshapes the core though every plane equals the mean
+    star = 1000.0 * _gaussian((41, 41), 20.2, 19.7, seeing_sigma_px)
+    planes = np.stack([star, star, star]) + 0.0
+    for factor in (2.0, 4.0):
+        smoothed = regularize_frequency(planes, planes, factor, 2, noise=0.0, clamp="smoothed")
+        np.testing.assert_allclose(smoothed, planes, rtol=1e-9, atol=1e-9)
+        cut = regularize_frequency(planes, planes, factor, 2, noise=0.0, clamp="planes")
+        # 0.6-11 % of the flux gained or lost in one step (repeated at every iteration)
+        assert abs(cut.sum() / planes.sum() - 1.0) > 0.005
+
+
+def test_the_smoothed_clamp_bounds_the_smoothed_colour():
+    rng = np.random.default_rng(3)
+    star = 1000.0 * _gaussian((41, 41), 20.0, 20.0, 2.5)
+    colours = np.array([4.0, 1.0, 0.25])  # the extreme planes 16x apart
+    planes = colours[:, None, None] * star + rng.uniform(0, 1, size=(3, 41, 41))
+    out = regularize_frequency(planes, planes, 4.0, 2, noise=0.0, clamp="smoothed")
+    ratio = out[:, 20, 20] / planes.mean(axis=0)[20, 20]
+    # sqrt(4) = 2 bounds the smoothed ratio; the sharpening may overshoot it slightly
+    assert ratio[0] < 2.2 and ratio[2] > 0.45
+    assert ratio[0] > 1.8 and ratio[2] < 0.55
+
+
+def test_an_unknown_clamp_is_refused():
+    with pytest.raises(ValueError, match="clamp"):
+        regularize_frequency(np.ones((2, 8, 8)), np.ones((2, 8, 8)), 4.0, 2, 0.0, clamp="x")
