@@ -27,7 +27,7 @@ template given (``--template``: the plain coadd), the truth ceiling
 (noise-free, artifact-free warps, defaults), the defaults with three
 sub-bands, then also with the reference's iteration limits (``minNumIter``,
 ``maxNumIter`` None, ``convergenceThreshold`` 0.001), and the frequency
-regularization's clamp as the reference's (``frequencyClamp="planes"``) and
+regularization's clamp on the smoothed ratio (``frequencyClamp="smoothed"``) and
 with a tighter factor (``regularizeModelFrequency=2``), each clamp.
 
 Run: ``python benchmarks/bench_realistic.py [--renderer both] [--seeds 1 2 3 4 5]
@@ -99,10 +99,10 @@ VARIANTS = {
     # the defaults' fit with the reference's sub-bands and iteration limits, one step at a time
     "three sub-bands": Variant(config={"dcrNumSubfilters": 3}),
     # how the frequency regularization bounds the colours (frequencyClamp), at two factors
-    "planes clamp": Variant(config={"frequencyClamp": "planes"}),
+    "smoothed clamp": Variant(config={"frequencyClamp": "smoothed"}),
     "frequency factor 2": Variant(config={"regularizeModelFrequency": 2.0}),
-    "planes clamp, factor 2": Variant(
-        config={"frequencyClamp": "planes", "regularizeModelFrequency": 2.0}
+    "smoothed clamp, factor 2": Variant(
+        config={"frequencyClamp": "smoothed", "regularizeModelFrequency": 2.0}
     ),
     "reference limits": Variant(
         config={

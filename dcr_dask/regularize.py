@@ -210,7 +210,7 @@ def regularize_frequency(
        ``rel += 3·(rel − gauss(rel, width/3))`` (this one with scipy's default
        ``mode="reflect"``, as in the reference), and the plane becomes ``rel · ref``.
 
-    With ``clamp="smoothed"`` (dcr_dask's default, ``frequencyClamp``), step 4
+    With ``clamp="smoothed"`` (an option, ``frequencyClamp``), step 4
     is replaced: no plane is clamped before smoothing, and ``rel`` itself is
     clipped to ``[1/√factor, √factor]`` before the sharpening. Step 4 as the
     reference does it compares a sharp plane with ``smooth_ref``, which the
@@ -222,7 +222,9 @@ def regularize_frequency(
     the data (``benchmarks/README.md``). The smoothed ratio is the colour
     that the field's documentation bounds ("maximum relative change of the
     model allowed between subfilters") without charging a sharp source for
-    its sharpness.
+    its sharpness. It is not the default: around very bright stars (peak
+    S/N in the thousands) it leaves a ring of local maxima about 6 px out,
+    2-3 % of the peak, which the reference's clamp suppresses.
 
     Gaussians are ``scipy.ndimage.gaussian_filter`` with its default
     truncation at 4 σ.

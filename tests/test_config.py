@@ -58,7 +58,7 @@ EXTENSIONS = {
     "artifactTemplateError": 0.0,
     "detectModelSources": SourceDetectionConfig(apply_defaults=False),
     "startingModel": "directCoadd",
-    "frequencyClamp": "smoothed",
+    "frequencyClamp": "planes",
 }
 DEPRECATED = ("doApplyUberCal", "doPsfMatch", "doSigmaClip", "useMeasMosaic")
 

@@ -363,7 +363,7 @@ FIT_CHANGES = {
     "maxNumIter": 5,
     "useConvergence": False,
     "residualWeighting": "inverseVariance",
-    "frequencyClamp": "planes",
+    "frequencyClamp": "smoothed",
 }
 
 
