@@ -350,7 +350,8 @@ def test_the_true_model_is_a_fixed_point(method):
     np.testing.assert_allclose(new, truth, atol=1e-4)
 
 
-def test_given_templates_are_used_instead_of_recomputed():
+def _regularized_case(regularize_iterations, regularize_frequency):
+    """The fourier block case from the mean of its planes, with regularizing settings."""
     truth, images, good, shifts, inverse = _block_case("fourier")
     start = np.repeat(truth.mean(axis=0, keepdims=True), 2, axis=0)
     settings = dict(
@@ -358,11 +359,16 @@ def test_given_templates_are_used_instead_of_recomputed():
         accelerate=3.0,
         method="fourier",
         order=3,
-        regularize_iterations=2.0,
-        regularize_frequency=4.0,
+        regularize_iterations=regularize_iterations,
+        regularize_frequency=regularize_frequency,
         regularization_width=2,
         background=truth.sum(axis=0) < 1,
     )
+    return start, images, good, shifts, inverse, settings
+
+
+def test_given_templates_are_used_instead_of_recomputed():
+    start, images, good, shifts, inverse, settings = _regularized_case(2.0, 4.0)
     recomputed = iterate_block(start, images, good, shifts, shifts[:, :, 0], inverse, **settings)
     templates = forward_models(start, shifts, accelerate=3.0, method="fourier", order=3)
     reused = iterate_block(
@@ -372,18 +378,8 @@ def test_given_templates_are_used_instead_of_recomputed():
 
 
 def test_the_frequency_clamp_reaches_the_regularization():
-    truth, images, good, shifts, inverse = _block_case("fourier")
-    start = np.repeat(truth.mean(axis=0, keepdims=True), 2, axis=0)
-    settings = dict(
-        gain=0.7,
-        accelerate=3.0,
-        method="fourier",
-        order=3,
-        regularize_iterations=0.0,
-        regularize_frequency=2.0,
-        regularization_width=2,
-        background=truth.sum(axis=0) < 1,
-    )
+    start, images, good, shifts, inverse, settings = _regularized_case(0.0, 2.0)
+    truth = _block_case("fourier")[0]
     out = {
         clamp: iterate_block(
             start, images, good, shifts, shifts[:, :, 0], inverse, frequency_clamp=clamp, **settings
