@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from dcr_dask import truth
-from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import plain_coadd
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.graph.coadd import plain_coadd
+from dcr_dask.graph.template import matched_template
 from dcr_dask.io.warps import open_warps
-from dcr_dask.pipeline import run
+from dcr_dask.running.cluster import dask_client
+from dcr_dask.running.pipeline import run
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
-from dcr_dask.template import matched_template
 
 VARIANTS = {
     "reference (spline)": {"shiftMethod": "spline"},

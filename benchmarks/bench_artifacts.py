@@ -54,14 +54,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_summary
 
 from dcr_dask import truth
-from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import plain_coadd
-from dcr_dask.compare_warp import find_artifacts, match_psfs, psf_matching, variance_scale_factors
 from dcr_dask.config import DcrAssembleCoaddConfig, many_artifacts_overrides
+from dcr_dask.graph.coadd import plain_coadd
+from dcr_dask.graph.compare_warp import (
+    find_artifacts,
+    match_psfs,
+    psf_matching,
+    variance_scale_factors,
+)
+from dcr_dask.graph.template import matched_template
 from dcr_dask.io.warps import open_warps
-from dcr_dask.pipeline import run
+from dcr_dask.running.cluster import dask_client
+from dcr_dask.running.pipeline import run
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
-from dcr_dask.template import matched_template
 
 #: The pipeline configurations compared (overrides of the reference defaults).
 MODES = {
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    print(machine_summary(("dcr_dask/pipeline.py", "dcr_dask/compare_warp.py")))
+    print(machine_summary(("dcr_dask/running/pipeline.py", "dcr_dask/graph/compare_warp.py")))
     print(f"tile {args.size}^2, 10 visits + 2 held out, streak in visit 2, 4 cosmic rays/visit")
     print(f"dcrTemplate+ = many_artifacts_overrides() = {many_artifacts_overrides()}")
     header = (

@@ -19,10 +19,10 @@ by ``bufferSize``:
     sub-band ``scipy.ndimage.shift(r_v, −shift, order=3)`` summed over visits
     and multiplied by ``1/W_s``; then ``M + Δ`` and the gain.
 ``spline``
-    :func:`dcr_dask.model.iterate_block` with ``method="spline"`` (prefilter
+    :func:`dcr_dask.kernels.model.iterate_block` with ``method="spline"`` (prefilter
     once per image, reused for all its shifts; float64, the reference's numbers).
 ``fourier f64``, ``sinc f64``, ``fourier f32``, ``sinc f32``
-    :func:`dcr_dask.model.iterate_block` with ``method="fourier"`` (exact phase
+    :func:`dcr_dask.kernels.model.iterate_block` with ``method="fourier"`` (exact phase
     ramps) and ``method="sinc"`` (Kaiser-windowed sinc through its transform), with
     ``precision="double"`` (float64/complex128 transforms, the kernels' default)
     and ``precision="single"`` (float32/complex64).
@@ -77,7 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, machine_summary, rms, time_interleaved
 
 from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.model import (
+from dcr_dask.kernels.model import (
     MIN_SUBBAND_COVERAGE,
     SPECTRAL_PRECISION,
     amplify,
@@ -86,8 +86,8 @@ from dcr_dask.model import (
     iterate_block,
     subband_weights,
 )
+from dcr_dask.physics.subbands import run_shifts
 from dcr_dask.simulate import SimulationSpec, simulate_tile
-from dcr_dask.subbands import run_shifts
 
 ORDER = 3  # imageInterpOrder
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -99,7 +99,7 @@ TARGET_SPEEDUP = 30.0
 #: Relative error change counted as "equal" (errors (a), (b) are dominated by terms common
 #: to all methods: sub-band discretisation, noise, an unconverged model).
 ERROR_TOLERANCE = 0.01
-KERNELS = ("dcr_dask/model.py", "dcr_dask/shift.py")
+KERNELS = ("dcr_dask/kernels/model.py", "dcr_dask/kernels/shift.py")
 
 #: The candidates besides the straightforward loop: ``(method, precision)``.
 CANDIDATES = {

@@ -1,8 +1,8 @@
 """Accuracy on realistic, independently rendered data, next to the package's own simulator.
 
 For every seed and renderer, a tile is made, every variant of :data:`VARIANTS`
-fits it through ``dcr_dask.pipeline.run`` on one local Dask cluster, and the
-held-out visits' DCR-matched templates (``dcr_dask.template.matched_template``)
+fits it through ``dcr_dask.running.pipeline.run`` on one local Dask cluster, and the
+held-out visits' DCR-matched templates (``dcr_dask.graph.template.matched_template``)
 are scored against the held-out noise-free truth (benchmarks/_realistic_scoring.py):
 
 - ``bright``, ``faint``: RMS centroid error of isolated stars in the templates,
@@ -63,14 +63,14 @@ from _realistic_scoring import (
     star_classes,
 )
 
-from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import plain_coadd
 from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig
+from dcr_dask.graph.coadd import plain_coadd
+from dcr_dask.graph.template import matched_template
 from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.warps import open_warps
-from dcr_dask.pipeline import run
+from dcr_dask.running.cluster import dask_client
+from dcr_dask.running.pipeline import run
 from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
-from dcr_dask.template import matched_template
 
 BAD_PLANES = ["NO_DATA", "BAD", "SAT"]
 

@@ -2,7 +2,7 @@
 
 The same realistic simulated tile (``dcr_dask.simulate.realistic_spec``: Moffat
 PSFs, no DETECTED plane, a streak and cosmic rays) goes through
-``dcr_dask.pipeline.run`` twice per setting: once as a single subregion and once
+``dcr_dask.running.pipeline.run`` twice per setting: once as a single subregion and once
 cut into small ones, on one local Dask cluster. Printed for each setting: the
 largest difference between the two outputs' sub-band models and coadds,
 relative to the brightest pixel, and the RMS difference relative to the RMS of
@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_summary
 
 import dcr_dask
-from dcr_dask.cluster import dask_client
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.running.cluster import dask_client
 from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
 
 SETTINGS = {

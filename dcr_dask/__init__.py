@@ -7,7 +7,10 @@ forward-models the sky in a few sub-bands of a filter, as Rubin's
 over tiles that may be larger than memory.
 """
 
-__version__ = "0.1.0"
+from dcr_dask import _moved
+from dcr_dask._version import __version__
+
+_moved.install()
 
 __all__ = ["__version__", "run"]
 
@@ -15,7 +18,7 @@ __all__ = ["__version__", "run"]
 def __getattr__(name: str):
     # ``dcr_dask.run`` without importing Dask and distributed at ``import dcr_dask``.
     if name == "run":
-        from dcr_dask.pipeline import run
+        from dcr_dask.running.pipeline import run
 
         return run
     raise AttributeError(f"module 'dcr_dask' has no attribute {name!r}")

@@ -25,7 +25,7 @@ from distributed.client import FutureCancelledError
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from dcr_dask import __version__
+from dcr_dask._version import __version__
 from dcr_dask.errors import ClusterLostError, DcrDaskError, Terminated
 from dcr_dask.progress import show_progress
 

@@ -205,7 +205,7 @@ class OutputError(DcrDaskError, FileExistsError):
 class ClusterLostError(DcrDaskError, RuntimeError):
     """The Dask scheduler or a worker went away while a stage of a run was computing.
 
-    Raised by :func:`dcr_dask.pipeline.run` in place of distributed's
+    Raised by :func:`dcr_dask.running.pipeline.run` in place of distributed's
     ``FutureCancelledError``, ``CommClosedError`` and ``KilledWorker``; nothing
     partial is left at the output.
 

@@ -7,7 +7,7 @@ noise-free sky in each sub-band and each visit's noise-free image.
 The physics is rendered independently of the DCR engine. Each source has a
 power-law spectrum ``f_λ ∝ (λ/λ_eff)^α``; its light is sampled at many
 wavelengths across the band, each sample is displaced toward the zenith by its
-own differential refraction (Stone 1996, through :mod:`dcr_dask.refraction`),
+own differential refraction (Stone 1996, through :mod:`dcr_dask.physics.refraction`),
 and each displaced copy is integrated exactly over the pixels with the visit's
 PSF, so no interpolation or resampling is involved. A Gaussian PSF (the
 default) is a product of error-function differences; a Moffat PSF, whose
@@ -35,9 +35,9 @@ from scipy import fft as sp_fft
 from scipy import ndimage, optimize
 from scipy.special import erf, gammaln, kve
 
-from dcr_dask import geometry, refraction
-from dcr_dask.bands import standard_band
 from dcr_dask.masks import MaskPlanes, run_layout
+from dcr_dask.physics import geometry, refraction
+from dcr_dask.physics.bands import standard_band
 from dcr_dask.visit import Observatory, VisitInfo, Weather
 
 __all__ = [
@@ -299,7 +299,7 @@ class SimulatedTile:
     psf_fwhm_px : numpy.ndarray
         FWHM of each visit's PSF, pixels (the ``PSF-FWHM`` keyword): the
         half-maximum full width of the radial profile of ``psfs`` before pixel
-        integration and truncation, which :func:`dcr_dask.psf.gaussian_psf_image`
+        integration and truncation, which :func:`dcr_dask.kernels.psf.gaussian_psf_image`
         turns back into a stamp for a Gaussian. Equal to ``seeing_fwhm_px``
         when the seeing is achromatic.
     seeing_fwhm_px : numpy.ndarray
@@ -1182,7 +1182,7 @@ def realistic_spec(
 def standard_band_spec(
     band: str, shape: Sequence[int] = (256, 256), seed: int = 1
 ) -> SimulationSpec:
-    """:func:`realistic_spec` at a standard band (:mod:`dcr_dask.bands`).
+    """:func:`realistic_spec` at a standard band (:mod:`dcr_dask.physics.bands`).
 
     The tile gets the band's effective wavelength and bandwidth (a flat
     throughput across ``λ_eff ± bandwidth/2``, as every simulated tile) and

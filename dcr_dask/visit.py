@@ -4,8 +4,8 @@ These classes hold what the primary header of a warp says (docs/file-formats.md,
 "Visit keywords"), after validation and after missing optional values have been
 filled in. They carry no pixels and know nothing of files; the parser lives in
 :mod:`dcr_dask.io.metadata` and the quantities derived from them (hour angle,
-parallactic angle, refraction) in :mod:`dcr_dask.geometry` and
-:mod:`dcr_dask.refraction`.
+parallactic angle, refraction) in :mod:`dcr_dask.physics.geometry` and
+:mod:`dcr_dask.physics.refraction`.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ from astropy.time import Time
 from astropy.wcs import WCS
 
 from dcr_dask.io.metadata import _date_from_ut1_mjd
+from dcr_dask.kernels.psf import FWHM_PER_SIGMA
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.psf import FWHM_PER_SIGMA
 from dcr_dask.visit import VisitInfo
 
 ERAS = ("current", "2020", "old")

@@ -22,7 +22,7 @@ from dcr_dask.errors import InputErrors
 from dcr_dask.io.fits import check_warp, read_warp_pixels, write_warp
 from dcr_dask.io.metadata import check_visit_header
 from dcr_dask.io.warps import open_warps, visit_infos
-from dcr_dask.psf_stars import measure_psf_fwhm
+from dcr_dask.kernels.psf_stars import measure_psf_fwhm
 from dcr_dask.simulate import simulate_tile
 
 #: The tile of the command-line tests with enough stars that every visit has three
@@ -289,8 +289,8 @@ def test_no_psf_anywhere_fails_on_the_command_line_before_a_cluster_starts(
     tmp_path, tile, monkeypatch, capsys
 ):
     """``dcr-dask run``: the same error as one line, before any cluster starts."""
-    from dcr_dask import pipeline
     from dcr_dask.cli import main
+    from dcr_dask.running import pipeline
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cluster was started before the inputs were checked")

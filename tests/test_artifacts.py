@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dcr_dask.artifacts import (
+from dcr_dask.kernels.artifacts import (
     SNR_EDGES,
     effective_max_epochs,
     epoch_stats,
@@ -12,7 +12,7 @@ from dcr_dask.artifacts import (
     transient,
     variance_scale_from_histogram,
 )
-from dcr_dask.stack import IQR_TO_SIGMA
+from dcr_dask.kernels.stack import IQR_TO_SIGMA
 
 
 def test_effective_max_epochs_is_the_broken_line():

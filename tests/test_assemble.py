@@ -5,11 +5,11 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from dcr_dask.assemble import FitInputs, FitSettings, TileGrid, fit_tile, halo_px, plan_groups
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.graph.assemble import FitInputs, FitSettings, TileGrid, fit_tile, halo_px, plan_groups
 from dcr_dask.masks import run_layout
+from dcr_dask.physics.subbands import run_shifts
 from dcr_dask.simulate import SimulationSpec, simulate_tile
-from dcr_dask.subbands import run_shifts
 
 SPEC = SimulationSpec(
     shape=(96, 96), airmasses=(1.05, 1.3, 1.6, 2.0, 1.2, 1.8), n_stars=12, n_galaxies=3, seed=4

@@ -11,16 +11,21 @@ import pytest
 import xarray as xr
 from conftest import CLI_FAST, cli_spec
 
-from dcr_dask import geometry
-from dcr_dask.bands import BANDS_DIRECTORY, accepted_band_names, standard_band, standard_bands
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError
+from dcr_dask.graph.template import matched_template
 from dcr_dask.io.fits import read_warp_header
+from dcr_dask.physics import geometry
+from dcr_dask.physics.bands import (
+    BANDS_DIRECTORY,
+    accepted_band_names,
+    standard_band,
+    standard_bands,
+)
+from dcr_dask.physics.subbands import band_from_config, config_for_warps
+from dcr_dask.physics.transmission import Transmission, bandwidth_nm, effective_wavelength_nm
 from dcr_dask.simulate import simulate_tile, standard_band_spec, write_simulation
-from dcr_dask.subbands import band_from_config, config_for_warps
-from dcr_dask.template import matched_template
-from dcr_dask.transmission import Transmission, bandwidth_nm, effective_wavelength_nm
 
 _spec = importlib.util.spec_from_file_location(
     "make_bands", Path(__file__).with_name("data") / "make_bands.py"

@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcr_dask import __version__, geometry
+from dcr_dask import __version__
 from dcr_dask.cli import SUBCOMMANDS, main
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.ingest import open_ingested
+from dcr_dask.physics import geometry
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]

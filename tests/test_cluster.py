@@ -9,7 +9,9 @@ import dask
 import pytest
 
 from dcr_dask.cli import build_parser, main
-from dcr_dask.cluster import (
+from dcr_dask.commands.run import cluster_options
+from dcr_dask.errors import ConfigError, ConfigErrors, DcrDaskError, InputError
+from dcr_dask.running.cluster import (
     CLUSTER_KINDS,
     PACKAGED_SPECS,
     ClusterError,
@@ -22,8 +24,6 @@ from dcr_dask.cluster import (
     make_security,
     with_overrides,
 )
-from dcr_dask.commands.run import cluster_options
-from dcr_dask.errors import ConfigError, ConfigErrors, DcrDaskError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]

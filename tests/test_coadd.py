@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dcr_dask.coadd import good_pixels, plain_coadd, stack_settings, stack_warps, visit_weights
+from dcr_dask.graph.coadd import (
+    good_pixels,
+    plain_coadd,
+    stack_settings,
+    stack_warps,
+    visit_weights,
+)
+from dcr_dask.kernels.stack import stack_block, weighted_mean
 from dcr_dask.masks import run_layout
-from dcr_dask.stack import stack_block, weighted_mean
 
 
 def _warps(chunk):

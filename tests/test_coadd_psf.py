@@ -4,7 +4,7 @@ coadd (``doCalculatePsf``), in the output store and the FITS exports.
 The truth is the simulator's PSFs rendered here from their parameters (each visit's
 seeing, Moffat index and the chromatic seeing law, averaged over the band for a flat
 spectrum), not the stamps the simulator writes: the same weighted combination of the
-true PSFs, its FWHM measured with the same definition (:func:`dcr_dask.psf.psf_fwhm_px`).
+true PSFs, its FWHM measured with the same definition (:func:`dcr_dask.kernels.psf.psf_fwhm_px`).
 """
 
 from __future__ import annotations
@@ -18,21 +18,21 @@ from astropy.io import fits
 from distributed import Client, LocalCluster
 
 import dcr_dask
-from dcr_dask.coadd_psf import (
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.errors import ConfigError, InapplicableFieldWarning
+from dcr_dask.graph.coadd_psf import (
     PsfMeasurement,
     coadd_psf_from_inputs,
     combine_psfs,
     measure_coadd_psf,
 )
-from dcr_dask.compare_warp import visit_psf_stamps
-from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.errors import ConfigError, InapplicableFieldWarning
+from dcr_dask.graph.compare_warp import visit_psf_stamps
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.store import open_output
 from dcr_dask.io.warps import open_warps
-from dcr_dask.pipeline import metadata_path
-from dcr_dask.psf import psf_fwhm_px
-from dcr_dask.psf_stars import moffat_image
+from dcr_dask.kernels.psf import psf_fwhm_px
+from dcr_dask.kernels.psf_stars import moffat_image
+from dcr_dask.running.pipeline import metadata_path
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 #: Moffat PSFs of 3-5 px with chromatic seeing; bright, sparse stars so that the coadd

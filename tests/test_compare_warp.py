@@ -9,8 +9,9 @@ import xarray as xr
 from scipy import ndimage
 from test_stack import reference_stack_pixel
 
-from dcr_dask.coadd import stack_settings
-from dcr_dask.compare_warp import (
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.graph.coadd import stack_settings
+from dcr_dask.graph.compare_warp import (
     _detect,
     _grow,
     _peak_tested_footprints,
@@ -25,10 +26,9 @@ from dcr_dask.compare_warp import (
     variance_scale_factors,
     write_artifact_masks,
 )
-from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.detection import DetectionSettings, footprint_mask
 from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.warps import open_warps
+from dcr_dask.kernels.detection import DetectionSettings, footprint_mask
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 

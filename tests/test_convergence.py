@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from dcr_dask.convergence import (
+from dcr_dask.kernels.convergence import (
     calculate_gain,
     convergence_metric,
     resolve_base_gain,

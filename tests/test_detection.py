@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dcr_dask.detection import (
+from dcr_dask.kernels.detection import (
     DetectionSettings,
     footprint_mask,
     grow_radius,
@@ -267,7 +267,7 @@ def _faint_star_field(seed=3, n=64, flux=200.0, sigma_psf=1.6, sky=5.0):
 
 
 def test_smoothed_significance_is_unit_noise_and_finds_a_faint_star():
-    from dcr_dask.detection import smoothed_significance
+    from dcr_dask.kernels.detection import smoothed_significance
 
     image, variance, star = _faint_star_field()
     valid = np.ones(image.shape, bool)
@@ -291,8 +291,8 @@ def test_smoothed_source_detection_is_chunk_independent():
     import dask
     import xarray as xr
 
-    from dcr_dask.compare_warp import detect_sources
     from dcr_dask.config import DcrAssembleCoaddConfig
+    from dcr_dask.graph.compare_warp import detect_sources
 
     image, variance, _ = _faint_star_field()
     config = DcrAssembleCoaddConfig().detectModelSources

@@ -19,9 +19,6 @@ import numpy as np
 import pytest
 
 import dcr_dask
-from dcr_dask.assemble import FitSettings
-from dcr_dask.coadd import clipped_visit_weights, good_pixels, stack_settings, visit_weights
-from dcr_dask.compare_warp import compare_warp, detection_settings, psf_matching
 from dcr_dask.config import (
     NOT_APPLICABLE,
     REFUSED,
@@ -30,12 +27,15 @@ from dcr_dask.config import (
     FieldSpec,
 )
 from dcr_dask.errors import ConfigError, InapplicableFieldWarning, InputErrors
+from dcr_dask.graph.assemble import FitSettings
+from dcr_dask.graph.coadd import clipped_visit_weights, good_pixels, stack_settings, visit_weights
+from dcr_dask.graph.compare_warp import compare_warp, detection_settings, psf_matching
 from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.pipeline import _dcr_visit_weights, _finish_coadd, _transmission_variable
+from dcr_dask.physics.subbands import coadd_transmission, run_shifts
+from dcr_dask.running.pipeline import _dcr_visit_weights, _finish_coadd, _transmission_variable
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
-from dcr_dask.subbands import coadd_transmission, run_shifts
 
 TESTS = Path(__file__).parent
 HERE = "tests/test_fields.py"

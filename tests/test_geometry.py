@@ -1,4 +1,4 @@
-"""Tests of dcr_dask.geometry: angles against astropy and GalSim, tile directions, shifts."""
+"""Tests of dcr_dask.physics.geometry: angles against astropy and GalSim, directions, shifts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from astropy.time import Time
 from astropy.utils import iers
 from astropy.wcs import WCS
 
-from dcr_dask.geometry import (
+from dcr_dask.physics.geometry import (
     VisitGeometry,
     airmass_from_altitude,
     altitude_deg,
@@ -28,8 +28,8 @@ from dcr_dask.geometry import (
     visit_geometry,
     zenith_direction_deg,
 )
-from dcr_dask.refraction import differential_refraction_rad
-from dcr_dask.transmission import Transmission
+from dcr_dask.physics.refraction import differential_refraction_rad
+from dcr_dask.physics.transmission import Transmission
 from dcr_dask.visit import Observatory, VisitInfo, Weather
 
 RUBIN = Observatory(longitude_deg=-70.7494, latitude_deg=-30.2444, elevation_m=2663.0)

@@ -21,18 +21,18 @@ import zarr
 from distributed import Client, LocalCluster
 
 import dcr_dask
-from dcr_dask import pipeline
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ClusterLostError, InputErrors, OutputError
-from dcr_dask.input_checks import DEGENERATE_LEVER_PX, dcr_spread, visit_quality
 from dcr_dask.io import store as store_io
 from dcr_dask.io.atomic import atomic_directory
 from dcr_dask.io.fits import check_warp, shift_wcs, write_warp
 from dcr_dask.io.ownership import WRITER_ATTR, is_own_temporary, writer
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.physics.subbands import run_shifts
+from dcr_dask.running import pipeline
+from dcr_dask.running.input_checks import DEGENERATE_LEVER_PX, dcr_spread, visit_quality
 from dcr_dask.simulate import SimulationSpec, simulate_tile
-from dcr_dask.subbands import run_shifts
 
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
 FAST = ["--set", "subregionSize=[48,48]", "--set", "maxNumIter=3"]

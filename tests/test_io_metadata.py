@@ -8,9 +8,9 @@ import pytest
 from astropy.time import Time
 from astropy.utils import iers
 
-from dcr_dask import geometry
 from dcr_dask.errors import InputError, InputErrors
 from dcr_dask.io.metadata import check_visit_header, parse_visit_header, visit_to_header
+from dcr_dask.physics import geometry
 from dcr_dask.visit import Observatory, VisitInfo, Weather
 
 FILE = "visit_7.fits"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dcr_dask.artifacts import count_stats
-from dcr_dask.labels import component_stats, find_components, map_components
+from dcr_dask.graph.labels import component_stats, find_components, map_components
+from dcr_dask.kernels.artifacts import count_stats
 
 
 def _whole_labels(mask):

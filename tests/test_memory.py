@@ -10,13 +10,13 @@ import pytest
 from distributed import Client, LocalCluster
 
 import dcr_dask
-from dcr_dask.assemble import (
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.graph.assemble import (
     TileGrid,
     block_memory_bytes,
     cluster_memory_budget,
     plan_groups,
 )
-from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 MiB = 2**20

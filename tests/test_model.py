@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dcr_dask.convergence import (
+from dcr_dask.kernels.convergence import (
     calculate_gain,
     convergence_metric,
     significance_image,
 )
-from dcr_dask.model import (
+from dcr_dask.kernels.model import (
     amplify,
     apply_model_weights,
     back_project,
@@ -27,8 +27,8 @@ from dcr_dask.model import (
     update_model,
     visit_weights,
 )
-from dcr_dask.regularize import background_noise
-from dcr_dask.shift import shift_image
+from dcr_dask.kernels.regularize import background_noise
+from dcr_dask.kernels.shift import shift_image
 
 
 def _gaussian(shape, yc, xc, sigma):

@@ -14,20 +14,20 @@ from astropy.io import fits
 from distributed import Client, LocalCluster
 
 import dcr_dask
-from dcr_dask.bands import standard_band
-from dcr_dask.bright_objects import bright_object_mask
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError, InapplicableFieldWarning, InputError
-from dcr_dask.interp import TAPER_PX, InterpSettings, fallback_value, interpolate_holes
+from dcr_dask.graph.bright_objects import bright_object_mask
+from dcr_dask.graph.interp import TAPER_PX, InterpSettings, fallback_value, interpolate_holes
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.fits import write_warp
 from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.store import make_output_dataset, open_output, transmission_array, write_output
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.physics.bands import standard_band
+from dcr_dask.physics.subbands import coadd_transmission
+from dcr_dask.physics.transmission import read_transmission
 from dcr_dask.simulate import SimulationSpec, simulate_tile
-from dcr_dask.subbands import coadd_transmission
-from dcr_dask.transmission import read_transmission
 
 # --------------------------------------------------------------------------- interpolation
 
@@ -374,7 +374,7 @@ def test_a_run_fills_holes_masks_bright_objects_and_attaches_the_curve(
 
 
 def test_a_bad_region_file_stops_the_run_before_the_cluster(warps, tmp_path, monkeypatch, capsys):
-    from dcr_dask import pipeline
+    from dcr_dask.running import pipeline
 
     def refuse(*args, **kwargs):
         raise AssertionError("the cluster was started")

@@ -13,7 +13,6 @@ import zarr
 from conftest import CLI_BAND, CLI_FAST, cli_spec
 
 import dcr_dask
-from dcr_dask import pipeline
 from dcr_dask.cli import main
 from dcr_dask.commands import ingest as ingest_command
 from dcr_dask.config import DcrAssembleCoaddConfig
@@ -22,6 +21,7 @@ from dcr_dask.io.ingest import ingest_warps
 from dcr_dask.io.ownership import WRITER_ATTR, is_own, writer
 from dcr_dask.io.store import open_output
 from dcr_dask.io.warps import open_warps
+from dcr_dask.running import pipeline
 from dcr_dask.simulate import simulate_tile, write_simulation
 
 

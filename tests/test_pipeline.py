@@ -12,12 +12,12 @@ from distributed import Client, LocalCluster
 
 import dcr_dask
 from dcr_dask import truth
-from dcr_dask.coadd import plain_coadd
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError, InputErrors
+from dcr_dask.graph.coadd import plain_coadd
+from dcr_dask.graph.template import matched_template
 from dcr_dask.io.warps import open_warps
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
-from dcr_dask.template import matched_template
 
 pytestmark = pytest.mark.slow
 
@@ -181,7 +181,7 @@ def test_warps_without_a_detected_plane_still_converge(client, tmp_path, caplog)
 
 
 def test_metadata_json_goes_beside_the_store(tmp_path):
-    from dcr_dask.pipeline import metadata_path, write_metadata_json
+    from dcr_dask.running.pipeline import metadata_path, write_metadata_json
 
     assert metadata_path(tmp_path / "coadd.zarr") == tmp_path / "coadd.metadata.json"
     assert metadata_path(tmp_path / "coadd") == tmp_path / "coadd.metadata.json"

@@ -22,10 +22,10 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from dcr_dask.bands import accepted_band_names
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig, FieldSpec, apply_overrides
 from dcr_dask.errors import ConfigError, ConfigErrors
+from dcr_dask.physics.bands import accepted_band_names
 
 FORMATS = ("toml", "yaml", "json")
 

@@ -28,8 +28,6 @@ from conftest import _make_tile_wcs
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from dcr_dask import geometry, refraction
-from dcr_dask.bands import accepted_band_names
 from dcr_dask.errors import DcrDaskError, InputError
 from dcr_dask.io.fits import read_warp_header, write_warp
 from dcr_dask.io.metadata import (
@@ -40,6 +38,8 @@ from dcr_dask.io.metadata import (
     check_visit_header,
 )
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.physics import geometry, refraction
+from dcr_dask.physics.bands import accepted_band_names
 from dcr_dask.visit import Observatory, VisitInfo
 
 #: afw_layouts writes afw's long HIERARCH comments, which astropy truncates.

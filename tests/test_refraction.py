@@ -1,4 +1,4 @@
-"""Tests of dcr_dask.refraction against independent refraction codes (ERFA via astropy, GalSim)."""
+"""Tests of dcr_dask.physics.refraction against independent codes (ERFA via astropy, GalSim)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.time import Time
 from astropy.utils import iers
 
-from dcr_dask.refraction import (
+from dcr_dask.physics.refraction import (
     MAX_WAVELENGTH_NM,
     MIN_WAVELENGTH_NM,
     default_weather,

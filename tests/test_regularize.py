@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dcr_dask.regularize import (
+from dcr_dask.kernels.regularize import (
     apply_thresholds,
     background_noise,
     regularize_frequency,

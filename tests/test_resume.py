@@ -18,12 +18,13 @@ import xarray as xr
 from distributed import Client, LocalCluster
 
 import dcr_dask
-from dcr_dask import assemble, pipeline
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import OutputError, ResumeError
+from dcr_dask.graph import assemble
 from dcr_dask.io import checkpoint as checkpoint_module
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint
+from dcr_dask.running import pipeline
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dcr_dask.shift import (
+from dcr_dask.kernels.shift import (
     SINC_HALF_WIDTH_PX,
     SINC_KAISER_BETA,
     SpectralGrid,
@@ -140,7 +140,7 @@ def test_sinc_shift_is_accurate_and_local():
     expected = _gaussian(shape, 31.37, 28.39, 1.7)
     assert np.max(np.abs(out - expected)) < 2e-4
     # compact support: a pixel far beyond |shift| + half width is untouched by a change
-    from dcr_dask.shift import SINC_HALF_WIDTH_PX
+    from dcr_dask.kernels.shift import SINC_HALF_WIDTH_PX
 
     changed = image.copy()
     changed[:, :4] += 1.0

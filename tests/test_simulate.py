@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from dcr_dask import geometry
+from dcr_dask.physics import geometry
 from dcr_dask.simulate import SimulationSpec, default_demo_spec, simulate_tile, write_simulation
 
 SMALL = SimulationSpec(
@@ -189,7 +189,7 @@ def _moffat(r, fwhm, beta):
 
 def _band_average(spec, fwhm, yc, xc, size, exponent, beta, supersample=31):
     """Flat-spectrum band average of Moffat PSFs, pixel-integrated by supersampling."""
-    from dcr_dask.geometry import subfilter_edges_nm
+    from dcr_dask.physics.geometry import subfilter_edges_nm
 
     edges = subfilter_edges_nm(spec.effective_wavelength_nm, spec.bandwidth_nm, spec.n_subfilters)
     k = spec.wavelength_samples
@@ -271,7 +271,7 @@ def test_moffat_half_maximum_width_is_the_psf_fwhm_keyword_and_wings_inflate_mom
 
 
 def test_chromatic_seeing_widens_blue_light():
-    from dcr_dask.psf import psf_fwhm_px
+    from dcr_dask.kernels.psf import psf_fwhm_px
 
     def width(exponent, spectral_index):
         # the same star (same seed), at the zenith, with another spectrum

@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 from dcr_dask.cli import main
-from dcr_dask.cluster import ClusterError, dask_client
+from dcr_dask.running.cluster import ClusterError, dask_client
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from dcr_dask.stack import (
+from dcr_dask.kernels.stack import (
     IQR_TO_SIGMA,
     StackSettings,
     afw_clipped_mean,

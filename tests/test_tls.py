@@ -16,7 +16,7 @@ from distributed.comm import connect
 from distributed.security import Security
 
 from dcr_dask.cli import main
-from dcr_dask.cluster import dask_client
+from dcr_dask.running.cluster import dask_client
 
 pytestmark = pytest.mark.slow
 

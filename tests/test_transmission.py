@@ -1,4 +1,4 @@
-"""Tests of dcr_dask.transmission: reading curves, validation, and band averages."""
+"""Tests of dcr_dask.physics.transmission: reading curves, validation, and band averages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import quad
 
 from dcr_dask.errors import InputError
-from dcr_dask.transmission import (
+from dcr_dask.physics.transmission import (
     Transmission,
     band_average,
     bandwidth_nm,

@@ -12,9 +12,9 @@ from dask.utils import parse_bytes
 from distributed.comm import registry
 from distributed.comm.addressing import parse_address, parse_host_port
 
-from dcr_dask.bands import standard_band
 from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig, apply_overrides
 from dcr_dask.errors import InputError
+from dcr_dask.physics.bands import standard_band
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, band: bool = True) -> None:
@@ -142,7 +142,7 @@ def _whole_number(text: str, minimum: int) -> int:
 
 
 def standard_band_name(text: str) -> str:
-    """An argparse type: the name or alias of a standard band (:mod:`dcr_dask.bands`)."""
+    """An argparse type: the name or alias of a standard band (:mod:`dcr_dask.physics.bands`)."""
     try:
         standard_band(text)
     except ValueError as error:

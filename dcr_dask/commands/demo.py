@@ -26,18 +26,18 @@ import attrs
 import numpy as np
 
 from dcr_dask import truth
-from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import plain_coadd
 from dcr_dask.commands._common import non_negative_int, positive_int, standard_band_name
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import OutputError
+from dcr_dask.graph.coadd import plain_coadd
+from dcr_dask.graph.template import matched_template
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.ownership import WRITER_ATTR, is_own, writer
 from dcr_dask.io.warps import open_warps
-from dcr_dask.pipeline import run as run_pipeline
 from dcr_dask.plot import Panel, image_panels
+from dcr_dask.running.cluster import dask_client
+from dcr_dask.running.pipeline import run as run_pipeline
 from dcr_dask.simulate import simulate_tile, standard_band_spec, write_simulation
-from dcr_dask.template import matched_template
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def demo_config(spec) -> DcrAssembleCoaddConfig:
     """The configuration the demo runs with: 128-pixel subregions and no band setting.
 
     The simulated warps carry a standard band (``spec.band``), which the run
-    looks up (:func:`dcr_dask.subbands.config_for_warps`).
+    looks up (:func:`dcr_dask.physics.subbands.config_for_warps`).
     """
     config = DcrAssembleCoaddConfig()
     config.dcrNumSubfilters = spec.n_subfilters

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcr_dask.cluster import dask_client
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.commands.run import add_cluster_arguments, cluster_options
 from dcr_dask.io.ingest import ingest_warps
 from dcr_dask.io.ownership import check_output
 from dcr_dask.io.warps import open_warps
+from dcr_dask.running.cluster import dask_client
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ import json
 
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
-from dcr_dask.subbands import band_from_config, config_for_warps, run_shifts
+from dcr_dask.physics.subbands import band_from_config, config_for_warps, run_shifts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

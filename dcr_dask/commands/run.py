@@ -24,7 +24,6 @@ from typing import Any
 
 import dask
 
-from dcr_dask.cluster import CLUSTER_KINDS, check_cluster_options
 from dcr_dask.commands._common import (
     add_config_arguments,
     config_from_args,
@@ -36,7 +35,8 @@ from dcr_dask.commands._common import (
 )
 from dcr_dask.io.checkpoint import file_record
 from dcr_dask.io.ownership import check_output
-from dcr_dask.pipeline import run as run_pipeline
+from dcr_dask.running.cluster import CLUSTER_KINDS, check_cluster_options
+from dcr_dask.running.pipeline import run as run_pipeline
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +99,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The :func:`~dcr_dask.cluster.dask_client` keywords the cluster options describe.
+    """The :func:`~dcr_dask.running.cluster.dask_client` keywords the cluster options describe.
 
     Parameters
     ----------
@@ -109,7 +109,7 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
     Returns
     -------
     dict
-        Keyword arguments for :func:`~dcr_dask.cluster.dask_client`; sizing
+        Keyword arguments for :func:`~dcr_dask.running.cluster.dask_client`; sizing
         options left out on the command line are passed as None (``"auto"`` for
         the memory), so a SLURM/PBS specification keeps its own values.
     """

@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from dcr_dask import __version__
+from dcr_dask._version import __version__
 from dcr_dask.errors import ResumeError
 from dcr_dask.io.atomic import atomic_file
 from dcr_dask.io.ownership import WRITER_ATTR, check_replaceable, writer
@@ -104,7 +104,7 @@ class RunFingerprint:
     config : dict
         Dotted configuration field -> ``repr`` of its value.
     options : dict
-        Options of :func:`dcr_dask.pipeline.run` that change the result
+        Options of :func:`dcr_dask.running.pipeline.run` that change the result
         (``memory_budget_bytes``: the groups of subregions follow from it).
     """
 

@@ -11,7 +11,7 @@ The readers accept what afw has written over the years: HDUs named by
 uint16 masks (``BZERO = 32768``, before 2017), widened to int32. A warp without
 ``PSF-FWHM`` and a PSF HDU gets its PSF width from the archive
 (:mod:`dcr_dask.io.afw_archive`) or, when asked, from its stars
-(:mod:`dcr_dask.psf_stars`).
+(:mod:`dcr_dask.kernels.psf_stars`).
 
 Pixel origin (``xy0``)
 ----------------------
@@ -48,7 +48,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning, Sip
 
-from dcr_dask import __version__
+from dcr_dask._version import __version__
 from dcr_dask.errors import InputError, raise_collected
 from dcr_dask.io.afw_archive import (
     DECODED_PSF_CLASSES,
@@ -59,9 +59,9 @@ from dcr_dask.io.afw_archive import (
 from dcr_dask.io.atomic import atomic_file
 from dcr_dask.io.metadata import check_visit_header, visit_to_header
 from dcr_dask.io.ownership import FITS_KEYWORD
+from dcr_dask.kernels.psf import FWHM_PER_SIGMA
+from dcr_dask.kernels.psf_stars import MIN_STARS, measure_psf_fwhm
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.psf import FWHM_PER_SIGMA
-from dcr_dask.psf_stars import MIN_STARS, measure_psf_fwhm
 from dcr_dask.visit import VisitInfo
 
 __all__ = [
@@ -748,7 +748,7 @@ def _psf_from_archive_or_stars(
     From the afw archive (:mod:`dcr_dask.io.afw_archive`): a Gaussian PSF, else
     ``psfSigma`` of the summary statistics; else, with ``stars``, measured from
     the stars of the central (at most :data:`STAR_SECTION_PX` square) section
-    of the image (:func:`dcr_dask.psf_stars.measure_psf_fwhm`), and an error
+    of the image (:func:`dcr_dask.kernels.psf_stars.measure_psf_fwhm`), and an error
     naming the file when that fails too.
     """
     found = archive_psf(hdul, headers)

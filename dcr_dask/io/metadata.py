@@ -39,8 +39,8 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.utils import iers
 
-from dcr_dask import geometry, refraction
 from dcr_dask.errors import InputError, raise_collected
+from dcr_dask.physics import geometry, refraction
 from dcr_dask.visit import Observatory, VisitInfo, Weather
 
 log = logging.getLogger(__name__)
@@ -423,7 +423,7 @@ def check_visit_header(
     be finite ints or floats (not strings, not booleans), within the physical
     ranges of docs/file-formats.md, "Visit keywords". Missing weather
     (``AIRTEMP`` degC, ``AIRPRESS`` Pa, ``HUMIDITY`` %) is filled in by
-    :func:`dcr_dask.refraction.default_weather`.
+    :func:`dcr_dask.physics.refraction.default_weather`.
     """
     name = str(filename)
     reader = _HeaderReader(header, name)

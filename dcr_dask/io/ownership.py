@@ -35,7 +35,7 @@ import numpy as np
 import zarr
 from astropy.io import fits
 
-from dcr_dask import __version__
+from dcr_dask._version import __version__
 from dcr_dask.errors import OutputError
 
 __all__ = [

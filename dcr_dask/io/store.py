@@ -51,7 +51,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
-from dcr_dask import __version__
+from dcr_dask._version import __version__
 from dcr_dask.errors import InputError
 from dcr_dask.io.atomic import atomic_directory
 from dcr_dask.io.ownership import WRITER_ATTR, writer

@@ -1,4 +1,4 @@
-"""The table of standard bands in ``dcr_dask/data/bands``, made from speclite's filter curves.
+"""The standard bands in ``dcr_dask/physics/data/bands``, made from speclite's filter curves.
 
 dcr_dask ships the table so that its runtime does not need speclite; speclite is
 a test dependency. This script writes the table; the test
@@ -17,8 +17,8 @@ What is made, for every band of :data:`BANDS`:
   at their own wavelengths. Throughputs keep 6 significant digits.
 - ``bands.json``: for each band its aliases, instrument, speclite filter,
   curve file, and its effective wavelength and bandwidth, computed by
-  :func:`dcr_dask.transmission.effective_wavelength_nm` and
-  :func:`dcr_dask.transmission.bandwidth_nm` (the way dcr_dask derives them
+  :func:`dcr_dask.physics.transmission.effective_wavelength_nm` and
+  :func:`dcr_dask.physics.transmission.bandwidth_nm` (the way dcr_dask derives them
   from any ``transmissionCurve``) on speclite's curve at its full resolution,
   rounded to 0.001 nm.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcr_dask.transmission import Transmission, bandwidth_nm, effective_wavelength_nm
+from dcr_dask.physics.transmission import Transmission, bandwidth_nm, effective_wavelength_nm
 
 #: Where the table lives in the package.
 DIRECTORY = Path(__file__).resolve().parents[2] / "dcr_dask" / "data" / "bands"

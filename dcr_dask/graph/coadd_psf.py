@@ -25,15 +25,15 @@ dcr_dask makes both, for the whole tile at one point, its centre
 - **measured** (``doCalculatePsf``, :func:`measure_coadd_psf`): the bright
   isolated unmasked stars of the coadd (its central 2048² pixels at most)
   are found with ``detectPsfSources``'s threshold and fitted with a
-  pixel-integrated Moffat profile of free index (:mod:`dcr_dask.psf_stars`);
+  pixel-integrated Moffat profile of free index (:mod:`dcr_dask.kernels.psf_stars`);
   the PSF is that profile, with the median FWHM and median index of the
   stars, drawn on a ``measurePsf.kernelSize`` stamp. A fraction
   ``measurePsf.reserveFraction`` of the stars is held back from the
   medians and their own median FWHM is recorded beside the model's. When
-  fewer than :data:`~dcr_dask.psf_stars.MIN_STARS` stars are measured the
+  fewer than :data:`~dcr_dask.kernels.psf_stars.MIN_STARS` stars are measured the
   run warns and keeps the inputs' PSF (as the reference does).
 
-The FWHM of either is :func:`dcr_dask.psf.psf_fwhm_px` (adaptive second
+The FWHM of either is :func:`dcr_dask.kernels.psf.psf_fwhm_px` (adaptive second
 moments), which follows the core of a PSF with wings.
 """
 
@@ -49,10 +49,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dcr_dask.compare_warp import visit_psf_stamps
+from dcr_dask.graph.compare_warp import visit_psf_stamps
+from dcr_dask.kernels.psf import psf_fwhm_px
+from dcr_dask.kernels.psf_stars import MIN_STARS, fit_psf_stars, moffat_image, robust_keep
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.psf import psf_fwhm_px
-from dcr_dask.psf_stars import MIN_STARS, fit_psf_stars, moffat_image, robust_keep
 
 __all__ = [
     "DESCRIPTIONS",
@@ -101,7 +101,7 @@ class CoaddPsf:
         Odd, square, centred float64 stamp summing to 1 (pixel values are the
         PSF integrated over the tile's pixels).
     fwhm_px : float
-        Its FWHM (:func:`dcr_dask.psf.psf_fwhm_px`), pixels.
+        Its FWHM (:func:`dcr_dask.kernels.psf.psf_fwhm_px`), pixels.
     method : str
         ``"inputs"`` (the weighted combination) or ``"measured"``.
     centre_yx : tuple of float

@@ -56,7 +56,7 @@ def significance_image(model: np.ndarray, noise: float) -> np.ndarray:
         metric is measured, flux.
     noise : float
         Background noise of the second plane ``M_1``, flux
-        (:func:`dcr_dask.regularize.background_noise`). The reference measures
+        (:func:`dcr_dask.kernels.regularize.background_noise`). The reference measures
         it over the whole patch with a border of ``bufferSize`` pixels each
         time the metric is computed.
 

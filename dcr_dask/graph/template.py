@@ -18,12 +18,12 @@ import numpy as np
 import xarray as xr
 from astropy.wcs import WCS
 
-from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import InputError, raise_collected
 from dcr_dask.io.fits import wcs_from_header_text
-from dcr_dask.shift import INTERPOLATION_REACH_PX
-from dcr_dask.subbands import run_shifts
+from dcr_dask.kernels import model as kernels
+from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
+from dcr_dask.physics.subbands import run_shifts
 from dcr_dask.visit import VisitInfo
 
 __all__ = [
@@ -164,7 +164,7 @@ def forward_model_tile(
 
     Each chunk of the sub-band planes, grown by the largest shift plus the
     interpolation's reach, is forward-modelled
-    (:func:`dcr_dask.model.forward_models`) with the shifts of the chunk's
+    (:func:`dcr_dask.kernels.model.forward_models`) with the shifts of the chunk's
     centre; the growth is then trimmed off.
 
     Parameters

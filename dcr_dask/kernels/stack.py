@@ -2,7 +2,7 @@
 
 Each kernel takes the ``(visit, y, x)`` arrays of one block and returns the
 stacked ``(y, x)`` planes. They know nothing of Dask or of configuration
-objects; the graph layer (:mod:`dcr_dask.coadd`) turns a config into a
+objects; the graph layer (:mod:`dcr_dask.graph.coadd`) turns a config into a
 :class:`StackSettings` and maps :func:`stack_block` over the tile's blocks
 with the visit axis whole.
 

@@ -68,7 +68,6 @@ import numpy as np
 import tomli_w
 import yaml
 
-from dcr_dask.bands import accepted_band_names, known_bands_text
 from dcr_dask.errors import (
     ConfigError,
     ConfigErrors,
@@ -76,7 +75,8 @@ from dcr_dask.errors import (
     InputError,
     OverrideError,
 )
-from dcr_dask.refraction import MAX_WAVELENGTH_NM, MIN_WAVELENGTH_NM
+from dcr_dask.physics.bands import accepted_band_names, known_bands_text
+from dcr_dask.physics.refraction import MAX_WAVELENGTH_NM, MIN_WAVELENGTH_NM
 
 __all__ = [
     "NOT_APPLICABLE",
@@ -2552,7 +2552,7 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
     band: str | None = _scalar(
         str,
         None,
-        "dcr_dask extension. Name of a standard band (dcr_dask.bands: lsst-u ... lsst-y, "
+        "dcr_dask extension. Name of a standard band (dcr_dask.physics.bands: lsst-u ... lsst-y, "
         "also u g r i z y; hsc-g, hsc-r, hsc-r2, hsc-i, hsc-i2, hsc-z, hsc-y, also HSC-G ... "
         "HSC-Y; decam-g, decam-r, decam-i, decam-z, decam-Y). It supplies whatever of "
         "effectiveWavelength, bandwidth and the throughput curve of "
@@ -2859,7 +2859,7 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
 
     def _cross_checks(self) -> list[ConfigError]:
         # effectiveWavelength and bandwidth may all be unset: the warps' band supplies
-        # them at run time (dcr_dask.subbands.config_for_warps)
+        # them at run time (dcr_dask.physics.subbands.config_for_warps)
         problems = []
         if self.band is not None and self.transmissionCurve is not None:
             problems.append(
@@ -2958,7 +2958,8 @@ _NOTHING_WARPED = (
     "resampled to make the coadd PSF: the stamps are only padded to one size"
 )
 _PSF_STARS = (
-    "the coadd's PSF stars are fitted with a pixel-integrated Moffat profile (dcr_dask.psf_stars)"
+    "the coadd's PSF stars are fitted with a pixel-integrated Moffat profile "
+    "(dcr_dask.kernels.psf_stars)"
 )
 
 #: Sub-configurations whose fields act only with ``doCalculatePsf``.
@@ -3045,7 +3046,8 @@ NOT_APPLICABLE: dict[str, str] = {
         "faint one are left out of its fit, instead of replacing neighbours with noise"
     ),
     "measurePsf.starSelector": (
-        "the PSF stars are chosen one way (bright, isolated, unmasked peaks: dcr_dask.psf_stars); "
+        "the PSF stars are chosen one way "
+        "(bright, isolated, unmasked peaks: dcr_dask.kernels.psf_stars); "
         "there is no registry of star selectors"
     ),
 }

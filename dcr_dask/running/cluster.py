@@ -187,7 +187,7 @@ def default_cluster_spec(kind: str) -> Path:
     Returns
     -------
     Path
-        ``dcr_dask/deploy_specs/<kind>.yaml`` (identical to ``deploy/<kind>.yaml``).
+        ``dcr_dask/running/deploy_specs/<kind>.yaml`` (identical to ``deploy/<kind>.yaml``).
     """
     _check_kind(kind, ("slurm", "pbs"))
     return PACKAGED_SPECS / f"{kind}.yaml"

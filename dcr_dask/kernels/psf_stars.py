@@ -31,7 +31,7 @@ and the rest. The brightest :data:`MAX_STARS` candidates are fitted; fits that
 fail or whose FWHM lies far from the median (galaxies, blends) are dropped.
 
 :func:`fit_psf_stars` returns every fitted star (its FWHM and index), for
-callers that build a PSF image from them (:mod:`dcr_dask.coadd_psf`); it
+callers that build a PSF image from them (:mod:`dcr_dask.graph.coadd_psf`); it
 also takes a detection's threshold as an image-unit level (a number or one
 per pixel), a peak factor and a smallest footprint area.
 """

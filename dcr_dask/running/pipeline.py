@@ -3,13 +3,13 @@
 Steps (each a lazy Dask graph evaluated on the client's cluster):
 
 1. check every input file (headers only), the configuration and the inputs that
-   would make the fit degenerate (:mod:`dcr_dask.input_checks`: fewer than two
+   would make the fit degenerate (:mod:`dcr_dask.running.input_checks`: fewer than two
    visits with usable pixels is an error, visits that see one DCR a warning),
    before any work;
 2. ingest the warps into a Zarr store chunked by ``subregionSize`` (skipped when
    a complete store of the same inputs exists), then reject the visits with no
    usable pixel or a variance <= 0 on one, and report pixels seen by one visit only;
-3. CompareWarp (:mod:`dcr_dask.compare_warp`): PSF-matched warps (given or
+3. CompareWarp (:mod:`dcr_dask.graph.compare_warp`): PSF-matched warps (given or
    made), the static sky model (``assembleStaticSkyModel``), and the artifacts
    found against it, stored beside the warps (``CLIPPED``, ``NO_DATA``); the
    static-sky template that starts the fit is the given one, else the coadd
@@ -17,13 +17,13 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
    reference starts from the static model);
 4. the DCR geometry of every visit (at the tile centre, or at each subregion
    centre with ``useLocalGeometry``);
-5. the iterative DCR fit, block by block (:mod:`dcr_dask.assemble`);
-6. the coadd's PSF (:mod:`dcr_dask.coadd_psf`): the visits' PSFs combined with
+5. the iterative DCR fit, block by block (:mod:`dcr_dask.graph.assemble`);
+6. the coadd's PSF (:mod:`dcr_dask.graph.coadd_psf`): the visits' PSFs combined with
    the run's weights, or with ``doCalculatePsf`` measured on the coadd's stars;
 7. what the reference does to a finished coadd: ``doInterp`` fills the
-   ``NO_DATA`` pixels and flags them ``INTRP`` (:mod:`dcr_dask.interp`),
+   ``NO_DATA`` pixels and flags them ``INTRP`` (:mod:`dcr_dask.graph.interp`),
    ``doMaskBrightObjects`` sets ``brightObjectMaskName`` inside the regions of
-   ``brightObjectMaskFile`` (:mod:`dcr_dask.bright_objects`, read and checked
+   ``brightObjectMaskFile`` (:mod:`dcr_dask.graph.bright_objects`, read and checked
    with the headers in step 1), ``doAttachTransmissionCurve`` stores the
    filter curve;
 8. the output store (docs/file-formats.md, "Output store"), written under a temporary
@@ -57,9 +57,10 @@ from distributed.client import FutureCancelledError
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from dcr_dask import __version__
-from dcr_dask import model as kernels
-from dcr_dask.assemble import (
+from dcr_dask._version import __version__
+from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.errors import ClusterLostError
+from dcr_dask.graph.assemble import (
     BlockFit,
     FitInputs,
     FitSettings,
@@ -68,10 +69,9 @@ from dcr_dask.assemble import (
     fit_tile,
     halo_px,
 )
-from dcr_dask.bright_objects import bright_object_mask
-from dcr_dask.cluster import dask_client
-from dcr_dask.coadd import clipped_visit_weights, direct_coadd, good_pixels
-from dcr_dask.coadd_psf import (
+from dcr_dask.graph.bright_objects import bright_object_mask
+from dcr_dask.graph.coadd import clipped_visit_weights, direct_coadd, good_pixels
+from dcr_dask.graph.coadd_psf import (
     STAR_BAD_PLANES,
     CoaddPsf,
     PsfMeasurement,
@@ -80,7 +80,7 @@ from dcr_dask.coadd_psf import (
     measure_coadd_psf,
     measurement_window,
 )
-from dcr_dask.compare_warp import (
+from dcr_dask.graph.compare_warp import (
     ARTIFACT_VARIABLES,
     apply_artifact_masks,
     assemble_static_sky_model,
@@ -91,10 +91,8 @@ from dcr_dask.compare_warp import (
     psf_matching,
     write_artifact_masks,
 )
-from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.errors import ClusterLostError
-from dcr_dask.input_checks import check_usable_visits, dcr_spread, reject_visits, visit_quality
-from dcr_dask.interp import InterpSettings, fallback_value, interpolate_holes
+from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
+from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
 from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, is_own, writer
@@ -107,16 +105,23 @@ from dcr_dask.io.warps import (
     tile_wcs,
     visit_infos,
 )
+from dcr_dask.kernels import model as kernels
+from dcr_dask.kernels.psf import FWHM_PER_SIGMA
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.psf import FWHM_PER_SIGMA
-from dcr_dask.subbands import (
+from dcr_dask.physics.subbands import (
     CoaddTransmission,
     band_from_config,
     coadd_transmission,
     config_for_warps,
     run_shifts,
 )
-from dcr_dask.template import forward_model_tile
+from dcr_dask.running.cluster import dask_client
+from dcr_dask.running.input_checks import (
+    check_usable_visits,
+    dcr_spread,
+    reject_visits,
+    visit_quality,
+)
 
 __all__ = ["run"]
 
@@ -166,12 +171,12 @@ def run(
     memory_budget_bytes : float, optional
         Memory one group of subregions may use on the cluster. None (the
         default) takes what the workers have left
-        (:func:`dcr_dask.assemble.cluster_memory_budget`: half of each
+        (:func:`dcr_dask.graph.assemble.cluster_memory_budget`: half of each
         worker's memory limit minus what it uses), or fits all subregions
         together when the workers have no memory limit; ``math.inf`` fits all
         subregions together.
     cluster_options : mapping, optional
-        Keywords of :func:`dcr_dask.cluster.dask_client` for the cluster started
+        Keywords of :func:`dcr_dask.running.cluster.dask_client` for the cluster started
         when no ``client`` is given (the command line's cluster options).
     resume : bool
         Go on from where an interrupted run with the same inputs, configuration,
@@ -196,7 +201,7 @@ def run(
     ------
     InputError, InputErrors
         Before the cluster starts: bad files or metadata, fewer than two
-        visits with usable pixels (:mod:`dcr_dask.input_checks`); after the
+        visits with usable pixels (:mod:`dcr_dask.running.input_checks`); after the
         ingest: fewer than two visits left once the bad ones are rejected.
     dcr_dask.errors.OutputError
         If the output, or a work-directory store, exists and was not written by
@@ -585,7 +590,7 @@ def _run_metadata(
     visits, rejections, matching, artifact_pixels, timings, fits, reference_fits, grid
 ) -> dict[str, Any]:
     """The ``saveMetadata`` record of a run (the store's ``metadata`` attribute and JSON);
-    ``rejections`` maps the visits left out (:func:`dcr_dask.input_checks.visit_quality`)
+    ``rejections`` maps the visits left out (:func:`dcr_dask.running.input_checks.visit_quality`)
     to the reason."""
     used = [int(v.visit) for v in visits if int(v.visit) not in rejections]
     rejected = [{"visit": int(v), "reason": reason} for v, reason in rejections.items()]
@@ -908,7 +913,7 @@ def _finish_coadd(
     """What the reference's ``processResults`` does to each finished sub-band coadd (lazy).
 
     With ``doInterp``, the pixels flagged ``NO_DATA`` in the coadd mask are filled
-    in every sub-band (:mod:`dcr_dask.interp`; the coadd, their sum, follows)
+    in every sub-band (:mod:`dcr_dask.graph.interp`; the coadd, their sum, follows)
     and in the variance, and flagged ``INTRP`` (they keep ``NO_DATA``); a
     variance that is not finite and positive becomes +inf. The number of such
     pixels and the fallback value of each sub-band are computed here (one pass
@@ -1011,7 +1016,7 @@ def _coadd_psf(
     config: DcrAssembleCoaddConfig,
     client: Any,
 ) -> CoaddPsf:
-    """The coadd's PSF (:mod:`dcr_dask.coadd_psf`): the visits' PSFs at the tile centre
+    """The coadd's PSF (:mod:`dcr_dask.graph.coadd_psf`): the visits' PSFs at the tile centre
     combined with the run's weights; with ``doCalculatePsf``, measured on the stars of
     the coadd (the sum of the sub-band ``model``, over its central window), keeping the
     combination with a warning when too few stars are measured."""

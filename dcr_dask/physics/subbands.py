@@ -3,7 +3,7 @@
 This module joins the configuration to the physics: it reads the band from
 the config (its numbers, its transmission curve, its standard band, or the
 warps' band) and evaluates
-:func:`dcr_dask.geometry.subband_shifts_px` for every visit of a run with the
+:func:`dcr_dask.physics.geometry.subband_shifts_px` for every visit of a run with the
 config's choices (``dcrNumSubfilters``, ``splitSubfilters``,
 ``splitThreshold``, ``subbandShiftMode``, ``useLocalGeometry``).
 """
@@ -19,11 +19,11 @@ import attrs
 import numpy as np
 from astropy.wcs import WCS
 
-from dcr_dask import geometry
-from dcr_dask.bands import known_bands_text, standard_band
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError
-from dcr_dask.transmission import (
+from dcr_dask.physics import geometry
+from dcr_dask.physics.bands import known_bands_text, standard_band
+from dcr_dask.physics.transmission import (
     Transmission,
     bandwidth_nm,
     effective_wavelength_nm,
@@ -79,7 +79,7 @@ def band_from_config(config: DcrAssembleCoaddConfig) -> Band:
 
     Each of ``effectiveWavelength`` and ``bandwidth`` is the config's own value
     when set; else it is computed from ``transmissionCurve``; else it is the
-    standard band's (``band``, :mod:`dcr_dask.bands`). The throughput curve
+    standard band's (``band``, :mod:`dcr_dask.physics.bands`). The throughput curve
     (used by ``subbandShiftMode = "throughput"``) is ``transmissionCurve``,
     else the standard band's curve. A config that names neither a band nor a
     curve gets the warps' band from :func:`config_for_warps` first.
@@ -249,7 +249,7 @@ def coadd_transmission(
     """The throughput curve of a run's filter, to attach to its coadd.
 
     It is ``transmissionCurve`` when the config gives one, else the curve of
-    the standard band ``band`` (:mod:`dcr_dask.bands`). A run whose config names
+    the standard band ``band`` (:mod:`dcr_dask.physics.bands`). A run whose config names
     neither takes ``band`` from the warps first (:func:`config_for_warps`).
 
     Parameters
@@ -289,7 +289,7 @@ def coadd_transmission(
         standard.transmission(),
         config.band,
         f"standard band {standard.name} (speclite {standard.speclite}): "
-        f"dcr_dask/data/bands/{standard.curve_file}",
+        f"dcr_dask/physics/data/bands/{standard.curve_file}",
     )
 
 

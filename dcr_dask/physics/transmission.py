@@ -3,7 +3,7 @@
 A transmission curve is a table of throughput against vacuum wavelength. When
 a configuration gives no ``effectiveWavelength`` or ``bandwidth``, they are
 taken from the curve (docs/file-formats.md, "Transmission curve"), and the ``"throughput"``
-mode of :func:`dcr_dask.geometry.subband_shifts_px` weights the refraction
+mode of :func:`dcr_dask.physics.geometry.subband_shifts_px` weights the refraction
 within each sub-band by it.
 
 The throughput is taken to vary linearly between the tabulated wavelengths and

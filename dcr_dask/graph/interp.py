@@ -52,7 +52,7 @@ import dask.array as da
 import numpy as np
 from dask.array.reductions import cumreduction
 
-from dcr_dask.stack import afw_clipped_mean
+from dcr_dask.kernels.stack import afw_clipped_mean
 
 __all__ = [
     "TAPER_PX",

@@ -1,7 +1,7 @@
 """Inputs that would give a degenerate DCR coadd: refused, or run with a warning on record.
 
 A set of warps can pass every header check and still leave the DCR fit with
-nothing to do. What :func:`dcr_dask.pipeline.run` does about each case:
+nothing to do. What :func:`dcr_dask.running.pipeline.run` does about each case:
 
 =====================================  ==============================================
 case                                   behaviour
@@ -54,7 +54,7 @@ import xarray as xr
 from dcr_dask.errors import InputError, InputErrors
 from dcr_dask.io.store import compute
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.subbands import RunShifts
+from dcr_dask.physics.subbands import RunShifts
 
 __all__ = [
     "DEGENERATE_LEVER_PX",

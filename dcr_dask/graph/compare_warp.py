@@ -2,10 +2,11 @@
 
 docs/algorithm.md, "PSF matching and the static sky model" and "CompareWarp
 artifacts", as lazy graphs over the tile. The numerics live in
-kernels that know nothing of Dask (:mod:`dcr_dask.psf`,
-:mod:`dcr_dask.stack`, :mod:`dcr_dask.detection`, :mod:`dcr_dask.artifacts`);
+kernels that know nothing of Dask (:mod:`dcr_dask.kernels.psf`,
+:mod:`dcr_dask.kernels.stack`, :mod:`dcr_dask.kernels.detection`,
+:mod:`dcr_dask.kernels.artifacts`);
 this module computes halos and chunks and maps them, and
-:mod:`dcr_dask.labels` finds footprints that cross chunk borders whole.
+:mod:`dcr_dask.graph.labels` finds footprints that cross chunk borders whole.
 
 The steps, each a public function:
 
@@ -36,7 +37,7 @@ Gaussian core of FWHM ``modelPsf.defaultFwhm`` with, by default
 ``wingAmplitude`` times the core's, on a stamp of ``sizeFactor`` times the
 FWHM. The core is widened to :data:`MODEL_PSF_WIDEN` times the narrowest core
 that every warp can be matched to without sharpening
-(:func:`dcr_dask.psf.min_model_core_fwhm_px`, from the PSFs' transfer
+(:func:`dcr_dask.kernels.psf.min_model_core_fwhm_px`, from the PSFs' transfer
 functions) when that is larger; pass ``widen=None`` to keep ``defaultFwhm``
 exactly, in which case warps whose PSF is wider are flagged
 (``psf_too_wide``, logged as a warning) and left unconvolved. The wing lets
@@ -72,9 +73,6 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from dcr_dask import artifacts as artifact_tests
-from dcr_dask import psf as psf_kernels
-from dcr_dask.coadd import stack_warps
 from dcr_dask.config import (
     AssembleCoaddConfig,
     CompareWarpAssembleCoaddConfig,
@@ -82,7 +80,11 @@ from dcr_dask.config import (
     ScaleVarianceConfig,
     SourceDetectionConfig,
 )
-from dcr_dask.detection import (
+from dcr_dask.graph.coadd import stack_warps
+from dcr_dask.graph.labels import component_stats, find_components, map_components
+from dcr_dask.kernels import artifacts as artifact_tests
+from dcr_dask.kernels import psf as psf_kernels
+from dcr_dask.kernels.detection import (
     DetectionSettings,
     footprint_mask,
     grow_radius,
@@ -91,7 +93,6 @@ from dcr_dask.detection import (
     smoothed_significance,
     smoothing_halo,
 )
-from dcr_dask.labels import component_stats, find_components, map_components
 from dcr_dask.masks import MaskPlanes
 
 __all__ = [
@@ -148,7 +149,7 @@ def model_psf_fwhm(
     ----------
     input_fwhm_px : sequence of float
         For each warp, the narrowest model core it can be matched to without
-        sharpening (:func:`dcr_dask.psf.min_model_core_fwhm_px`), pixels.
+        sharpening (:func:`dcr_dask.kernels.psf.min_model_core_fwhm_px`), pixels.
     default_fwhm_px : float
         ``modelPsf.defaultFwhm``, pixels.
     widen : float or None
@@ -166,7 +167,7 @@ def model_psf_fwhm(
 
 
 #: A matching kernel whose matched PSF differs from the model by more than this
-#: (relative L2 norm, :func:`dcr_dask.psf.matching_residual`) is reported.
+#: (relative L2 norm, :func:`dcr_dask.kernels.psf.matching_residual`) is reported.
 MATCHING_RESIDUAL_WARN = 0.02
 
 
@@ -186,7 +187,7 @@ def model_psf_stamp(model_psf: GaussianPsfFactory, core_fwhm_px: float) -> np.nd
     Returns
     -------
     numpy.ndarray of float64
-        Odd, square, centred, summing to 1 (:func:`dcr_dask.psf.model_psf_image`).
+        Odd, square, centred, summing to 1 (:func:`dcr_dask.kernels.psf.model_psf_image`).
 
     Notes
     -----
@@ -237,12 +238,12 @@ class PsfMatching:
         warp flagged too wide).
     input_fwhm_px : numpy.ndarray
         ``(visit,)`` FWHM of each warp's PSF (adaptive moments,
-        :func:`dcr_dask.psf.psf_fwhm_px`), pixels.
+        :func:`dcr_dask.kernels.psf.psf_fwhm_px`), pixels.
     too_wide : numpy.ndarray of bool
         ``(visit,)`` warps whose PSF is wider than the model (left unconvolved).
     residuals : numpy.ndarray
         ``(visit,)`` relative residual of each kernel
-        (:func:`dcr_dask.psf.matching_residual`; 0 for a warp left unconvolved).
+        (:func:`dcr_dask.kernels.psf.matching_residual`; 0 for a warp left unconvolved).
     """
 
     model_core_fwhm_px: float
@@ -332,7 +333,7 @@ def psf_matching(
     widen : float or None
         The model's core is at least ``widen`` times the narrowest core that
         every warp can be matched to without sharpening
-        (:func:`dcr_dask.psf.min_model_core_fwhm_px`, :func:`model_psf_fwhm`);
+        (:func:`dcr_dask.kernels.psf.min_model_core_fwhm_px`, :func:`model_psf_fwhm`);
         None keeps ``defaultFwhm``.
 
     Returns
@@ -530,12 +531,12 @@ def assemble_static_sky_model(
     weights : xarray.DataArray or numpy.ndarray, optional
         ``(visit,)`` weights; default 1 / mean variance of each PSF-matched
         warp's good pixels, computed eagerly (see
-        :func:`dcr_dask.coadd.stack_warps`).
+        :func:`dcr_dask.graph.coadd.stack_warps`).
 
     Returns
     -------
     xarray.Dataset
-        As :func:`dcr_dask.coadd.stack_warps`, with the PSF-matched warps'
+        As :func:`dcr_dask.graph.coadd.stack_warps`, with the PSF-matched warps'
         ``model_psf_fwhm_px`` attribute when they have one.
     """
     model = stack_warps(psf_matched, static_config, weights)
@@ -700,7 +701,7 @@ def _yx_depth(ndim: int, halo: int) -> dict[int, int]:
 
 
 def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
-    """The footprint mask of a chunked signal (:func:`dcr_dask.detection.footprint_mask`).
+    """The footprint mask of a chunked signal (:func:`dcr_dask.kernels.detection.footprint_mask`).
 
     Without the peak test, one lazy ``map_overlap``, exact on every chunk
     thanks to the halo. With it (``includeThresholdMultiplier > 1``),
@@ -742,7 +743,7 @@ def _peak_tested_footprints(
         8-connected component of ``sign · signal >= threshold`` that has at
         least ``min_pixels`` pixels and a pixel with ``sign · signal >=
         include_threshold``. Components are found across chunks
-        (:func:`dcr_dask.labels.find_components`, computed now on the current
+        (:func:`dcr_dask.graph.labels.find_components`, computed now on the current
         scheduler); leading axes never connect.
     """
     # NaN (no valid data) is never at or beyond a threshold
@@ -811,7 +812,7 @@ def detect_sources(
     smooth : bool
         Threshold the image smoothed with a Gaussian of ``psf_sigma_px``, in
         units of the smoothed image's own noise
-        (:func:`dcr_dask.detection.smoothed_significance`), as single-visit
+        (:func:`dcr_dask.kernels.detection.smoothed_significance`), as single-visit
         source detection does; needs ``thresholdType = "pixel_stdev"``.
         Default False: the pixels as they are (CompareWarp's ``doSmooth=False``).
 
@@ -820,7 +821,7 @@ def detect_sources(
     xarray.DataArray of bool
         The union of the grown footprints, on the image's dims and chunks;
         footprints that cross chunk borders are found whole (halo of
-        :attr:`dcr_dask.detection.DetectionSettings.halo`, or labelling
+        :attr:`dcr_dask.kernels.detection.DetectionSettings.halo`, or labelling
         across chunks with ``includeThresholdMultiplier > 1``).
 
     Raises
@@ -834,7 +835,7 @@ def detect_sources(
     Lazy when ``includeThresholdMultiplier <= 1``. Above 1, whether a
     footprint is kept depends on its brightest pixel, wherever along it that
     lies, so the footprints are labelled across chunks first: one eager pass
-    over the image (:func:`dcr_dask.labels.find_components`) on the current
+    over the image (:func:`dcr_dask.graph.labels.find_components`) on the current
     scheduler; the mask returned is still lazy and recomputes the
     thresholding chunk by chunk.
     """

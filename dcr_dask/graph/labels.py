@@ -33,7 +33,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from dcr_dask.detection import EIGHT_CONNECTED, plane_structure
+from dcr_dask.kernels.detection import EIGHT_CONNECTED, plane_structure
 
 __all__ = ["BlockStats", "Components", "component_stats", "find_components", "map_components"]
 

@@ -1,8 +1,8 @@
 """CompareWarp's artifact tests and variance rescaling, as pure NumPy kernels.
 
-docs/algorithm.md, "CompareWarp artifacts". The graph layer (:mod:`dcr_dask.compare_warp`)
+docs/algorithm.md, "CompareWarp artifacts". The graph layer (:mod:`dcr_dask.graph.compare_warp`)
 detects footprints on each PSF-matched warp minus the static sky model,
-labels them across the tile (:mod:`dcr_dask.labels`) and sums per-footprint
+labels them across the tile (:mod:`dcr_dask.graph.labels`) and sums per-footprint
 statistics with the ``*_stats`` block functions here; the decision functions
 then work on those per-footprint sums:
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dcr_dask.stack import IQR_TO_SIGMA
+from dcr_dask.kernels.stack import IQR_TO_SIGMA
 
 __all__ = [
     "SNR_EDGES",
@@ -126,7 +126,7 @@ def variance_scale_from_histogram(counts: np.ndarray, edges: np.ndarray = SNR_ED
 
 
 def count_stats(labels: np.ndarray, n: int, *flags: np.ndarray) -> np.ndarray:
-    """Per-label sums of each of ``flags`` (block function for :mod:`dcr_dask.labels`).
+    """Per-label sums of each of ``flags`` (block function for :mod:`dcr_dask.graph.labels`).
 
     Parameters
     ----------

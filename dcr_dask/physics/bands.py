@@ -14,11 +14,11 @@ filter names HSC warps carry, ``HSC-G`` ... ``HSC-Y``) and DECam's
 matched exactly (case matters: ``decam-Y``, not ``decam-y``).
 
 The table is made from the filter curves of the ``speclite`` package by
-``tests/data/make_bands.py`` and shipped in ``dcr_dask/data/bands``, so speclite
+``tests/data/make_bands.py`` and shipped in ``dcr_dask/physics/data/bands``, so speclite
 is not needed at run time; ``tests/test_bands.py`` regenerates it and compares.
 Each band's effective wavelength and bandwidth are those that
-:func:`dcr_dask.transmission.effective_wavelength_nm` and
-:func:`dcr_dask.transmission.bandwidth_nm` give for speclite's curve (the
+:func:`dcr_dask.physics.transmission.effective_wavelength_nm` and
+:func:`dcr_dask.physics.transmission.bandwidth_nm` give for speclite's curve (the
 throughput-weighted mean wavelength and the full width at half maximum), so a
 band and a ``transmissionCurve`` of the same curve agree. The shipped curves
 (``<name>.dat``, two columns: vacuum wavelength in nm, throughput) can be given
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import attrs
 
-from dcr_dask.transmission import Transmission, read_transmission
+from dcr_dask.physics.transmission import Transmission, read_transmission
 
 __all__ = [
     "BANDS_DIRECTORY",

@@ -14,7 +14,7 @@ smoothing is applied (CompareWarp detects with ``doSmooth=False``).
 
 These kernels return the *union* of the footprints as a boolean mask; which
 pixels belong to which footprint is found by labelling that mask, block by
-block and across blocks, in :mod:`dcr_dask.labels`.
+block and across blocks, in :mod:`dcr_dask.graph.labels`.
 
 Blocks and halos
 ----------------
@@ -32,8 +32,8 @@ The peak test (``include_multiplier > 1``) has no such halo: whether a
 footprint is kept depends on its brightest pixel, which may lie anywhere
 along it (the far end of a streak crossing the tile). :func:`footprint_mask`
 then takes its input as the whole image, and chunked arrays are labelled
-across chunks first (:mod:`dcr_dask.labels`; see
-:func:`dcr_dask.compare_warp.detect_sources`).
+across chunks first (:mod:`dcr_dask.graph.labels`; see
+:func:`dcr_dask.graph.compare_warp.detect_sources`).
 
 Leading axes (e.g. visits) are independent: nothing connects across them.
 """

@@ -1,6 +1,6 @@
 """Lazy Dask graphs that stack warps over the visit axis.
 
-The kernels live in :mod:`dcr_dask.stack`; this module only translates a
+The kernels live in :mod:`dcr_dask.kernels.stack`; this module only translates a
 config into kernel settings and maps the kernels over the tile's blocks,
 with the whole visit axis in each block (one ``(y, x)`` block of every
 visit in memory at a time).
@@ -17,8 +17,8 @@ import numpy as np
 import xarray as xr
 
 from dcr_dask.config import AssembleCoaddConfig
+from dcr_dask.kernels.stack import StackSettings, afw_clipped_mean, stack_block, weighted_mean
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.stack import StackSettings, afw_clipped_mean, stack_block, weighted_mean
 
 __all__ = [
     "clipped_visit_weights",
@@ -201,7 +201,7 @@ def plain_coadd(
 def stack_settings(
     config: AssembleCoaddConfig, planes: MaskPlanes, *, extra_bad_planes: Sequence[str] = ()
 ) -> StackSettings:
-    """Translate a stacking config into the plain settings of :func:`dcr_dask.stack.stack_block`.
+    """Translate a stacking config into the settings of :func:`dcr_dask.kernels.stack.stack_block`.
 
     Parameters
     ----------

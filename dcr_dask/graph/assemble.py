@@ -2,8 +2,8 @@
 
 The tile is cut into blocks of ``subregionSize`` (:class:`TileGrid`). Every
 block is fitted on itself grown by a halo, with the kernels of
-:mod:`dcr_dask.model`, :mod:`dcr_dask.regularize` and
-:mod:`dcr_dask.convergence`; only its core is kept.
+:mod:`dcr_dask.kernels.model`, :mod:`dcr_dask.kernels.regularize` and
+:mod:`dcr_dask.kernels.convergence`; only its core is kept.
 
 How one pass works
     The model of the whole tile is a Dask array. For each block still being
@@ -47,14 +47,14 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dcr_dask import convergence as conv
-from dcr_dask import model as kernels
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.ownership import WRITER_ATTR, writer
+from dcr_dask.kernels import convergence as conv
+from dcr_dask.kernels import model as kernels
+from dcr_dask.kernels.regularize import background_noise
+from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
+from dcr_dask.physics.subbands import RunShifts
 from dcr_dask.progress import track
-from dcr_dask.regularize import background_noise
-from dcr_dask.shift import INTERPOLATION_REACH_PX
-from dcr_dask.subbands import RunShifts
 
 __all__ = [
     "BlockFit",
@@ -576,7 +576,7 @@ def fit_tile(
     grid : TileGrid
         The subregions.
     shifts : dict
-        :class:`~dcr_dask.subbands.RunShifts` of each block (the same object
+        :class:`~dcr_dask.physics.subbands.RunShifts` of each block (the same object
         for every block unless the geometry is local).
     settings : FitSettings
         The fit's settings.

@@ -35,12 +35,12 @@ import numpy.typing as npt
 from astropy.coordinates import SkyCoord, offset_by
 from astropy.wcs import WCS
 
-from dcr_dask.refraction import (
+from dcr_dask.physics.refraction import (
     _checked_elevation_deg,
     _first_values,
     differential_refraction_rad,
 )
-from dcr_dask.transmission import Transmission, band_average
+from dcr_dask.physics.transmission import Transmission, band_average
 from dcr_dask.visit import VisitInfo
 
 __all__ = [
@@ -597,7 +597,7 @@ def subband_shifts_px(
     """DCR shift of each sub-band of a band, for one visit at one tile position.
 
     The shift of a sub-band is its differential refraction relative to the
-    band's effective wavelength (:func:`dcr_dask.refraction.differential_refraction_rad`)
+    band's effective wavelength (:func:`dcr_dask.physics.refraction.differential_refraction_rad`)
     at the visit's elevation, converted to pixels with the local pixel scale
     and laid along the direction of the zenith (:func:`visit_geometry`).
     Positive refraction (blue sub-bands) moves toward the zenith.
@@ -607,7 +607,7 @@ def subband_shifts_px(
     ``(d0 + d1)/2``; split, the two shifts are ``0.75·d0 + 0.25·d1`` and
     ``0.25·d0 + 0.75·d1``. ``mode="throughput"``: the differential refraction
     averaged over the sub-band with the transmission curve as weight
-    (:func:`dcr_dask.transmission.band_average`); split, over each half of the
+    (:func:`dcr_dask.physics.transmission.band_average`); split, over each half of the
     sub-band. In both modes, when the two split shifts of a sub-band differ by
     less than ``split_threshold_px``, both are replaced by their midpoint.
 

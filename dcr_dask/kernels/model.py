@@ -23,7 +23,7 @@ input images):
     ``(V, S, 2)`` shifts at the middle of each sub-band, used in the reverse
     direction (back-projection and sub-band weights), as the reference does.
 
-Three shift methods are offered (:mod:`dcr_dask.shift`). ``"spline"``
+Three shift methods are offered (:mod:`dcr_dask.kernels.shift`). ``"spline"``
 reproduces the reference: each image is spline-prefiltered once and shifted
 with zeros coming in from outside (separable taps, equal to ``ndimage.shift``
 to rounding). ``"fourier"`` (exact phase ramps) and ``"sinc"`` (windowed-sinc
@@ -39,7 +39,7 @@ of where the block was cut.
 An iteration streams the visits: template ``t_v``, residual ``r_v``, and its
 shifted copies (its spectrum times each sub-band's factor) added into S
 sub-band sums, so no ``(V, ny, nx)`` stack is built; the spectral products are
-made by chunks of rows in reused buffers (:class:`dcr_dask.shift.SpectralGrid`).
+made by chunks of rows in reused buffers (:class:`dcr_dask.kernels.shift.SpectralGrid`).
 
 Precision: ``"spline"`` works in float64. The spectral methods work in
 float64 (``precision="double"``, the kernels' default :data:`SPECTRAL_PRECISION`)
@@ -65,9 +65,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from scipy import ndimage
 
-from dcr_dask import regularize
-from dcr_dask.regularize import background_noise
-from dcr_dask.shift import (
+from dcr_dask.kernels import regularize
+from dcr_dask.kernels.regularize import background_noise
+from dcr_dask.kernels.shift import (
     SHIFT_METHODS,
     SPECTRAL_PRECISIONS,
     ShiftMethod,
@@ -76,7 +76,7 @@ from dcr_dask.shift import (
     spline_shift,
     spline_translate,
 )
-from dcr_dask.stack import afw_clipped_mean as _afw_clipped_mean
+from dcr_dask.kernels.stack import afw_clipped_mean as _afw_clipped_mean
 
 __all__ = [
     "amplify",
@@ -1037,10 +1037,10 @@ def iterate_block(
     3. update ``Δ`` (:func:`back_project`);
     4. ``new = M + Δ``, non-finite values keep ``M`` (:func:`update_model`);
     5. if ``regularize_iterations > 0``: clamp to a factor of ``M``
-       (:func:`dcr_dask.regularize.regularize_iterations`);
+       (:func:`dcr_dask.kernels.regularize.regularize_iterations`);
     6. if ``regularize_frequency > 0``: the noise of ``new[0]`` over
        ``background`` (5-pixel border) and the frequency regularization
-       (:func:`dcr_dask.regularize.regularize_frequency`), against the mean
+       (:func:`dcr_dask.kernels.regularize.regularize_frequency`), against the mean
        of ``M``;
     7. conditioning with ``gain`` (:func:`condition`);
     8. if ``model_weights`` is given (``useModelWeights``): blend into ``T/S``
@@ -1064,7 +1064,7 @@ def iterate_block(
     inverse_weight : numpy.ndarray
         ``(S, ny, nx)`` from :func:`subband_weights`.
     gain : float or callable
-        Gain of this iteration (:func:`dcr_dask.convergence.calculate_gain`),
+        Gain of this iteration (:func:`dcr_dask.kernels.convergence.calculate_gain`),
         or a function of no arguments returning it, called once after every
         template has been made (so that it can depend on what ``observe`` saw,
         e.g. the convergence metric of ``model``).
@@ -1082,7 +1082,7 @@ def iterate_block(
         ``regularizationWidth``, pixels.
     frequency_clamp : {"planes", "smoothed"}
         ``frequencyClamp``: how step 6 bounds each plane's ratio to the mean
-        (:func:`dcr_dask.regularize.regularize_frequency`'s ``clamp``).
+        (:func:`dcr_dask.kernels.regularize.regularize_frequency`'s ``clamp``).
     background : numpy.ndarray of bool, optional
         ``(ny, nx)``: model-mask pixels free of ``badMaskPlanes`` and
         ``DETECTED``; required by step 6.
