@@ -365,8 +365,8 @@ def test_history_shows_declared_default_and_set_defaults():
     text = config.formatHistory("detect.thresholdValue")
     assert text.splitlines()[0] == "detect.thresholdValue"
     assert re.search(r"5\.0\s+default", text)
-    assert re.search(r"7\.5\s+setDefaults\s+\S+config\.py:\d+", text)
-    assert "config.py" not in config.formatHistory("detect.thresholdValue", writeSourceLine=False)
+    assert re.search(r"7\.5\s+setDefaults\s+\S+[/\\]config[/\\]\w+\.py:\d+", text)
+    assert ".py:" not in config.formatHistory("detect.thresholdValue", writeSourceLine=False)
     planes = [entry.label for entry in config.history["badMaskPlanes"]]
     assert planes[0] == "default" and set(planes[1:]) == {"setDefaults"}
 
