@@ -34,7 +34,7 @@ import numpy as np
 from dcr_dask.physics.transmission import Transmission, bandwidth_nm, effective_wavelength_nm
 
 #: Where the table lives in the package.
-DIRECTORY = Path(__file__).resolve().parents[2] / "dcr_dask" / "data" / "bands"
+DIRECTORY = Path(__file__).resolve().parents[2] / "dcr_dask" / "physics" / "data" / "bands"
 
 _LSST = "Rubin Observatory LSSTCam (total throughput with the airmass 1.2 standard atmosphere)"
 _HSC = "Subaru Hyper Suprime-Cam (total throughput)"
