@@ -33,8 +33,11 @@ def test_old_import_path_is_the_module_at_its_new_home(old: str, new: str) -> No
     assert module.__name__ == new
 
 
-def test_from_package_import_old_name() -> None:
-    sys.modules.pop("dcr_dask.shift", None)
+def test_from_package_import_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An earlier ``import dcr_dask.shift`` (the test above) leaves the name bound
+    # on the package, and ``from`` would then find it without importing.
+    monkeypatch.delattr(dcr_dask, "shift", raising=False)
+    monkeypatch.delitem(sys.modules, "dcr_dask.shift", raising=False)
     with pytest.warns(DeprecationWarning, match="dcr_dask.kernels.shift"):
         from dcr_dask import shift
     assert shift is importlib.import_module("dcr_dask.kernels.shift")
