@@ -383,7 +383,9 @@ SHIFT_CHANGES = {
     "effectiveWavelength": 500.0,
     "bandwidth": 120.0,
     "band": "lsst-r",
-    "transmissionCurve": str(Path(dcr_dask.__file__).parent / "physics" / "data" / "bands" / "lsst-r.dat"),
+    "transmissionCurve": str(
+        Path(dcr_dask.__file__).parent / "physics" / "data" / "bands" / "lsst-r.dat"
+    ),
     "useLocalGeometry": True,
 }
 

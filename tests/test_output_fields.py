@@ -368,7 +368,9 @@ def test_a_run_fills_holes_masks_bright_objects_and_attaches_the_curve(
     assert ds["transmission"].attrs["band"] == tile.visits[0].band
     assert main(["export-fits", str(output), str(tmp_path / "fits")]) == 0
     with fits.open(tmp_path / "fits" / "coadd_coadd.fits") as hdus:
-        curve = read_transmission(Path(dcr_dask.__file__).parent / "physics" / "data" / "bands" / "lsst-g.dat")
+        curve = read_transmission(
+            Path(dcr_dask.__file__).parent / "physics" / "data" / "bands" / "lsst-g.dat"
+        )
         np.testing.assert_array_equal(hdus["TRANSMISSION"].data["THROUGHPUT"], curve.throughput)
         assert hdus["MASK"].header["MP_STARS"] == planes.bit("STARS")
 
