@@ -347,6 +347,7 @@ def footprint_mask(signal: np.ndarray, settings: DetectionSettings) -> np.ndarra
         if found is None:
             continue
         if settings.peak_test:
+            assert include is not None  # same polarities as found, with the peak test
             kept = keep_components(found, include, settings.min_pixels)
         else:
             kept = remove_small_components(found, settings.min_pixels)

@@ -63,6 +63,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
 from dcr_dask.kernels import regularize
@@ -117,7 +118,7 @@ def _check_method(method: str) -> None:
         raise ValueError(f"unknown shift method {method!r}; choose one of {SHIFT_METHODS}")
 
 
-def _as_stack(name: str, array: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+def _as_stack(name: str, array: np.ndarray, dtype: npt.DTypeLike = np.float64) -> np.ndarray:
     out = np.asarray(array, dtype=dtype)
     if out.ndim != 3:
         raise ValueError(f"{name} must have shape (n, ny, nx), got {out.shape}")
@@ -254,7 +255,9 @@ class _Templates:
                     coefficients, _distinct(points), order=self.order, prefiltered=True
                 )
                 out = shifted if out is None else np.add(out, shifted, out=out)
-            return out
+            # None only for a model of 0 sub-bands, which nothing here rejects (the config's
+            # dcrNumSubfilters is >= 2); the spectral branch gives zeros for it.
+            return out  # type: ignore[return-value]
         factor_sets = []
         for points in self.shifts[v]:
             points = _distinct(points)
@@ -296,7 +299,7 @@ class _BackProjection:
             self.totals = self.grid.zeros(n_subfilters)
 
     @property
-    def dtype(self) -> type:
+    def dtype(self) -> npt.DTypeLike:
         """Real dtype the images to add are best given in."""
         return np.float64 if self.method == "spline" else self.grid.real_dtype
 
@@ -621,6 +624,7 @@ def _spline_coverage(
             coverage[s] += shifted
             counts[s] += np.rint(shifted).astype(np.int64)
             if weighted is not None:
+                assert weights is not None  # weighted exists only with weights
                 weighted[s] += weights[v] * shifted
     covered = np.all(coverage > MIN_SUBBAND_COVERAGE, axis=0)
     return (coverage if weighted is None else weighted), counts, covered
@@ -1133,6 +1137,7 @@ def iterate_block(
         raise ValueError("frequency regularization needs the background pixels of the block")
     unsplit = _as_shifts("unsplit_shifts", unsplit_shifts, n_visits, n_subfilters, split=False)
     weights = _relative_visit_weights(visit_weights, n_visits)
+    template_of: Callable[[int], np.ndarray]
     if templates is None:
         forward = _Templates(
             model, shifts, accelerate=accelerate, method=method, order=order, precision=precision
@@ -1169,6 +1174,7 @@ def iterate_block(
                 new, model, regularize_iterations, regularization_width
             )
         if regularize_frequency > 0:
+            assert background is not None  # checked above
             noise = background_noise(new[0], background)
             new = regularize.regularize_frequency(
                 new,
@@ -1181,6 +1187,7 @@ def iterate_block(
         new = np.asarray(new, dtype=np.float64)
         new = _condition_into(np.multiply(new, gain, out=new), model, gain)
         if model_weights is not None:
+            assert template_image is not None  # checked above
             new = apply_model_weights(new, template_image, model_weights, n_subfilters)
         return new.astype(np.float32)
     # Steps 4, 7 and 8 need no neighbouring plane: one plane at a time. Without the clamps

@@ -233,7 +233,8 @@ def psf_fwhm_px(psf: np.ndarray) -> float:
 
     # the pixel integration adds about 1/12 px² to a Gaussian's moment; refine by secant steps
     fwhm = FWHM_PER_SIGMA * math.sqrt(max(target - 1.0 / 12.0, 0.01))
-    previous, previous_value = None, None
+    previous: float | None = None
+    previous_value: float | None = None
     for _ in range(20):
         value = adaptive_of(fwhm) - target
         if abs(value) <= 1e-10 * target:
@@ -241,6 +242,7 @@ def psf_fwhm_px(psf: np.ndarray) -> float:
         if previous is None or value == previous_value:
             step = -value * fwhm / (2.0 * target)
         else:
+            assert previous_value is not None  # set together with previous
             step = -value * (fwhm - previous) / (value - previous_value)
         previous, previous_value = fwhm, value
         fwhm = max(fwhm + step, 0.05)

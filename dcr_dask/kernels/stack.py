@@ -180,7 +180,7 @@ def _weighted_moments(
 def clipped_mean(
     values: np.ndarray,
     good: np.ndarray,
-    weights: np.ndarray,
+    weights: np.ndarray | float,
     n_sigma: float,
     n_iterations: int,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -458,7 +458,9 @@ def stack_block(
     if weights.shape != images.shape[:1]:
         raise ValueError(f"weights {weights.shape} must have one entry per visit {images.shape[0]}")
     n_visits, ny, nx = images.shape
-    flat = [a.reshape(n_visits, ny * nx) for a in (images, variances, masks)]
+    flat_images, flat_variances, flat_masks = (
+        a.reshape(n_visits, ny * nx) for a in (images, variances, masks)
+    )
     step = max(1, _STRIP_VALUES // max(n_visits, 1))
     outputs = [
         np.empty(ny * nx, np.float32),
@@ -468,7 +470,9 @@ def stack_block(
     ]
     for start in range(0, ny * nx, step):
         part = slice(start, start + step)
-        results = _stack_strip(*(a[:, part] for a in flat), weights, settings)
+        results = _stack_strip(
+            flat_images[:, part], flat_variances[:, part], flat_masks[:, part], weights, settings
+        )
         for out, result in zip(outputs, results, strict=True):
             out[part] = result
     image, variance, mask, n_image = (out.reshape(ny, nx) for out in outputs)

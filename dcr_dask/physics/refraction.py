@@ -148,7 +148,7 @@ def refraction_rad(
     elevation_deg: npt.ArrayLike,
     weather: Weather,
     observatory: Observatory,
-) -> np.ndarray | float:
+) -> npt.NDArray[np.float64] | np.float64:
     """Atmospheric refraction of light of one wavelength at one elevation (Stone 1996).
 
     ``R = κ (n − 1) (1 − β) tan z − κ (n − 1) (β − (n − 1)/2) tan³ z``: the
@@ -205,7 +205,7 @@ def differential_refraction_rad(
     elevation_deg: npt.ArrayLike,
     weather: Weather,
     observatory: Observatory,
-) -> np.ndarray | float:
+) -> npt.NDArray[np.float64] | np.float64:
     """Refraction at one wavelength minus the refraction at a reference wavelength.
 
     Air is more refractive for blue light, so the result is positive for
@@ -237,10 +237,12 @@ def differential_refraction_rad(
     ValueError
         As :func:`refraction_rad`, for either wavelength or the elevation.
     """
+    # A numpy scalar takes [()] (it returns its value), but numpy's stubs declare no
+    # __getitem__ on np.float64.
     return (
         refraction_rad(wavelength_nm, elevation_deg, weather, observatory)
         - refraction_rad(reference_wavelength_nm, elevation_deg, weather, observatory)
-    )[()]
+    )[()]  # type: ignore[index]
 
 
 def _refractivity(wavelength_nm: np.ndarray, weather: Weather) -> np.ndarray:

@@ -14,6 +14,7 @@ import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, TypedDict, cast
 
 import attrs
 import numpy as np
@@ -43,6 +44,19 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_ShiftMode = Literal["edges", "throughput"]
+
+
+class _BandShiftArgs(TypedDict):
+    """The keyword arguments of :func:`geometry.subband_shifts_px` common to a run's visits."""
+
+    effective_wavelength_nm: float
+    bandwidth_nm: float
+    n_subfilters: int
+    local: bool
+    mode: _ShiftMode
+    transmission: Transmission | None
 
 
 @attrs.frozen
@@ -328,7 +342,7 @@ def run_shifts(
     *,
     x: float,
     y: float,
-    mode: str | None = None,
+    mode: _ShiftMode | None = None,
 ) -> RunShifts:
     """Evaluate the DCR shifts of all visits at tile pixel ``(x, y)``.
 
@@ -351,8 +365,10 @@ def run_shifts(
     RunShifts
     """
     band = band_from_config(config)
-    mode = mode or config.subbandShiftMode
-    common = {
+    # config.validate() allows only these two values; another (unvalidated config) still
+    # raises ValueError in geometry.subband_shifts_px
+    mode = mode or cast(_ShiftMode, config.subbandShiftMode)
+    common: _BandShiftArgs = {
         "effective_wavelength_nm": band.effective_wavelength_nm,
         "bandwidth_nm": band.bandwidth_nm,
         "n_subfilters": band.n_subfilters,
