@@ -196,9 +196,50 @@ def dask_client(
     if client is not None:
         yield client
         return
+    spec, security = _check_client_options(
+        scheduler_address=scheduler_address,
+        cluster=cluster,
+        cluster_spec=cluster_spec,
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        tls=tls,
+        security=security,
+        tls_ca_file=tls_ca_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+    with _start_client(
+        scheduler_address=scheduler_address,
+        spec=spec,
+        security=security,
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        processes=processes,
+    ) as started:
+        yield started
+
+
+def _check_client_options(
+    *,
+    scheduler_address: str | None,
+    cluster: str,
+    cluster_spec: str | Path | None,
+    n_workers: int | None,
+    threads_per_worker: int | None,
+    memory_limit: str | float | None,
+    tls: bool,
+    security: Security | None,
+    tls_ca_file: str | Path | None,
+    tls_cert: str | Path | None,
+    tls_key: str | Path | None,
+) -> tuple[ClusterSpec | None, Security | None]:
+    """Check the options of :func:`dask_client`: the SLURM/PBS specification (None for
+    no jobs) and the TLS settings (None for plain TCP)."""
     check_cluster_options(scheduler_address, cluster, cluster_spec)
     # Validate everything (spec file, certificate files) before anything starts.
-    spec = None
+    spec: ClusterSpec | None = None
     if cluster != "local":
         spec = with_overrides(
             load_cluster_spec(cluster_spec, cluster),
@@ -218,6 +259,21 @@ def dask_client(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
+    return spec, security
+
+
+@contextlib.contextmanager
+def _start_client(
+    *,
+    scheduler_address: str | None,
+    spec: ClusterSpec | None,
+    security: Security | None,
+    n_workers: int | None,
+    threads_per_worker: int | None,
+    memory_limit: str | float | None,
+    processes: bool,
+) -> Iterator[Client]:
+    """Connect to the running scheduler, or start the SLURM/PBS or the local cluster."""
     if scheduler_address is not None:
         with _remote_client(scheduler_address, security) as remote:
             yield remote

@@ -168,6 +168,21 @@ def load_cluster_spec(path: str | Path | None, kind: str) -> ClusterSpec:
     """
     _check_kind(kind, ("slurm", "pbs"))
     path = default_cluster_spec(kind) if path is None else Path(path)
+    data = _read_spec_file(path)
+    values, errors = _check_spec_keys(path, data, kind)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+    if "memory" in values:
+        values["memory"] = str(values["memory"])
+    if "minimum_jobs" in values:
+        values["jobs"] = None
+    return ClusterSpec(kind=kind, path=str(path), **values)
+
+
+def _read_spec_file(path: Path) -> Mapping[Any, Any]:
+    """Read a specification file: its YAML mapping (empty for an empty file)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -186,6 +201,13 @@ def load_cluster_spec(path: str | Path | None, kind: str) -> ClusterSpec:
         raise ClusterSpecError(
             path, None, data, f"must be a mapping of keys to values, not {type(data).__name__}"
         )
+    return data
+
+
+def _check_spec_keys(
+    path: Path, data: Mapping[Any, Any], kind: str
+) -> tuple[dict[str, Any], list[ClusterSpecError]]:
+    """Check every key of a specification: the values that pass, and the problems."""
     errors: list[ClusterSpecError] = []
     values: dict[str, Any] = {}
     for key, value in data.items():
@@ -233,15 +255,7 @@ def load_cluster_spec(path: str | Path | None, kind: str) -> ClusterSpec:
                 f"more worker processes than cores ({values.get('cores', 1)})",
             )
         )
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ConfigErrors(errors)
-    if "memory" in values:
-        values["memory"] = str(values["memory"])
-    if "minimum_jobs" in values:
-        values["jobs"] = None
-    return ClusterSpec(kind=kind, path=str(path), **values)
+    return values, errors
 
 
 @dataclasses.dataclass(frozen=True)
