@@ -35,6 +35,7 @@ from scipy import fft as sp_fft
 from scipy import ndimage, optimize
 from scipy.special import erf, gammaln, kve
 
+from dcr_dask.kernels.psf import FWHM_PER_SIGMA
 from dcr_dask.masks import MaskPlanes, run_layout
 from dcr_dask.physics import geometry, refraction
 from dcr_dask.physics.bands import standard_band
@@ -64,7 +65,6 @@ RUBIN_OBSERVATORY = Observatory(
 #: Radial profiles :class:`SimulationSpec` can give the visit PSFs.
 PSF_PROFILES = ("gaussian", "moffat")
 
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _SQRT2 = math.sqrt(2.0)
 # Earth rotation angle, IERS Conventions (2010) eq. 5.15:
 # ERA(UT1) = 360° × (0.7790572732640 + 1.00273781191135448 × (JD_UT1 − 2451545.0)).
@@ -479,7 +479,7 @@ def _moffat_otf_table(beta: float) -> tuple[np.ndarray, np.ndarray]:
 def _otf(profile: str, rho: np.ndarray, fwhm: float, beta: float) -> np.ndarray:
     """Optical transfer function of a unit-flux radial PSF at ``rho`` cycles per pixel."""
     if profile == "gaussian":
-        sigma = fwhm / _FWHM_PER_SIGMA
+        sigma = fwhm / FWHM_PER_SIGMA
         return np.exp(-2.0 * math.pi**2 * sigma**2 * rho**2)
     table, increment = _moffat_otf_table(float(beta))
     # Linear interpolation on the uniform grid (np.interp's search is slower).
@@ -491,7 +491,7 @@ def _otf(profile: str, rho: np.ndarray, fwhm: float, beta: float) -> np.ndarray:
 def _otf_support(profile: str, fwhm: float, beta: float) -> float:
     """Frequency (cycles per pixel) beyond which the transfer function is below ``_OTF_FLOOR``."""
     if profile == "gaussian":
-        sigma = fwhm / _FWHM_PER_SIGMA
+        sigma = fwhm / FWHM_PER_SIGMA
         return math.sqrt(math.log(1.0 / _OTF_FLOOR) / 2.0) / (math.pi * sigma)
     table, _ = _moffat_otf_table(float(beta))
     z_cut = (np.nonzero(table >= _OTF_FLOOR)[0][-1] + 1) * _MOFFAT_OTF_STEP
@@ -507,7 +507,7 @@ def _radial_profile(
     """
     r = np.asarray(r, dtype=np.float64)
     if profile == "gaussian":
-        sigma = np.asarray(fwhm) / _FWHM_PER_SIGMA
+        sigma = np.asarray(fwhm) / FWHM_PER_SIGMA
         return np.exp(-0.5 * (r / sigma) ** 2) / (2.0 * math.pi * sigma**2)
     alpha = _moffat_alpha(fwhm, beta)
     return (beta - 1.0) / (math.pi * alpha**2) * (1.0 + (r / alpha) ** 2) ** (-beta)
@@ -516,7 +516,7 @@ def _radial_profile(
 def _wrap_radius(profile: str, fwhm: float, beta: float) -> float:
     """Radius (pixels) beyond which the PSF is below ``_WRAP_LEVEL`` of its peak."""
     if profile == "gaussian":
-        return fwhm / _FWHM_PER_SIGMA * math.sqrt(2.0 * math.log(1.0 / _WRAP_LEVEL))
+        return fwhm / FWHM_PER_SIGMA * math.sqrt(2.0 * math.log(1.0 / _WRAP_LEVEL))
     alpha = float(_moffat_alpha(fwhm, beta))
     return alpha * math.sqrt(_WRAP_LEVEL ** (-1.0 / beta) - 1.0)
 
@@ -654,7 +654,7 @@ def point_source_flux_at_snr(
         ``1/Σp²`` slightly larger (by about 1 % at 4 pixels FWHM).
     """
     if profile == "gaussian":
-        n_eff = 4.0 * math.pi * (fwhm_px / _FWHM_PER_SIGMA) ** 2
+        n_eff = 4.0 * math.pi * (fwhm_px / FWHM_PER_SIGMA) ** 2
     elif profile == "moffat":
         alpha = float(_moffat_alpha(fwhm_px, beta))
         n_eff = math.pi * alpha**2 * (2.0 * beta - 1.0) / (beta - 1.0) ** 2
@@ -772,7 +772,7 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     ]
     sample_flux = src_flux[:, None, None] * density / density.sum(axis=(1, 2), keepdims=True)
 
-    truth_sigma = np.hypot(truth_fwhm / _FWHM_PER_SIGMA, src_sigma)
+    truth_sigma = np.hypot(truth_fwhm / FWHM_PER_SIGMA, src_sigma)
     true_subbands = np.stack(
         [
             _render(shape, src_y, src_x, [s.subband_flux[b] for s in sources], truth_sigma)
@@ -830,7 +830,7 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     artifacts = np.zeros((n_visits, *shape), dtype=bool)
     for v in range(n_visits):
         true = true_images[v]
-        psf_sigma = seeing[v] / _FWHM_PER_SIGMA
+        psf_sigma = seeing[v] / FWHM_PER_SIGMA
         observed = true.copy()
         artifact = np.zeros(shape, dtype=bool)
         if v in spec.streak_visits:
@@ -937,7 +937,7 @@ def _render_visits(
     stamps = np.zeros((n_visits, size, size))
     stamp_edges = np.arange(-(size // 2), size // 2 + 2) - 0.5
     for v in range(n_visits):
-        psf_sigma = sample_fwhm[v] / _FWHM_PER_SIGMA
+        psf_sigma = sample_fwhm[v] / FWHM_PER_SIGMA
         _render(
             spec.shape,
             np.repeat(y, n_samples) + np.tile(sample_shifts[v, :, 0], len(y)),

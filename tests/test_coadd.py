@@ -12,7 +12,7 @@ from dcr_dask.graph.coadd import (
     stack_warps,
     visit_weights,
 )
-from dcr_dask.kernels.stack import stack_block, weighted_mean
+from dcr_dask.kernels.stack import stack_block, visit_weight, weighted_mean
 from dcr_dask.masks import run_layout
 
 
@@ -113,12 +113,47 @@ def test_stack_warps_is_independent_of_chunking_and_matches_the_kernel():
 
 def test_stack_warps_default_weights_and_no_n_image():
     config = _config(doNImage=False)
+    warps = _warps(24)
+    # one very noisy pixel per visit: the reference's MEANCLIP leaves it out of the
+    # mean variance, a plain mean would not
+    warps["variance"] = warps["variance"].copy(data=warps["variance"].values.copy())
+    warps["variance"].values[:, 19, 23] = 1e4
     with dask.config.set(scheduler="synchronous"):
-        stacked = stack_warps(_warps(24), config)
-        expected = visit_weights(_warps(24), good_pixels(_warps(24), ["NO_DATA"])).values
+        stacked = stack_warps(warps, config)
+        plain = visit_weights(warps, good_pixels(warps, ["NO_DATA"])).values
+    good = good_pixels(warps, config.badMaskPlanes).values
+    expected = [
+        visit_weight(warps.variance.values[v], good[v], config.sigmaClip, config.clipIter)
+        for v in range(warps.sizes["visit"])
+    ]
     assert "n_image" not in stacked
-    np.testing.assert_allclose(stacked.weight.values, expected)
+    np.testing.assert_allclose(stacked.weight.values, expected, rtol=1e-12)
+    assert np.all(stacked.weight.values > 1.5 * plain)
     with pytest.raises(ValueError, match="one per visit"):
         stack_warps(_warps(24), config, np.ones(3))
     with pytest.raises(ValueError, match="statistic = 'MODE'"):
         stack_warps(_warps(24), _config(statistic="MODE"))
+
+
+def test_stack_warps_weights_follow_the_stacking_configs_do_airmass_weight():
+    """The DCR config's ``doAirmassWeight`` (the direct coadd is stacked with it)
+    multiplies the weights by the boresight airmass; without an airmass
+    coordinate the error names the field."""
+    from dcr_dask.config import DcrAssembleCoaddConfig
+
+    def _config(**changes):
+        config = DcrAssembleCoaddConfig()
+        config.badMaskPlanes = ["NO_DATA"]
+        config.update(**changes)
+        return config
+
+    warps = _warps(24)
+    airmass = np.linspace(1.0, 1.8, warps.sizes["visit"])
+    with dask.config.set(scheduler="synchronous"):
+        plain = stack_warps(warps, _config()).weight.values
+        with pytest.raises(ValueError, match="doAirmassWeight"):
+            stack_warps(warps, _config(doAirmassWeight=True))
+        weighted = stack_warps(
+            warps.assign_coords(airmass=("visit", airmass)), _config(doAirmassWeight=True)
+        ).weight.values
+    np.testing.assert_allclose(weighted, plain * airmass, rtol=1e-12)

@@ -28,13 +28,20 @@ from dcr_dask.config import (
 )
 from dcr_dask.errors import ConfigError, InapplicableFieldWarning, InputErrors
 from dcr_dask.graph.assemble import FitSettings
-from dcr_dask.graph.coadd import clipped_visit_weights, good_pixels, stack_settings, visit_weights
+from dcr_dask.graph.coadd import (
+    clipped_visit_weights,
+    direct_coadd,
+    good_pixels,
+    reference_visit_weights,
+    stack_settings,
+    visit_weights,
+)
 from dcr_dask.graph.compare_warp import compare_warp, detection_settings, psf_matching
 from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.physics.subbands import coadd_transmission, run_shifts
-from dcr_dask.running.pipeline import _dcr_visit_weights, _finish_coadd, _transmission_variable
+from dcr_dask.running.pipeline import _finish_coadd, _fit_inputs, _transmission_variable
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
 
 TESTS = Path(__file__).parent
@@ -64,10 +71,10 @@ ACTS: dict[str, str] = {
             "minNumIter",
             "maxNumIter",
             "useConvergence",
-            "residualWeighting",
             "frequencyClamp",
         )
     },
+    "residualWeighting": f"{HERE}::test_residual_weighting_weights_the_fit_by_visit",
     # the DCR geometry (run_shifts)
     **{
         name: f"{HERE}::test_shifts_follow_the_field"
@@ -362,7 +369,6 @@ FIT_CHANGES = {
     "minNumIter": 2,
     "maxNumIter": 5,
     "useConvergence": False,
-    "residualWeighting": "inverseVariance",
     "frequencyClamp": "smoothed",
 }
 
@@ -446,12 +452,12 @@ def test_visit_weights_follow_the_field(warps, field, value):
     noisy = _noisy_variance(warps)
     good = good_pixels(noisy, ["NO_DATA", "BAD", "SAT"])
     config = _base()
-    before = _dcr_visit_weights(noisy, good, config).values
+    before = reference_visit_weights(noisy, good, config).values
     plain = visit_weights(noisy, good).values
     # the reference's clipped weights are not the plain mean's
     assert not np.allclose(before, plain, rtol=1e-3)
     setattr(config, field, value)
-    after = _dcr_visit_weights(noisy, good, config).values
+    after = reference_visit_weights(noisy, good, config).values
     assert not np.allclose(after, before, rtol=1e-6)
 
 
@@ -466,9 +472,9 @@ def test_clipped_weights_of_a_clean_variance_are_the_plain_ones(warps):
 def test_airmass_weighting_multiplies_the_weights_by_the_airmass(warps):
     good = good_pixels(warps, ["NO_DATA", "BAD", "SAT"])
     config = _base()
-    plain = _dcr_visit_weights(warps, good, config).values
+    plain = reference_visit_weights(warps, good, config).values
     config.doAirmassWeight = True
-    weighted = _dcr_visit_weights(warps, good, config).values
+    weighted = reference_visit_weights(warps, good, config).values
     airmass = warps["airmass"].values
     assert np.ptp(airmass) > 0.05
     np.testing.assert_allclose(weighted, plain * airmass, rtol=1e-12)
@@ -651,3 +657,23 @@ def test_the_attached_curve_follows_the_field():
     config.validate()
     curve = _transmission_variable(coadd_transmission(config))
     assert curve.attrs["band"] == "lsst-r" and curve.sizes["transmission_wavelength"] > 100
+
+
+def test_residual_weighting_weights_the_fit_by_visit(warps):
+    """``inverseVariance`` hands the reference's visit weights to the fit (which
+    weights each visit's residual by them: tests/test_model.py), ``equal`` none."""
+    noisy = warps.copy()
+    noisy["variance"] = (
+        noisy["variance"] * np.linspace(1.0, 4.0, noisy.sizes["visit"])[:, None, None]
+    )
+    config = _base()
+    planes = MaskPlanes(noisy.attrs["mask_planes"])
+    good = good_pixels(noisy, config.badMaskPlanes)
+    weights = reference_visit_weights(noisy, good, config)
+    template = direct_coadd(noisy, config)
+    inputs, weights_np = _fit_inputs(noisy, template, good, weights, planes, config, 1.5)
+    assert config.residualWeighting == "equal" and inputs.visit_weights is None
+    config.residualWeighting = "inverseVariance"
+    inputs, _ = _fit_inputs(noisy, template, good, weights, planes, config, 1.5)
+    np.testing.assert_array_equal(inputs.visit_weights, weights_np)
+    assert np.ptp(weights_np) / weights_np.max() > 0.5

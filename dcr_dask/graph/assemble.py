@@ -95,7 +95,6 @@ class FitSettings:
     min_iter: int
     max_iter: int
     use_convergence: bool
-    residual_weighting: str
 
     @classmethod
     def from_config(cls, config: DcrAssembleCoaddConfig) -> FitSettings:
@@ -118,7 +117,6 @@ class FitSettings:
             min_iter=int(config.resolved_min_num_iter()),
             max_iter=int(config.resolved_max_num_iter()),
             use_convergence=bool(config.useConvergence),
-            residual_weighting=str(config.residualWeighting),
         )
 
 

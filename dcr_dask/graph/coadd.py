@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from dcr_dask.config import AssembleCoaddConfig
-from dcr_dask.kernels.stack import StackSettings, afw_clipped_mean, stack_block, weighted_mean
+from dcr_dask.kernels.stack import StackSettings, stack_block, visit_weight, weighted_mean
 from dcr_dask.masks import MaskPlanes
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "direct_coadd",
     "good_pixels",
     "plain_coadd",
+    "reference_visit_weights",
     "stack_settings",
     "stack_warps",
     "visit_weights",
@@ -73,12 +74,8 @@ def visit_weights(warps: xr.Dataset, good: xr.DataArray) -> xr.DataArray:
     return xr.where(mean_variance > 0, 1.0 / mean_variance, 0.0).fillna(0.0)
 
 
-def _clipped_weight(
-    variance: np.ndarray, good: np.ndarray, sigma_clip: float, clip_iter: int
-) -> np.ndarray:
-    values = np.asarray(variance, dtype=np.float64)[np.asarray(good, dtype=bool)]
-    mean = afw_clipped_mean(values[np.isfinite(values)], sigma_clip, max(int(clip_iter), 1))
-    return np.float64(1.0 / mean if np.isfinite(mean) and mean > 0 else 0.0)
+def _clipped_weight(variance: np.ndarray, good: np.ndarray, n_sigma: float, n_iter: int):
+    return np.float64(visit_weight(variance, good, n_sigma, max(int(n_iter), 1)))
 
 
 def clipped_visit_weights(
@@ -142,6 +139,52 @@ def clipped_visit_weights(
             )
         weights = weights * factors
     return xr.DataArray(weights, dims=("visit",), coords={"visit": warps["visit"]})
+
+
+def reference_visit_weights(
+    warps: xr.Dataset, good: xr.DataArray, config: AssembleCoaddConfig
+) -> xr.DataArray:
+    """The visits' weights as the reference's assembly makes them, from its config (lazy).
+
+    :func:`clipped_visit_weights` with ``sigmaClip`` and ``clipIter``, times each
+    visit's boresight airmass (the warps' ``airmass`` coordinate) with
+    ``doAirmassWeight``: ``AssembleCoaddTask.prepareInputs``, which every
+    assembly of the reference uses (the static sky model, the direct coadd,
+    the DCR fit's ``inputs[].weight``); ``doAirmassWeight`` is a field of the
+    DCR task's config only.
+
+    Parameters
+    ----------
+    warps : xarray.Dataset
+        ``(visit, y, x)`` warps with a ``variance`` variable (and an
+        ``airmass`` coordinate when ``doAirmassWeight``).
+    good : xarray.DataArray of bool
+        Usable pixels (:func:`good_pixels` of ``badMaskPlanes``).
+    config : AssembleCoaddConfig
+        Uses ``sigmaClip``, ``clipIter`` and, where the config has it (the DCR
+        task's, not ``assembleStaticSkyModel``), ``doAirmassWeight``.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(visit,)`` weights, 1/flux².
+
+    Raises
+    ------
+    ValueError
+        If ``doAirmassWeight`` is set and the warps have no ``airmass`` coordinate.
+    """
+    airmass = None
+    if getattr(config, "doAirmassWeight", False):
+        if "airmass" not in warps.coords and "airmass" not in warps:
+            raise ValueError(
+                "doAirmassWeight=True but the warps have no 'airmass' coordinate "
+                "(the boresight airmass of each visit)"
+            )
+        airmass = np.asarray(warps["airmass"].values, dtype=np.float64)
+    return clipped_visit_weights(
+        warps, good, sigma_clip=config.sigmaClip, clip_iter=config.clipIter, airmass=airmass
+    )
 
 
 def _mean_block(images, variances, good, weights):
@@ -303,8 +346,8 @@ def stack_warps(
         The stacking config (the main config, or ``assembleStaticSkyModel``);
         see :func:`stack_settings` for the fields used, plus ``doNImage``.
     weights : xarray.DataArray or numpy.ndarray, optional
-        ``(visit,)`` weight of each visit, 1/flux². Default: 1 / mean variance
-        of each warp's good pixels (:func:`visit_weights`), computed eagerly
+        ``(visit,)`` weight of each visit, 1/flux². Default: the reference's
+        (:func:`reference_visit_weights` of ``stack_config``), computed eagerly
         here (one pass over the variance and mask planes) so that the
         returned graph does not hold the warps in memory while it waits for
         a tile-wide reduction.
@@ -330,8 +373,12 @@ def stack_warps(
     settings = stack_settings(stack_config, planes, extra_bad_planes=extra_bad_planes)
     if weights is None:
         good = good_pixels(warps, [*stack_config.badMaskPlanes, *extra_bad_planes])
-        weights = visit_weights(warps, good).compute()
-        logger.info("visit weights (1 / mean variance): %s", np.asarray(weights).tolist())
+        weights = reference_visit_weights(warps, good, stack_config).compute()
+        logger.info(
+            "visit weights (1 / clipped mean variance%s): %s",
+            " x airmass" if getattr(stack_config, "doAirmassWeight", False) else "",
+            np.asarray(weights).tolist(),
+        )
     weight_values = np.asarray(weights, dtype=np.float64).reshape(-1)
     if weight_values.shape != (warps.sizes["visit"],):
         raise ValueError(

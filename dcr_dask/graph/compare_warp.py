@@ -529,7 +529,7 @@ def assemble_static_sky_model(
         ``sigmaClip`` 2.5, ``clipIter`` 3, ``badMaskPlanes`` NO_DATA, variance
         from the inputs, no nImage).
     weights : xarray.DataArray or numpy.ndarray, optional
-        ``(visit,)`` weights; default 1 / mean variance of each PSF-matched
+        ``(visit,)`` weights; default 1 / clipped mean variance of each PSF-matched
         warp's good pixels, computed eagerly (see
         :func:`dcr_dask.graph.coadd.stack_warps`).
 

@@ -42,6 +42,8 @@ import yaml
 from astropy.io import fits
 from scipy import optimize
 
+from dcr_dask.kernels.psf import FWHM_PER_SIGMA
+
 __all__ = [
     "DECODED_PSF_CLASSES",
     "ArchivePsf",
@@ -49,9 +51,6 @@ __all__ = [
     "archive_psf",
     "archive_summary_psf_sigma",
 ]
-
-#: FWHM of a Gaussian in units of its sigma, ``2·sqrt(2·ln 2)``.
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 #: Archive PSF classes whose width is read (others are reported by name only).
 DECODED_PSF_CLASSES = ("GaussianPsf", "SingleGaussianPsf", "DoubleGaussianPsf")
@@ -206,7 +205,7 @@ def archive_psf(hdul: fits.HDUList, headers: Sequence[fits.Header]) -> ArchivePs
         return ArchivePsf(name, _double_gaussian_fwhm(sigma1, sigma2, b))
     sigma = _column(rows, "sigma")
     value = None if sigma is None else _positive(sigma[0])
-    return ArchivePsf(name, None if value is None else _FWHM_PER_SIGMA * value)
+    return ArchivePsf(name, None if value is None else FWHM_PER_SIGMA * value)
 
 
 def archive_filter_label(

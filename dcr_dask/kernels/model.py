@@ -77,7 +77,7 @@ from dcr_dask.kernels.shift import (
     spline_shift,
     spline_translate,
 )
-from dcr_dask.kernels.stack import afw_clipped_mean as _afw_clipped_mean
+from dcr_dask.kernels.stack import visit_weight
 
 __all__ = [
     "amplify",
@@ -486,13 +486,10 @@ def visit_weights(
     n_visits = variances.shape[0]
     weights = np.zeros(n_visits)
     for v in range(n_visits):
-        values = variances[v][good[v] & np.isfinite(variances[v])]
-        mean_variance = _afw_clipped_mean(values, clip_sigma, clip_iterations)
-        if np.isfinite(mean_variance) and mean_variance > 0:
-            weights[v] = 1.0 / mean_variance
-        else:
+        weights[v] = visit_weight(variances[v], good[v], clip_sigma, clip_iterations)
+        if weights[v] == 0.0:
             warnings.warn(
-                f"visit {v}: clipped mean variance {mean_variance!r} is not finite and positive;"
+                f"visit {v}: clipped mean variance is not finite and positive;"
                 " its weight is 0 (the reference skips such a visit)",
                 RuntimeWarning,
                 stacklevel=2,

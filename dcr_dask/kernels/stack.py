@@ -58,6 +58,7 @@ __all__ = [
     "clipped_mean",
     "quantiles",
     "stack_block",
+    "visit_weight",
     "weighted_mean",
 ]
 
@@ -267,6 +268,39 @@ def afw_clipped_mean(values: np.ndarray, n_sigma: float, n_iterations: int) -> f
         return float("nan")
     mean, _ = clipped_mean(column, np.ones(column.shape, bool), 1.0, n_sigma, n_iterations)
     return float(mean[0])
+
+
+def visit_weight(
+    variance: np.ndarray, good: np.ndarray, n_sigma: float, n_iterations: int
+) -> float:
+    """Weight of one visit as the reference computes it: 1 / clipped mean variance.
+
+    ``AssembleCoaddTask.prepareInputs`` takes afw's ``MEANCLIP`` of the warp's
+    variance plane over its pixels free of ``badMaskPlanes`` (NaN-safe), with
+    ``sigmaClip`` and ``clipIter``, whatever ``statistic`` is, over the whole
+    patch: pass a whole visit, not a block. ``doAirmassWeight`` is a factor
+    applied by the caller.
+
+    Parameters
+    ----------
+    variance : numpy.ndarray
+        The visit's variance plane, flux².
+    good : numpy.ndarray of bool
+        Same shape: pixels free of the bad planes.
+    n_sigma : float
+        ``sigmaClip``: clipping half-width, in standard deviations.
+    n_iterations : int
+        ``clipIter``: number of clipping passes, at least 1.
+
+    Returns
+    -------
+    float
+        1/flux²; 0.0 when the clipped mean is not finite and positive (no
+        usable pixel): the reference skips such a visit.
+    """
+    values = np.asarray(variance, dtype=np.float64)[np.asarray(good, dtype=bool)]
+    mean = afw_clipped_mean(values[np.isfinite(values)], n_sigma, n_iterations)
+    return 1.0 / mean if np.isfinite(mean) and mean > 0 else 0.0
 
 
 # --------------------------------------------------------------------------- the stacking kernel

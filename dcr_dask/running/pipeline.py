@@ -70,7 +70,7 @@ from dcr_dask.graph.assemble import (
     halo_px,
 )
 from dcr_dask.graph.bright_objects import bright_object_mask
-from dcr_dask.graph.coadd import clipped_visit_weights, direct_coadd, good_pixels
+from dcr_dask.graph.coadd import direct_coadd, good_pixels, reference_visit_weights
 from dcr_dask.graph.coadd_psf import (
     STAR_BAD_PLANES,
     CoaddPsf,
@@ -404,7 +404,7 @@ def run(
         stage = time.perf_counter()
         planes = MaskPlanes(masked.attrs["mask_planes"])
         good = good_pixels(masked, _fit_bad_planes(config))
-        weights = _dcr_visit_weights(masked, good, config)
+        weights = reference_visit_weights(masked, good, config)
         inputs, weights_np = _fit_inputs(
             masked, template_ds, good, weights, planes, config, template_sigma
         )
@@ -690,7 +690,7 @@ def _artifacts_against_dcr_templates(
     excluded = apply_artifact_masks(psf_matched, first)
     planes = MaskPlanes(excluded.attrs["mask_planes"])
     good = good_pixels(excluded, [*config.badMaskPlanes, "CLIPPED"])
-    weights = _dcr_visit_weights(excluded, good, config)
+    weights = reference_visit_weights(excluded, good, config)
     inputs, _ = _fit_inputs(excluded, static_ds, good, weights, planes, config, psf_sigma)
     scratch = work / "reference_model.zarr"
     _remove_own(scratch)
@@ -1061,20 +1061,6 @@ def _coadd_psf(
         combined.fwhm_px,
     )
     return measured.with_record(inputs_fwhm_px=combined.fwhm_px)
-
-
-def _dcr_visit_weights(warps: xr.Dataset, good: xr.DataArray, config) -> xr.DataArray:
-    """The visits' weights as the reference's DCR task makes them (lazy): 1 / the
-    ``sigmaClip``/``clipIter`` clipped mean variance of each warp's good pixels,
-    times the boresight airmass with ``doAirmassWeight``. They are recorded as
-    ``inputs[].weight`` and weight the residuals with
-    ``residualWeighting="inverseVariance"``."""
-    airmass = None
-    if config.doAirmassWeight:
-        airmass = np.asarray(warps["airmass"].values, dtype=np.float64)
-    return clipped_visit_weights(
-        warps, good, sigma_clip=config.sigmaClip, clip_iter=config.clipIter, airmass=airmass
-    )
 
 
 def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_px):
