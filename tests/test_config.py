@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+import dcr_dask.config
+import dcr_dask.config.reference
 from dcr_dask.config import (
     AssembleCoaddConfig,
     ConfigBase,
@@ -1027,3 +1029,134 @@ def test_the_band_must_lie_where_the_refraction_formula_is_valid(
     with pytest.raises(ConfigError, match=re.escape(f"'{field}' = ") + ".*" + re.escape(message)):
         config.validate()
     DcrAssembleCoaddConfig(effectiveWavelength=478.0, bandwidth=400.0).validate()  # 278-678 nm
+
+
+# ------------------------------------------------------------- the package's modules
+
+#: The head of a Python config file as the single-module ``dcr_dask.config`` wrote it
+#: (``config show --format py`` and ``save``), before the package was split into
+#: modules, with two changed fields.
+_OLD_LAYOUT_FILE = """\
+# dcr_dask configuration: DcrAssembleCoaddConfig. This file is Python and is executed
+# when loaded (dcr_dask.config.ConfigBase.load): load only files you trust.
+import dcr_dask.config
+
+if not isinstance(config, dcr_dask.config.DcrAssembleCoaddConfig):
+    raise TypeError(f'this file configures a DcrAssembleCoaddConfig, not a {type(config).__name__}')
+
+# Number of sub-filters to forward model chromatic effects to fit the supplied exposures.
+config.dcrNumSubfilters = 5
+
+# Detection threshold; its meaning and unit depend on thresholdType.
+config.detect.thresholdValue = 6.5
+"""
+
+#: Every config class of the package, by the name it is imported by.
+_CONFIG_CLASSES = sorted(
+    name
+    for name in dcr_dask.config.__all__
+    if isinstance(getattr(dcr_dask.config, name), type)
+    and issubclass(getattr(dcr_dask.config, name), ConfigBase)
+    and name != "ConfigBase"
+)
+
+
+def test_python_files_written_before_the_split_still_load(tmp_path):
+    path = tmp_path / "old.py"
+    path.write_text(_OLD_LAYOUT_FILE)
+    config = DcrAssembleCoaddConfig()
+    config.load(path)
+    assert config.dcrNumSubfilters == 5 and config.detect.thresholdValue == 6.5
+    assert config.history["dcrNumSubfilters"][-1] == HistoryEntry(5, f"load {path}", f"{path}:9")
+    with pytest.raises(TypeError, match="configures a DcrAssembleCoaddConfig"):
+        SourceDetectionConfig().load(path)
+
+
+@pytest.mark.parametrize("name", _CONFIG_CLASSES)
+def test_python_files_name_the_classes_by_the_package(name):
+    """Saved files import the package, not the module defining the class, and so are
+    the same as before the split (and do not depend on the package's inner layout)."""
+    cls = getattr(dcr_dask.config, name)
+    assert cls.__module__ == "dcr_dask.config.reference"
+    head = _saved(cls()).split("\n\n# ", 1)[0]
+    assert f"\nimport dcr_dask.config\n\nif not isinstance(config, dcr_dask.config.{name}):" in head
+    if name == "DcrAssembleCoaddConfig":
+        assert head == _OLD_LAYOUT_FILE.split("\n\n# ", 1)[0]
+
+
+def test_python_files_name_other_classes_by_their_module():
+    text = _saved(_WideDetection())
+    assert f"import {__name__}\n" in text
+    assert f"isinstance(config, {__name__}._WideDetection)" in text
+
+
+class _WideDetection(SourceDetectionConfig):
+    """A config class defined outside the package."""
+
+
+@pytest.mark.parametrize("name", _CONFIG_CLASSES)
+def test_every_config_class_pickles(name):
+    """Dask ships configs to its workers by pickling them."""
+    config = getattr(dcr_dask.config, name)()
+    clone = pickle.loads(pickle.dumps(config))
+    assert type(clone) is type(config) and clone == config
+    assert clone.compare(config, output=pytest.fail)
+
+
+def test_pickles_naming_the_classes_by_the_package_load():
+    """A pickle made before the split names each class as ``dcr_dask.config.<name>``."""
+    config = _changed_config()
+    data = pickle.dumps(config, protocol=2)
+    assert b"cdcr_dask.config.reference\n" in data
+    old = data.replace(b"cdcr_dask.config.reference\n", b"cdcr_dask.config\n")
+    assert b"dcr_dask.config.reference" not in old
+    assert pickle.loads(old) == config
+
+
+def test_every_module_of_the_package_is_internal_to_the_history(tmp_path):
+    """Values set through any module of the package (update, overrides, files) are
+    attributed to the caller, setDefaults to the schema's module, and warnings point
+    at the caller."""
+    config = DcrAssembleCoaddConfig()
+    schema = config.detect.history["thresholdValue"][-1].location.rsplit(":", 1)[0]
+    assert Path(schema).resolve() == Path(dcr_dask.config.reference.__file__).resolve()
+    here = Path(__file__).resolve()
+    for change in (
+        lambda: setattr(config, "dcrNumSubfilters", 5),
+        lambda: config.update(dcrNumSubfilters=6),
+        lambda: apply_overrides(config, ["dcrNumSubfilters=7"]),
+        lambda: config._apply_mapping({"dcrNumSubfilters": 8}),
+    ):
+        change()
+        filename, line = config.history["dcrNumSubfilters"][-1].location.rsplit(":", 1)
+        assert Path(filename).resolve() == here and int(line) > 0
+    with pytest.warns(FutureWarning, match="'root'") as record:
+        config.loadFromStream("root.dcrNumSubfilters = 5\n")
+    assert Path(record[0].filename).resolve() == here
+    python = tmp_path / "old.py"
+    python.write_text("root.doPsfMatch = True\n")
+    with pytest.warns(FutureWarning) as record:
+        config.load(python)
+    assert [Path(warning.filename).resolve() for warning in record] == [here, python.resolve()]
+
+
+def test_the_package_exports_what_the_single_module_did():
+    """Everything that ``dcr_dask.config`` exported (and a few more of its names) is
+    still importable from it."""
+    names = [
+        *dcr_dask.config.__all__,
+        "PRESETS",
+        "reference_overrides",
+        "DCR_DASK_MIN_NUM_ITER",
+        "DCR_DASK_MAX_NUM_ITER",
+        "DCR_DASK_NUM_SUBFILTERS",
+        "DCR_DASK_CONVERGENCE_THRESHOLD",
+        "ConfigError",
+        "InputError",
+        "OverrideError",
+        "InapplicableFieldWarning",
+    ]
+    namespace: dict[str, Any] = {}
+    exec(f"from dcr_dask.config import {', '.join(names)}", namespace)
+    assert namespace["PRESETS"]["reference"] is reference_overrides
+    assert namespace["ConfigError"] is ConfigError

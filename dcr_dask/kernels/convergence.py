@@ -311,7 +311,7 @@ def should_stop(
     min_iter, max_iter : int
         ``minNumIter`` and ``maxNumIter`` (resolved: the reference's unset
         values are S and 3·S; dcr_dask's defaults are in
-        :mod:`dcr_dask.config`).
+        :mod:`dcr_dask.config.reference`).
     use_convergence : bool
         ``useConvergence``.
 
