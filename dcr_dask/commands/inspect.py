@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import attrs
+
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
-from dcr_dask.physics.subbands import band_from_config, config_for_warps, run_shifts
+from dcr_dask.physics.subbands import DcrShifts, config_for_warps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +47,11 @@ def inspect_warps(paths: list[str], config) -> list[dict]:
     wcs = tile_wcs(warps)
     visits = visit_infos(warps)
     config = config_for_warps(config, visits)
-    centre = {"x": (nx - 1) / 2.0, "y": (ny - 1) / 2.0}
-    edges = run_shifts(visits, wcs, config, mode="edges", **centre)
-    chosen = run_shifts(visits, wcs, config, **centre)
-    band = band_from_config(config)
+    shifts = DcrShifts.from_config(visits, wcs, config, (ny, nx))
+    band = shifts.band
+    chosen = shifts.at_centre()
+    edge_options = attrs.evolve(shifts.options, mode="edges")
+    edges = DcrShifts(visits, wcs, band, edge_options, shifts.centre).at_centre()
     records = []
     for i, visit in enumerate(visits):
         geo = edges.geometry[i]

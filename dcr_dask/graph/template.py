@@ -23,7 +23,7 @@ from dcr_dask.errors import InputError, raise_collected
 from dcr_dask.io.fits import wcs_from_header_text
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
-from dcr_dask.physics.subbands import run_shifts
+from dcr_dask.physics.subbands import DcrShifts
 from dcr_dask.visit import VisitInfo
 
 __all__ = [
@@ -132,14 +132,12 @@ def matched_template(
     ny, nx = store.sizes["y"], store.sizes["x"]
     planes = store["dcr_model"].data
 
-    def shifts_at(y: float, x: float) -> np.ndarray:
-        return run_shifts([visit], wcs, config, x=x, y=y).shifts_px
-
-    centre = shifts_at((ny - 1) / 2.0, (nx - 1) / 2.0)
+    # one shift object: the band read once, each chunk's centre evaluated once
+    shifts = DcrShifts.from_config([visit], wcs, config, (ny, nx))
     template = forward_model_tile(
         planes,
-        lambda y, x: shifts_at(y, x) if config.useLocalGeometry else centre,
-        max_shift_px=float(np.abs(centre).max()),
+        lambda y, x: shifts.at(x, y).shifts_px,
+        max_shift_px=float(np.abs(shifts.at_centre().shifts_px).max()),
         accelerate=1.0,
         method=str(config.shiftMethod),
         order=int(config.imageInterpOrder),

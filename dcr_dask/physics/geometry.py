@@ -593,6 +593,7 @@ def subband_shifts_px(
     local: bool = False,
     mode: Literal["edges", "throughput"] = "edges",
     transmission: Transmission | None = None,
+    at: VisitGeometry | None = None,
 ) -> np.ndarray:
     """DCR shift of each sub-band of a band, for one visit at one tile position.
 
@@ -637,6 +638,10 @@ def subband_shifts_px(
         How a sub-band's refraction is averaged over its wavelengths.
     transmission : Transmission, optional
         The band's transmission curve; required when ``mode="throughput"``.
+    at : VisitGeometry, optional
+        The visit's geometry at ``(x, y)`` with ``local``
+        (:func:`visit_geometry`), when the caller has it already; it is then
+        not computed again.
 
     Returns
     -------
@@ -657,7 +662,7 @@ def subband_shifts_px(
         raise ValueError("mode='throughput' needs the band's transmission curve")
     if not split_threshold_px >= 0.0:
         raise ValueError(f"split_threshold_px {split_threshold_px!r} must be >= 0")
-    geometry = visit_geometry(visit, wcs, x, y, local=local)
+    geometry = at if at is not None else visit_geometry(visit, wcs, x, y, local=local)
     edges = subfilter_edges_nm(effective_wavelength_nm, bandwidth_nm, n_subfilters)
 
     def dcr_arcsec(wavelength_nm: npt.ArrayLike) -> np.ndarray:

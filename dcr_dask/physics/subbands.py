@@ -35,7 +35,9 @@ from dcr_dask.visit import VisitInfo
 __all__ = [
     "Band",
     "CoaddTransmission",
+    "DcrShifts",
     "RunShifts",
+    "ShiftOptions",
     "band_from_config",
     "coadd_transmission",
     "config_for_warps",
@@ -335,6 +337,179 @@ class RunShifts:
     buffer_px: int
 
 
+@attrs.frozen
+class ShiftOptions:
+    """How a run evaluates its sub-band shifts: plain values of the config.
+
+    Parameters
+    ----------
+    split : bool
+        ``splitSubfilters``: two shifts per sub-band in the forward model.
+    split_threshold_px : float
+        ``splitThreshold``: split shifts closer than this are merged, pixels.
+    mode : {"edges", "throughput"}
+        ``subbandShiftMode``.
+    local : bool
+        ``useLocalGeometry``: geometry at each subregion's centre, else the
+        boresight's, evaluated once at the tile centre for the whole tile.
+    """
+
+    split: bool
+    split_threshold_px: float
+    mode: _ShiftMode
+    local: bool
+
+    @classmethod
+    def from_config(
+        cls, config: DcrAssembleCoaddConfig, mode: _ShiftMode | None = None
+    ) -> ShiftOptions:
+        """The options of a validated config; ``mode`` overrides ``subbandShiftMode``."""
+        # config.validate() allows only these two values; another (unvalidated config)
+        # still raises ValueError in geometry.subband_shifts_px
+        return cls(
+            split=bool(config.splitSubfilters),
+            split_threshold_px=float(config.splitThreshold),
+            mode=mode or cast(_ShiftMode, config.subbandShiftMode),
+            local=bool(config.useLocalGeometry),
+        )
+
+
+def _visit_tuple(visits: Sequence[VisitInfo]) -> tuple[VisitInfo, ...]:
+    """The visits as a tuple (the converter of :attr:`DcrShifts.visits`)."""
+    return tuple(visits)
+
+
+@attrs.frozen(eq=False)
+class DcrShifts:
+    """The DCR shifts of a run: one object per run, the band read once.
+
+    :meth:`at` gives the shifts a subregion centred on ``(x, y)`` uses: with
+    ``useLocalGeometry`` those evaluated there, else (the reference) those of
+    the tile centre, for every subregion. Each position is evaluated once
+    (cached), with each visit's geometry computed once per position.
+
+    Parameters
+    ----------
+    visits : sequence of VisitInfo
+        The visits of the run, in order.
+    wcs : astropy.wcs.WCS
+        The tile WCS.
+    band : Band
+        The run's band (:func:`band_from_config`).
+    options : ShiftOptions
+        How the shifts are evaluated.
+    centre : tuple of float
+        ``(x, y)``, 0-based: the tile centre, where shifts are evaluated
+        without ``useLocalGeometry``.
+    """
+
+    visits: tuple[VisitInfo, ...] = attrs.field(converter=_visit_tuple)
+    wcs: WCS
+    band: Band
+    options: ShiftOptions
+    centre: tuple[float, float]
+    _cache: dict[tuple[float, float], RunShifts] = attrs.field(factory=dict, init=False, repr=False)
+
+    @classmethod
+    def from_config(
+        cls,
+        visits: Sequence[VisitInfo],
+        wcs: WCS,
+        config: DcrAssembleCoaddConfig,
+        tile_shape: tuple[int, int],
+        *,
+        mode: _ShiftMode | None = None,
+    ) -> DcrShifts:
+        """The shifts of a run on a tile of ``tile_shape`` ``(ny, nx)`` pixels.
+
+        Parameters
+        ----------
+        visits : sequence of VisitInfo
+            The visits of the run.
+        wcs : astropy.wcs.WCS
+            The tile WCS.
+        config : DcrAssembleCoaddConfig
+            Supplies the band, ``dcrNumSubfilters``, ``splitSubfilters``,
+            ``splitThreshold``, ``subbandShiftMode`` and ``useLocalGeometry``.
+        tile_shape : tuple of int
+            ``(ny, nx)``.
+        mode : {"edges", "throughput"}, optional
+            Overrides ``subbandShiftMode``.
+
+        Returns
+        -------
+        DcrShifts
+        """
+        ny, nx = tile_shape
+        return cls(
+            visits,
+            wcs,
+            band_from_config(config),
+            ShiftOptions.from_config(config, mode),
+            ((nx - 1) / 2.0, (ny - 1) / 2.0),
+        )
+
+    def with_visits(self, visits: Sequence[VisitInfo]) -> DcrShifts:
+        """The same band and options for other visits (e.g. a template's)."""
+        return DcrShifts(visits, self.wcs, self.band, self.options, self.centre)
+
+    def at(self, x: float, y: float) -> RunShifts:
+        """The shifts of a subregion centred on tile pixel ``(x, y)`` (see the class)."""
+        return self.evaluate(x, y) if self.options.local else self.at_centre()
+
+    def at_centre(self) -> RunShifts:
+        """The shifts at the tile centre."""
+        return self.evaluate(*self.centre)
+
+    def evaluate(self, x: float, y: float) -> RunShifts:
+        """The shifts evaluated at tile pixel ``(x, y)``, whatever ``useLocalGeometry``."""
+        key = (float(x), float(y))
+        if key not in self._cache:
+            self._cache[key] = self._evaluate(*key)
+        return self._cache[key]
+
+    def _evaluate(self, x: float, y: float) -> RunShifts:
+        """Each visit's geometry once, then its split and unsplit shifts."""
+        options, band = self.options, self.band
+        common: _BandShiftArgs = {
+            "effective_wavelength_nm": band.effective_wavelength_nm,
+            "bandwidth_nm": band.bandwidth_nm,
+            "n_subfilters": band.n_subfilters,
+            "local": options.local,
+            "mode": options.mode,
+            "transmission": band.transmission,
+        }
+        split, unsplit, geometries = [], [], []
+        for visit in self.visits:
+            at = geometry.visit_geometry(visit, self.wcs, x, y, local=options.local)
+            geometries.append(at)
+            split.append(
+                geometry.subband_shifts_px(
+                    visit,
+                    self.wcs,
+                    x,
+                    y,
+                    split=options.split,
+                    split_threshold_px=options.split_threshold_px,
+                    at=at,
+                    **common,
+                )
+            )
+            unsplit.append(
+                geometry.subband_shifts_px(visit, self.wcs, x, y, split=False, at=at, **common)[
+                    :, 0
+                ]
+            )
+        shifts = np.stack(split)
+        return RunShifts(
+            visit=np.array([v.visit for v in self.visits], dtype=np.int64),
+            geometry=geometries,
+            shifts_px=shifts,
+            unsplit_px=np.stack(unsplit),
+            buffer_px=geometry.buffer_size_px(shifts),
+        )
+
+
 def run_shifts(
     visits: Sequence[VisitInfo],
     wcs: WCS,
@@ -344,7 +519,10 @@ def run_shifts(
     y: float,
     mode: _ShiftMode | None = None,
 ) -> RunShifts:
-    """Evaluate the DCR shifts of all visits at tile pixel ``(x, y)``.
+    """Evaluate the DCR shifts of all visits at tile pixel ``(x, y)``, once.
+
+    A run evaluates its shifts through one :class:`DcrShifts`, which reads the
+    band once; this is the same for a single position.
 
     Parameters
     ----------
@@ -364,38 +542,5 @@ def run_shifts(
     -------
     RunShifts
     """
-    band = band_from_config(config)
-    # config.validate() allows only these two values; another (unvalidated config) still
-    # raises ValueError in geometry.subband_shifts_px
-    mode = mode or cast(_ShiftMode, config.subbandShiftMode)
-    common: _BandShiftArgs = {
-        "effective_wavelength_nm": band.effective_wavelength_nm,
-        "bandwidth_nm": band.bandwidth_nm,
-        "n_subfilters": band.n_subfilters,
-        "local": config.useLocalGeometry,
-        "mode": mode,
-        "transmission": band.transmission,
-    }
-    split, unsplit, geometries = [], [], []
-    for visit in visits:
-        geometries.append(geometry.visit_geometry(visit, wcs, x, y, local=config.useLocalGeometry))
-        split.append(
-            geometry.subband_shifts_px(
-                visit,
-                wcs,
-                x,
-                y,
-                split=config.splitSubfilters,
-                split_threshold_px=config.splitThreshold,
-                **common,
-            )
-        )
-        unsplit.append(geometry.subband_shifts_px(visit, wcs, x, y, split=False, **common)[:, 0])
-    shifts = np.stack(split)
-    return RunShifts(
-        visit=np.array([v.visit for v in visits], dtype=np.int64),
-        geometry=geometries,
-        shifts_px=shifts,
-        unsplit_px=np.stack(unsplit),
-        buffer_px=geometry.buffer_size_px(shifts),
-    )
+    options = ShiftOptions.from_config(config, mode)
+    return DcrShifts(visits, wcs, band_from_config(config), options, (x, y)).evaluate(x, y)

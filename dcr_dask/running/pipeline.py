@@ -110,10 +110,9 @@ from dcr_dask.kernels.psf import FWHM_PER_SIGMA
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.physics.subbands import (
     CoaddTransmission,
-    band_from_config,
+    DcrShifts,
     coadd_transmission,
     config_for_warps,
-    run_shifts,
 )
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.input_checks import (
@@ -240,7 +239,9 @@ def run(
     direct = open_warps([Path(p) for p in warps], chunks=chunks, need_psf=True)
     # a config that names no band takes the warps' (a copy, recorded in the store)
     config = config_for_warps(config, visit_infos(direct))
-    band = band_from_config(config)
+    # the run's DCR shifts: the band is read once, each position evaluated once
+    tile_shape = (int(direct.attrs["tile_shape"][0]), int(direct.attrs["tile_shape"][1]))
+    dcr_shifts = DcrShifts.from_config(visit_infos(direct), tile_wcs(direct), config, tile_shape)
     template_ds = open_template(template, like=direct) if template is not None else None
     psf_matched_ds = (
         open_psf_matched([Path(p) for p in psf_matched], like=direct, chunks=chunks)
@@ -262,11 +263,7 @@ def run(
         else None
     )
     input_warnings: list[dict[str, Any]] = []
-    spread = dcr_spread(
-        run_shifts(
-            visit_infos(direct), tile_wcs(direct), config, x=(nx - 1) / 2.0, y=(ny - 1) / 2.0
-        )
-    )
+    spread = dcr_spread(dcr_shifts.at_centre())
     if spread is not None:
         log.warning("%s", spread["message"])
         input_warnings.append(spread)
@@ -339,15 +336,9 @@ def run(
         # fit of artifactReference="dcrTemplate" and the final fit.
         grid = TileGrid.from_subregion_size((ny, nx), config.subregionSize)
         visits = visit_infos(ingested)
-        wcs = tile_wcs(ingested)
-        if config.useLocalGeometry:
-            shifts = {}
-            for block in grid.blocks():
-                cy, cx = grid.centre(block)
-                shifts[block] = run_shifts(visits, wcs, config, x=cx, y=cy)
-        else:
-            common = run_shifts(visits, wcs, config, x=(nx - 1) / 2.0, y=(ny - 1) / 2.0)
-            shifts = dict.fromkeys(grid.blocks(), common)
+        # visits rejected by the input checks are left out; the band is not read again
+        dcr_shifts = dcr_shifts.with_visits(visits)
+        shifts = {block: dcr_shifts.at(*grid.centre(block)[::-1]) for block in grid.blocks()}
         settings = FitSettings.from_config(config)
         max_shift = max(float(np.abs(s.shifts_px).max()) for s in shifts.values())
         halo = halo_px(max_shift, settings)
@@ -453,7 +444,7 @@ def run(
 
         running[0] = "the output write"
         stage = time.perf_counter()
-        edges = band.edges_nm
+        edges = dcr_shifts.band.edges_nm
         centre = next(iter(shifts.values()))
         records = [
             {
