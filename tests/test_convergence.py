@@ -9,7 +9,6 @@ import pytest
 from dcr_dask.kernels.convergence import (
     calculate_gain,
     convergence_metric,
-    resolve_base_gain,
     should_stop,
     significance_image,
 )
@@ -101,13 +100,6 @@ def test_no_progressive_gain_returns_the_base():
     gains = [BASE_GAIN, BASE_GAIN]
     assert calculate_gain(_perfect_history(BASE_GAIN), gains, BASE_GAIN, False) == BASE_GAIN
     assert gains == [BASE_GAIN, BASE_GAIN], "the list is not modified"
-
-
-def test_unset_base_gain_comes_from_the_number_of_subfilters():
-    assert resolve_base_gain(None, 3) == 0.5
-    assert resolve_base_gain(0.2, 3) == 0.2
-    with pytest.raises(ValueError, match="baseGain"):
-        resolve_base_gain(None, 1)
 
 
 def test_first_two_steps_use_the_base_gain():

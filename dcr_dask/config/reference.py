@@ -1195,12 +1195,29 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
     def resolved_base_gain(self) -> float:
         """Return ``baseGain``, or the conservative ``1 / (dcrNumSubfilters - 1)`` when None.
 
+        The one home of this default: the fit reads it from here
+        (:class:`dcr_dask.graph.assemble.FitSettings`).
+
         Returns
         -------
         gain : float
             Base gain of the model update (dimensionless).
+
+        Raises
+        ------
+        ConfigError
+            If ``baseGain`` is None and ``dcrNumSubfilters`` is below 2.
         """
-        return 1.0 / (self.dcrNumSubfilters - 1) if self.baseGain is None else self.baseGain
+        if self.baseGain is not None:
+            return float(self.baseGain)
+        if self.dcrNumSubfilters < 2:
+            raise ConfigError(
+                "baseGain",
+                None,
+                f"the default gain 1/(dcrNumSubfilters - 1) needs at least 2 sub-bands "
+                f"(dcrNumSubfilters={self.dcrNumSubfilters}); set baseGain",
+            )
+        return 1.0 / (self.dcrNumSubfilters - 1)
 
     def _band_problems(self) -> list[ConfigError]:
         """The band must lie where the refraction formula is valid (Stone 1996)."""

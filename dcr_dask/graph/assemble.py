@@ -105,7 +105,7 @@ class FitSettings:
             precision=str(config.shiftPrecision),
             order=int(config.imageInterpOrder),
             accelerate=float(config.accelerateModel),
-            base_gain=conv.resolve_base_gain(config.baseGain, config.dcrNumSubfilters),
+            base_gain=config.resolved_base_gain(),
             use_progressive_gain=bool(config.useProgressiveGain),
             regularize_iterations=float(config.regularizeModelIterations),
             regularize_frequency=float(config.regularizeModelFrequency),

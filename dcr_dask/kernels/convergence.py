@@ -33,7 +33,6 @@ import numpy as np
 __all__ = [
     "calculate_gain",
     "convergence_metric",
-    "resolve_base_gain",
     "should_stop",
     "significance_image",
 ]
@@ -189,31 +188,6 @@ def visit_convergence_term(
     return float(np.inf) if numerator > 0 else 0.0
 
 
-def resolve_base_gain(base_gain: float | None, n_subfilters: int) -> float:
-    """The base gain: ``baseGain`` if set, else ``1/(S − 1)``.
-
-    Parameters
-    ----------
-    base_gain : float or None
-        ``baseGain`` from the config.
-    n_subfilters : int
-        ``dcrNumSubfilters`` ``S``.
-
-    Returns
-    -------
-    float
-        The gain used when no progressive gain applies.
-    """
-    if base_gain is not None:
-        return float(base_gain)
-    if n_subfilters < 2:
-        raise ValueError(
-            f"baseGain is unset and dcrNumSubfilters={n_subfilters}: the default gain"
-            " 1/(S - 1) needs at least 2 sub-bands; set baseGain"
-        )
-    return 1.0 / (n_subfilters - 1)
-
-
 def calculate_gain(
     convergence_list: Sequence[float],
     gain_list: Sequence[float],
@@ -240,7 +214,8 @@ def calculate_gain(
     gain_list : sequence of float
         Gains used so far: one fewer than the metrics.
     base_gain : float
-        :func:`resolve_base_gain`.
+        ``baseGain``, or its default
+        (:meth:`dcr_dask.config.DcrAssembleCoaddConfig.resolved_base_gain`).
     use_progressive : bool
         ``useProgressiveGain``.
 
