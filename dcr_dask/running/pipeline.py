@@ -82,6 +82,7 @@ from dcr_dask.graph.coadd_psf import (
 )
 from dcr_dask.graph.compare_warp import (
     ARTIFACT_VARIABLES,
+    PsfMatching,
     apply_artifact_masks,
     assemble_static_sky_model,
     compare_warp,
@@ -231,6 +232,110 @@ def run(
             previous.path,
         )
         return xr.open_zarr(output)
+    r = _open_inputs(config, warps, psf_matched, template, output, work, overwrite)
+    r.memory_budget_bytes = memory_budget_bytes
+    r.stages = _Stages(
+        previous or Checkpoint.start(work, fingerprint), resuming=previous is not None
+    )
+    with (
+        _report_lost_cluster(r.running),
+        dask_client(client, **(cluster_options or {})) as r.active,
+    ):
+        _ingest(r)
+        _input_checks(r)
+        _compare_warp(r)
+        _plan_fit(r)
+        _artifact_masks(r)
+        _starting_template(r)
+        _fit_inputs_stage(r)
+        _fit(r)
+        _coadd_psf_stage(r)
+        metadata = _write(r)
+    r.stages.finish(_output_stamp(output))
+    _remove_own(r.scratch)
+    r.timings["total_s"] = time.perf_counter() - started
+    if config.saveMetadata:
+        path = write_metadata_json(metadata, output)
+        log.info("run metadata: %s", path)
+    log.info("run finished in %.1f s: %s", r.timings["total_s"], output)
+    return xr.open_zarr(output)
+
+
+@attrs.define(eq=False)
+class _Run:
+    """What one run knows, filled in stage by stage (each stage a function of it).
+
+    ``running[0]`` names the stage in progress (a lost cluster is reported in
+    it); ``timings`` holds each stage's wall time, seconds.
+    """
+
+    config: DcrAssembleCoaddConfig
+    output: Path
+    work: Path
+    overwrite: bool
+    chunks: tuple[int, int]
+    tile_shape: tuple[int, int]
+    direct: xr.Dataset
+    dcr_shifts: DcrShifts
+    template_ds: xr.Dataset | None
+    psf_matched_ds: xr.Dataset | None
+    curve: CoaddTransmission | None
+    bright: BrightObjectRegions | None
+    input_warnings: list[dict[str, Any]]
+    stages: _Stages = attrs.field(default=None)
+    memory_budget_bytes: float | None = None
+    running: list[str] = attrs.field(factory=lambda: ["starting the cluster"])
+    timings: dict[str, float] = attrs.field(factory=dict)
+    active: Any = None
+    ingested: xr.Dataset = None
+    quality: Any = None
+    matching: PsfMatching | None = None
+    static_ds: xr.Dataset = None
+    masks_done: dict[str, Any] | None = None
+    compared: Any = None
+    grid: TileGrid = None
+    visits: list = attrs.field(factory=list)
+    shifts: dict = attrs.field(factory=dict)
+    settings: FitSettings = None
+    halo: int = 0
+    direct_sigma: float = 0.0
+    psf_sigma: float = 0.0
+    fit_plan: _FitPlan = None
+    reference_fits: list = attrs.field(factory=list)
+    stored: xr.Dataset = None
+    ingested_masked: xr.Dataset = None
+    template_sigma: float = 0.0
+    planes: MaskPlanes = None
+    weights_np: np.ndarray = None
+    inputs: FitInputs = None
+    scratch: Path = None
+    model: da.Array = None
+    n_image: da.Array = None
+    fits: list = attrs.field(factory=list)
+    amplified: da.Array = None
+    coadd_psf: CoaddPsf = None
+
+    @contextlib.contextmanager
+    def stage(self, timing: str, running: str | None = None) -> Iterator[None]:
+        """Time a stage into ``timings[timing]``; ``running`` names it while it runs."""
+        if running is not None:
+            self.running[0] = running
+        start = time.perf_counter()
+        yield
+        self.timings[timing] = time.perf_counter() - start
+
+
+def _open_inputs(
+    config: DcrAssembleCoaddConfig,
+    warps: Sequence[str | os.PathLike[str]],
+    psf_matched: Sequence[str | os.PathLike[str]] | None,
+    template: str | os.PathLike[str] | None,
+    output: Path,
+    work: Path,
+    overwrite: bool,
+) -> _Run:
+    """Before the cluster: check the output, open and check every input, read the
+    band and the files the finished coadd needs, and make the work directory."""
     inputs = [*warps, *(psf_matched or ()), *([template] if template is not None else [])]
     if config.doMaskBrightObjects and config.brightObjectMaskFile:
         inputs.append(config.brightObjectMaskFile)
@@ -250,7 +355,6 @@ def run(
     )
     # degenerate inputs, from the headers and the first usable chunk of each warp
     check_usable_visits(direct, config.badMaskPlanes)
-    ny, nx = (int(n) for n in direct.attrs["tile_shape"])
     # what the finished coadd needs from files: read and checked before any work
     curve = (
         coadd_transmission(config, visit_infos(direct)[0].band)
@@ -258,7 +362,7 @@ def run(
         else None
     )
     bright = (
-        read_bright_object_regions(config.brightObjectMaskFile, tile_wcs(direct), (ny, nx))
+        read_bright_object_regions(config.brightObjectMaskFile, tile_wcs(direct), tile_shape)
         if config.doMaskBrightObjects
         else None
     )
@@ -270,197 +374,245 @@ def run(
     for name in (*_WORK_STORES, CHECKPOINT_NAME):  # a user's folder of the same name is kept
         check_replaceable(work / name)
     work.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(previous or Checkpoint.start(work, fingerprint), resuming=previous is not None)
-    timings: dict[str, float] = {}
+    return _Run(
+        config=config,
+        output=output,
+        work=work,
+        overwrite=overwrite,
+        chunks=chunks,
+        tile_shape=tile_shape,
+        direct=direct,
+        dcr_shifts=dcr_shifts,
+        template_ds=template_ds,
+        psf_matched_ds=psf_matched_ds,
+        curve=curve,
+        bright=bright,
+        input_warnings=input_warnings,
+    )
 
-    running = ["starting the cluster"]  # the stage a lost cluster is reported in
-    with (
-        _report_lost_cluster(running),
-        dask_client(client, **(cluster_options or {})) as active,
-    ):
-        running[0] = "ingest"
-        stage = time.perf_counter()
-        reused = stages.reuse("ingest", work / "warps.zarr")
+
+def _ingest(r: _Run) -> None:
+    """The warps into the work directory's Zarr store, chunked by ``subregionSize``."""
+    with r.stage("ingest_s", "ingest"):
+        reused = r.stages.reuse("ingest", r.work / "warps.zarr")
         # The work directory is the run's own: a store of other inputs there is replaced.
-        ingested = ingest_warps(
-            direct, work / "warps.zarr", chunks=chunks, client=active, overwrite=True
+        r.ingested = ingest_warps(
+            r.direct, r.work / "warps.zarr", chunks=r.chunks, client=r.active, overwrite=True
         )
         if reused is None:
-            stages.done("ingest")
-        timings["ingest_s"] = time.perf_counter() - stage
+            r.stages.done("ingest")
 
-        # visits without usable pixels or with variance <= 0 are left out of everything
-        # below; pixels seen by one visit only are reported (one pass over the masks)
-        running[0] = "the input checks"
-        stage = time.perf_counter()
-        quality = visit_quality(ingested, config.badMaskPlanes, client=active)
-        input_warnings += quality.warnings
-        ingested = reject_visits(ingested, list(quality.rejected))
-        if psf_matched_ds is not None:
-            psf_matched_ds = reject_visits(psf_matched_ds, list(quality.rejected))
-        timings["input_checks_s"] = time.perf_counter() - stage
 
-        running[0] = "CompareWarp"
-        stage = time.perf_counter()
-        # PSF-matched warps and the static model are read several times (variance
-        # scaling, two labelling passes, the fit's inputs): compute each once into
-        # the work directory and read it back.
-        matching = None
-        if psf_matched_ds is None:
-            matching = psf_matching(ingested, config)  # eager and small: made again on resume
-            psf_matched_ds = match_psfs(ingested, config, matching=matching)
-        psf_matched_ds = _stage_store(
-            stages, "psf_matched", psf_matched_ds, work / "psf_matched.zarr", active
+def _input_checks(r: _Run) -> None:
+    """Visits without usable pixels or with variance <= 0 are left out of everything
+    below; pixels seen by one visit only are reported (one pass over the masks)."""
+    with r.stage("input_checks_s", "the input checks"):
+        r.quality = visit_quality(r.ingested, r.config.badMaskPlanes, client=r.active)
+        r.input_warnings += r.quality.warnings
+        r.ingested = reject_visits(r.ingested, list(r.quality.rejected))
+        if r.psf_matched_ds is not None:
+            r.psf_matched_ds = reject_visits(r.psf_matched_ds, list(r.quality.rejected))
+
+
+def _compare_warp(r: _Run) -> None:
+    """PSF-matched warps and the static sky model (each computed once into the work
+    directory: they are read several times), and CompareWarp's artifacts, lazily,
+    unless a resumed run has its masks."""
+    with r.stage("compare_warp_s", "CompareWarp"):
+        if r.psf_matched_ds is None:
+            # eager and small: made again on resume
+            r.matching = psf_matching(r.ingested, r.config)
+            r.psf_matched_ds = match_psfs(r.ingested, r.config, matching=r.matching)
+        r.psf_matched_ds = _stage_store(
+            r.stages, "psf_matched", r.psf_matched_ds, r.work / "psf_matched.zarr", r.active
         )
         # CompareWarp's static model is always the stack of the PSF-matched warps, at the
         # model PSF; a given template (at its own PSF) only starts the DCR fit. Used as the
         # static model, it left every star's PSF mismatch in the differences (GalSim
         # tiles: cosmic-ray recall 65 % instead of 94-99 %).
-        static_ds = assemble_static_sky_model(psf_matched_ds, config.assembleStaticSkyModel)
-        static_ds = _stage_store(
-            stages, "static_model", static_ds, work / "static_model.zarr", active
+        static_ds = assemble_static_sky_model(r.psf_matched_ds, r.config.assembleStaticSkyModel)
+        r.static_ds = _stage_store(
+            r.stages, "static_model", static_ds, r.work / "static_model.zarr", r.active
         )
-        masks_done = stages.reuse(
+        warps_store = r.work / "warps.zarr"
+        r.masks_done = r.stages.reuse(
             "artifact_masks",
-            work / "warps.zarr",
-            present=set(ARTIFACT_VARIABLES) <= set(open_ingested(work / "warps.zarr").data_vars),
+            warps_store,
+            present=set(ARTIFACT_VARIABLES) <= set(open_ingested(warps_store).data_vars),
         )
-        compared = None
-        if masks_done is None:
-            compared = compare_warp(
-                ingested, config, psf_matched=psf_matched_ds, static_model=static_ds
+        if r.masks_done is None:
+            r.compared = compare_warp(
+                r.ingested, r.config, psf_matched=r.psf_matched_ds, static_model=r.static_ds
             )
-        timings["compare_warp_s"] = time.perf_counter() - stage
 
-        # The DCR geometry, the grid and the fit's settings: shared by the reference
-        # fit of artifactReference="dcrTemplate" and the final fit.
-        grid = TileGrid.from_subregion_size((ny, nx), config.subregionSize)
-        visits = visit_infos(ingested)
-        # visits rejected by the input checks are left out; the band is not read again
-        dcr_shifts = dcr_shifts.with_visits(visits)
-        shifts = {block: dcr_shifts.at(*grid.centre(block)[::-1]) for block in grid.blocks()}
-        settings = FitSettings.from_config(config)
-        max_shift = max(float(np.abs(s.shifts_px).max()) for s in shifts.values())
-        halo = halo_px(max_shift, settings)
-        # the model PSF's sigma (PSF-matched images) and the direct warps' median PSF sigma
-        # (the direct coadd that starts the fit, and a given template)
-        direct_sigma = _median_psf_sigma(ingested, config, matching)
-        psf_sigma = matching.model_sigma_px if matching is not None else direct_sigma
-        if memory_budget_bytes is None:
-            memory_budget_bytes = cluster_memory_budget(active)
-            if memory_budget_bytes is not None:
-                log.info(
-                    "memory budget of the fit: %.0f MiB (what the workers have left)",
-                    memory_budget_bytes / 2**20,
-                )
-        if memory_budget_bytes is not None and not math.isfinite(memory_budget_bytes):
-            memory_budget_bytes = None
-        fit_plan = _FitPlan(grid, shifts, settings, halo, memory_budget_bytes)
 
-        reference_fits: list = []
-        if masks_done is not None:
-            # CompareWarp (and the DCR-template reference fit) wrote the masks before
-            reference_fits = [BlockFit.from_dict(r) for r in masks_done["reference_fits"]]
-        else:
-            found = compared.artifacts
-            if config.artifactReference == "dcrTemplate":
-                running[0] = "the DCR-template artifact reference"
-                stage = time.perf_counter()
-                found, reference_fits = _artifacts_against_dcr_templates(
-                    compared, static_ds, config, fit_plan, work, active, psf_sigma
+def _plan_fit(r: _Run) -> None:
+    """The DCR geometry, the grid, the fit's settings, halo, PSF sigmas and memory
+    budget: shared by the reference fit of ``artifactReference="dcrTemplate"`` and
+    the final fit."""
+    config = r.config
+    r.grid = TileGrid.from_subregion_size(r.tile_shape, config.subregionSize)
+    r.visits = visit_infos(r.ingested)
+    # visits rejected by the input checks are left out; the band is not read again
+    r.dcr_shifts = r.dcr_shifts.with_visits(r.visits)
+    r.shifts = {block: r.dcr_shifts.at(*r.grid.centre(block)[::-1]) for block in r.grid.blocks()}
+    r.settings = FitSettings.from_config(config)
+    max_shift = max(float(np.abs(s.shifts_px).max()) for s in r.shifts.values())
+    r.halo = halo_px(max_shift, r.settings)
+    # the model PSF's sigma (PSF-matched images) and the direct warps' median PSF sigma
+    # (the direct coadd that starts the fit, and a given template)
+    r.direct_sigma = _median_psf_sigma(r.ingested, config, r.matching)
+    r.psf_sigma = r.matching.model_sigma_px if r.matching is not None else r.direct_sigma
+    if r.memory_budget_bytes is None:
+        r.memory_budget_bytes = cluster_memory_budget(r.active)
+        if r.memory_budget_bytes is not None:
+            log.info(
+                "memory budget of the fit: %.0f MiB (what the workers have left)",
+                r.memory_budget_bytes / 2**20,
+            )
+    if r.memory_budget_bytes is not None and not math.isfinite(r.memory_budget_bytes):
+        r.memory_budget_bytes = None
+    r.fit_plan = _FitPlan(r.grid, r.shifts, r.settings, r.halo, r.memory_budget_bytes)
+
+
+def _artifact_masks(r: _Run) -> None:
+    """The artifact masks (against the static model, or DCR-matched templates with
+    ``artifactReference="dcrTemplate"``) written beside the ingested warps, unless a
+    resumed run wrote them; then the warps masked by them."""
+    if r.masks_done is not None:
+        # CompareWarp (and the DCR-template reference fit) wrote the masks before
+        r.reference_fits = [BlockFit.from_dict(f) for f in r.masks_done["reference_fits"]]
+    else:
+        found = r.compared.artifacts
+        if r.config.artifactReference == "dcrTemplate":
+            with r.stage("dcr_reference_s", "the DCR-template artifact reference"):
+                found, r.reference_fits = _artifacts_against_dcr_templates(
+                    r.compared,
+                    r.static_ds,
+                    r.config,
+                    r.fit_plan,
+                    r.work,
+                    r.active,
+                    r.psf_sigma,
                 )
-                timings["dcr_reference_s"] = time.perf_counter() - stage
-            running[0] = "the artifact masks"
-            stage = time.perf_counter()
+        with r.stage("artifact_masks_s", "the artifact masks"):
             masks = found[list(ARTIFACT_VARIABLES)]
-            write_artifact_masks(work / "warps.zarr", masks, overwrite=True, client=active)
-            stages.done("artifact_masks", reference_fits=[f.as_dict(grid) for f in reference_fits])
-            timings["artifact_masks_s"] = time.perf_counter() - stage
-        stored = open_ingested(work / "warps.zarr")
-        masked = apply_artifact_masks(ingested, stored[list(ARTIFACT_VARIABLES)])
-        template_sigma = direct_sigma
-        if template_ds is None and config.startingModel == "staticModel":
-            template_ds, template_sigma = static_ds, psf_sigma
-        elif template_ds is None:
-            stage = time.perf_counter()
-            template_ds = _stage_store(
-                stages,
-                "direct_coadd",
-                direct_coadd(masked, config),
-                work / "direct_coadd.zarr",
-                active,
+            write_artifact_masks(r.work / "warps.zarr", masks, overwrite=True, client=r.active)
+            r.stages.done(
+                "artifact_masks", reference_fits=[f.as_dict(r.grid) for f in r.reference_fits]
             )
-            timings["direct_coadd_s"] = time.perf_counter() - stage
+    r.stored = open_ingested(r.work / "warps.zarr")
+    r.ingested_masked = apply_artifact_masks(r.ingested, r.stored[list(ARTIFACT_VARIABLES)])
 
-        stage = time.perf_counter()
-        planes = MaskPlanes(masked.attrs["mask_planes"])
-        good = good_pixels(masked, _fit_bad_planes(config))
-        weights = reference_visit_weights(masked, good, config)
-        inputs, weights_np = _fit_inputs(
-            masked, template_ds, good, weights, planes, config, template_sigma
+
+def _starting_template(r: _Run) -> None:
+    """The static-sky template that starts the fit: the given one, the static model
+    (``startingModel="staticModel"``, the reference's), else the coadd of the direct
+    warps without their artifacts; and its PSF sigma."""
+    r.template_sigma = r.direct_sigma
+    if r.template_ds is None and r.config.startingModel == "staticModel":
+        r.template_ds, r.template_sigma = r.static_ds, r.psf_sigma
+    elif r.template_ds is None:
+        with r.stage("direct_coadd_s"):
+            r.template_ds = _stage_store(
+                r.stages,
+                "direct_coadd",
+                direct_coadd(r.ingested_masked, r.config),
+                r.work / "direct_coadd.zarr",
+                r.active,
+            )
+
+
+def _fit_inputs_stage(r: _Run) -> None:
+    """The fit's lazy inputs and the visits' weights."""
+    with r.stage("inputs_s"):
+        masked = r.ingested_masked
+        r.planes = MaskPlanes(masked.attrs["mask_planes"])
+        good = good_pixels(masked, _fit_bad_planes(r.config))
+        weights = reference_visit_weights(masked, good, r.config)
+        r.inputs, r.weights_np = _fit_inputs(
+            masked, r.template_ds, good, weights, r.planes, r.config, r.template_sigma
         )
-        timings["inputs_s"] = time.perf_counter() - stage
 
-        running[0] = "the DCR fit"
-        stage = time.perf_counter()
-        scratch = work / "model.zarr"
-        fit_done = stages.reuse("fit", scratch)
+
+def _fit(r: _Run) -> None:
+    """The iterative DCR fit, group of subregions by group, each group recorded in the
+    checkpoint when written (a resumed run goes on from the first group not done)."""
+    with r.stage("fit_s", "the DCR fit"):
+        r.scratch = r.work / "model.zarr"
+        fit_done = r.stages.reuse("fit", r.scratch)
         if fit_done is None:
-            _remove_own(scratch)
+            _remove_own(r.scratch)
         finished = {
-            int(k): [BlockFit.from_dict(r) for r in records]
+            int(k): [BlockFit.from_dict(f) for f in records]
             for k, records in (fit_done or {}).get("done", {}).items()
         }
 
         def group_done(index: int, groups: list, group_fits: list[BlockFit]) -> None:
-            done = {str(k): [f.as_dict(grid) for f in v] for k, v in finished.items()}
-            done[str(index)] = [f.as_dict(grid) for f in group_fits]
+            done = {str(k): [f.as_dict(r.grid) for f in v] for k, v in finished.items()}
+            done[str(index)] = [f.as_dict(r.grid) for f in group_fits]
             finished[index] = group_fits
-            stages.done("fit", groups=[[list(b) for b in g] for g in groups], done=done)
+            r.stages.done("fit", groups=[[list(b) for b in g] for g in groups], done=done)
 
-        model, n_image, fits = fit_tile(
-            inputs,
-            grid,
-            shifts,
-            settings,
-            scratch,
-            halo=halo,
-            memory_budget_bytes=memory_budget_bytes,
+        r.model, r.n_image, r.fits = fit_tile(
+            r.inputs,
+            r.grid,
+            r.shifts,
+            r.settings,
+            r.scratch,
+            halo=r.halo,
+            memory_budget_bytes=r.memory_budget_bytes,
             groups=fit_done["groups"] if fit_done else None,
             finished=finished,
             on_group_done=group_done,
         )
-        timings["fit_s"] = time.perf_counter() - stage
 
-        running[0] = "the coadd PSF"
-        stage = time.perf_counter()
-        amplified = model.map_blocks(
-            lambda m: kernels.amplify(m, settings.accelerate).astype(np.float32), dtype=np.float32
-        )
-        coadd_psf = _coadd_psf(
-            ingested, weights_np, quality.rejected, amplified, template_ds, planes, config, active
-        )
-        timings["coadd_psf_s"] = time.perf_counter() - stage
 
-        running[0] = "the output write"
-        stage = time.perf_counter()
-        edges = dcr_shifts.band.edges_nm
-        centre = next(iter(shifts.values()))
-        records = [
-            {
-                "visit": int(v.visit),
-                "weight": float(weights_np[k]),
-                "airmass": float(centre.geometry[k].airmass),
-                "parallactic_angle_deg": float(centre.geometry[k].parallactic_angle_deg),
-                # measured on the PSF stamp when matched here (adaptive moments), else the header's
-                "psf_fwhm_px": (
-                    float(matching.input_fwhm_px[k]) if matching is not None else v.psf_fwhm_px
-                ),
-                "filename": v.filename,
-                "rejected": quality.rejected.get(int(v.visit), ""),
-            }
-            for k, v in enumerate(visits)
-        ]
+def _coadd_psf_stage(r: _Run) -> None:
+    """The amplified sub-band models and the coadd's PSF."""
+    with r.stage("coadd_psf_s", "the coadd PSF"):
+        accelerate = r.settings.accelerate
+        r.amplified = r.model.map_blocks(
+            lambda m: kernels.amplify(m, accelerate).astype(np.float32), dtype=np.float32
+        )
+        r.coadd_psf = _coadd_psf(
+            r.ingested,
+            r.weights_np,
+            r.quality.rejected,
+            r.amplified,
+            r.template_ds,
+            r.planes,
+            r.config,
+            r.active,
+        )
+
+
+def _input_records(r: _Run) -> list[dict[str, Any]]:
+    """The output's ``inputs``: one record per visit."""
+    centre = next(iter(r.shifts.values()))
+    return [
+        {
+            "visit": int(v.visit),
+            "weight": float(r.weights_np[k]),
+            "airmass": float(centre.geometry[k].airmass),
+            "parallactic_angle_deg": float(centre.geometry[k].parallactic_angle_deg),
+            # measured on the PSF stamp when matched here (adaptive moments), else the header's
+            "psf_fwhm_px": (
+                float(r.matching.input_fwhm_px[k]) if r.matching is not None else v.psf_fwhm_px
+            ),
+            "filename": v.filename,
+            "rejected": r.quality.rejected.get(int(v.visit), ""),
+        }
+        for k, v in enumerate(r.visits)
+    ]
+
+
+def _write(r: _Run) -> dict[str, Any]:
+    """The finished coadd (``processResults``) into the output store; returns the
+    run's metadata record."""
+    with r.stage("write_s", "the output write"):
+        config, stored, grid = r.config, r.stored, r.grid
+        edges = r.dcr_shifts.band.edges_nm
         artifact_pixels = {
             int(v): int(n)
             for v, n in zip(
@@ -470,77 +622,76 @@ def run(
             )
         }
         model_out, variance_out, mask_out, planes_out, finishing = _finish_coadd(
-            amplified,
-            template_ds["variance"].data.astype(np.float32),
-            template_ds["mask"].data.astype(np.int32),
-            planes,
+            r.amplified,
+            r.template_ds["variance"].data.astype(np.float32),
+            r.template_ds["mask"].data.astype(np.int32),
+            r.planes,
             config,
-            bright,
-            active,
+            r.bright,
+            r.active,
         )
         dataset = make_output_dataset(
             model_out,
             variance_out,
             mask_out,
-            n_image,
+            r.n_image,
             wavelength_min_nm=edges[:, 0].tolist(),
             wavelength_max_nm=edges[:, 1].tolist(),
             mask_planes=planes_out,
-            wcs_header=ingested.attrs["wcs_header"],
+            wcs_header=r.ingested.attrs["wcs_header"],
             config=config.toDict(),
-            inputs=records,
+            inputs=_input_records(r),
             convergence={
-                "halo_px": halo,
-                "buffer_px": int(max(s.buffer_px for s in shifts.values())),
-                "memory_budget_bytes": memory_budget_bytes,
-                "groups": len({f.group for f in fits}),
+                "halo_px": r.halo,
+                "buffer_px": int(max(s.buffer_px for s in r.shifts.values())),
+                "memory_budget_bytes": r.memory_budget_bytes,
+                "groups": len({f.group for f in r.fits}),
                 "artifact_reference": str(config.artifactReference),
-                "reference_blocks": [f.as_dict(grid) for f in reference_fits],
-                "blocks": [f.as_dict(grid) for f in fits],
+                "reference_blocks": [f.as_dict(grid) for f in r.reference_fits],
+                "blocks": [f.as_dict(grid) for f in r.fits],
             },
             artifacts=xr.DataArray(
                 stored["artifacts"].data.astype(np.uint8),
                 dims=("visit", "y", "x"),
                 coords={"visit": stored["visit"].values},
             ),
-            transmission=_transmission_variable(curve),
-            psf=coadd_psf.image,
-            psf_attrs=coadd_psf.variable_attrs(),
+            transmission=_transmission_variable(r.curve),
+            psf=r.coadd_psf.image,
+            psf_attrs=r.coadd_psf.variable_attrs(),
             extra_attrs={
                 **finishing,
-                "coadd_psf": coadd_psf.as_dict(),
-                "timings_s": timings,
+                "coadd_psf": r.coadd_psf.as_dict(),
+                "timings_s": r.timings,
                 "artifact_pixels": artifact_pixels,
-                "input_warnings": input_warnings,
-                "band": visits[0].band,
+                "input_warnings": r.input_warnings,
+                "band": r.visits[0].band,
             },
         )
         metadata = _run_metadata(
-            visits, quality.rejected, matching, artifact_pixels, timings, fits, reference_fits, grid
+            r.visits,
+            r.quality.rejected,
+            r.matching,
+            artifact_pixels,
+            r.timings,
+            r.fits,
+            r.reference_fits,
+            grid,
         )
         metadata.update(
-            memory_budget_bytes=memory_budget_bytes,
-            halo_px=halo,
-            input_warnings=input_warnings,
-            coadd_psf=coadd_psf.as_dict(),
+            memory_budget_bytes=r.memory_budget_bytes,
+            halo_px=r.halo,
+            input_warnings=r.input_warnings,
+            coadd_psf=r.coadd_psf.as_dict(),
         )
-        if stages.reused:
+        if r.stages.reused:
             metadata["resumed"] = {
-                "checkpoint": str(stages.checkpoint.path),
-                "stages": stages.reused,
+                "checkpoint": str(r.stages.checkpoint.path),
+                "stages": r.stages.reused,
             }
         if config.saveMetadata:
             dataset.attrs["metadata"] = metadata
-        write_output(dataset, output, overwrite=overwrite, client=active)
-        timings["write_s"] = time.perf_counter() - stage
-    stages.finish(_output_stamp(output))
-    _remove_own(scratch)
-    timings["total_s"] = time.perf_counter() - started
-    if config.saveMetadata:
-        path = write_metadata_json(metadata, output)
-        log.info("run metadata: %s", path)
-    log.info("run finished in %.1f s: %s", timings["total_s"], output)
-    return xr.open_zarr(output)
+        write_output(dataset, r.output, overwrite=r.overwrite, client=r.active)
+    return metadata
 
 
 def metadata_path(output: str | os.PathLike[str]) -> Path:
