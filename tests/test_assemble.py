@@ -157,3 +157,18 @@ def test_groups_of_blocks_give_nearly_the_same_model(tile, tmp_path):
     # so the two differ a little near block borders, not in substance
     rms = np.sqrt(np.mean(together**2))
     assert np.sqrt(np.mean((together - apart) ** 2)) < 0.05 * rms
+
+
+def test_the_fit_starts_from_the_tested_initial_model_kernel(tile, tmp_path, monkeypatch):
+    """The starting planes ``T/S`` are the kernel's (no inlined copy): every block's
+    start comes from :func:`dcr_dask.kernels.model.initial_model`."""
+    from dcr_dask.kernels import model as kernels
+
+    starts = []
+    initial_model = kernels.initial_model
+    monkeypatch.setattr(
+        kernels, "initial_model", lambda *a: starts.append(a[0].shape) or initial_model(*a)
+    )
+    fixed = dict(useProgressiveGain=False, useConvergence=False, minNumIter=1, maxNumIter=1)
+    _fit(tile, _config(**fixed), 48, tmp_path)
+    assert sorted(starts) == [(48, 48)] * 4

@@ -552,6 +552,13 @@ def _store_model(array: da.Array, path, name: str, region=None) -> None:
         ds.to_zarr(path, region=region, zarr_format=3, consolidated=False)
 
 
+def _initial_planes(
+    template: np.ndarray, template_variance: np.ndarray, n_subfilters: int
+) -> np.ndarray:
+    """One block of the starting model ``T/S`` (:func:`dcr_dask.kernels.model.initial_model`)."""
+    return kernels.initial_model(template, template_variance, n_subfilters)[0]
+
+
 def fit_tile(
     inputs: FitInputs,
     grid: TileGrid,
@@ -611,9 +618,15 @@ def fit_tile(
     """
     S = settings.n_subfilters
     ny, nx = grid.shape
-    template32 = inputs.template.astype(np.float32).rechunk(grid.chunks)
-    initial = da.broadcast_to(template32[None] / np.float32(S), (S, ny, nx)).rechunk(
-        ((S,), *grid.chunks)
+    initial = da.map_blocks(
+        _initial_planes,
+        inputs.template.rechunk(grid.chunks),
+        inputs.template_variance.rechunk(grid.chunks),
+        n_subfilters=S,
+        new_axis=0,
+        chunks=((S,), *grid.chunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
     )
     n_visits = inputs.images.shape[0]
     if groups is None:
