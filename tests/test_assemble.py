@@ -7,6 +7,7 @@ import pytest
 
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.graph.assemble import FitInputs, FitSettings, TileGrid, fit_tile, halo_px, plan_groups
+from dcr_dask.io.scratch import ScratchModel
 from dcr_dask.masks import run_layout
 from dcr_dask.physics.subbands import run_shifts
 from dcr_dask.simulate import SimulationSpec, simulate_tile
@@ -64,7 +65,7 @@ def _fit(tile, config, size, tmp_path, **kwargs):
             grid,
             dict.fromkeys(grid.blocks(), shifts),
             settings,
-            tmp_path / f"model-{size}.zarr",
+            ScratchModel(tmp_path / f"model-{size}.zarr"),
             halo=halo,
             **kwargs,
         )

@@ -11,12 +11,8 @@ from distributed import Client, LocalCluster
 
 import dcr_dask
 from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.graph.assemble import (
-    TileGrid,
-    block_memory_bytes,
-    cluster_memory_budget,
-    plan_groups,
-)
+from dcr_dask.graph.assemble import TileGrid, block_memory_bytes, plan_groups
+from dcr_dask.running.memory import cluster_memory_budget
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 MiB = 2**20

@@ -355,7 +355,8 @@ def test_fourier_renderer_matches_exact_gaussian_pixel_integrals():
     # The transfer-function renderer (Moffat path) given a Gaussian transfer
     # function must reproduce the separable erf renderer: pixel response,
     # aliases, sub-pixel phases, DCR shifts and Gaussian galaxies.
-    from dcr_dask.simulate import _FWHM_PER_SIGMA, _render, _render_fourier
+    from dcr_dask.kernels.psf import FWHM_PER_SIGMA as _FWHM_PER_SIGMA
+    from dcr_dask.simulate import _render, _render_fourier
 
     rng = np.random.default_rng(4)
     y, x = rng.uniform(8, 40, 5), rng.uniform(8, 52, 5)

@@ -39,16 +39,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import dask
 import dask.array as da
 import numpy as np
-import xarray as xr
 
 from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.io.ownership import WRITER_ATTR, writer
 from dcr_dask.kernels import convergence as conv
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.regularize import background_noise
@@ -58,10 +56,10 @@ from dcr_dask.progress import track
 
 __all__ = [
     "BlockFit",
+    "FitScratch",
     "FitSettings",
     "TileGrid",
     "block_memory_bytes",
-    "cluster_memory_budget",
     "fit_tile",
     "halo_px",
     "plan_groups",
@@ -443,42 +441,6 @@ def block_memory_bytes(grid: TileGrid, halo: int, n_visits: int, n_subfilters: i
     return float(pixels * (n_visits * per_visit + n_subfilters * per_subband + 32))
 
 
-def cluster_memory_budget(client: Any, fraction: float = 0.5) -> float | None:
-    """Memory the fit may plan for on a Dask cluster: what its workers have left.
-
-    For each worker, ``fraction`` of its memory limit minus the memory its
-    process uses now; summed over workers. Dask starts spilling at 60 % of a
-    worker's limit and pauses it at 80 %, so half the limit keeps a margin
-    for the transient buffers of the tasks.
-
-    Parameters
-    ----------
-    client : distributed.Client
-        The run's client.
-    fraction : float
-        Part of each worker's memory limit the fit may fill, in (0, 1].
-
-    Returns
-    -------
-    float or None
-        Bytes; None if a worker has no memory limit or there are no workers
-        (then every block is fitted in one group).
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    workers = client.scheduler_info()["workers"]
-    if not workers:
-        return None
-    total = 0.0
-    for info in workers.values():
-        limit = info.get("memory_limit") or 0
-        if not limit:
-            return None
-        used = float(info.get("metrics", {}).get("memory", 0) or 0)
-        total += max(0.0, fraction * float(limit) - used)
-    return total
-
-
 def plan_groups(
     grid: TileGrid, bytes_per_block: float, memory_budget_bytes: float | None
 ) -> list[list[tuple[int, int]]]:
@@ -540,16 +502,29 @@ class FitInputs:
     visit_weights: np.ndarray | None = None
 
 
-def _store_model(array: da.Array, path, name: str, region=None) -> None:
-    """Write a (subfilter, y, x) float32 array into the scratch Zarr store, which carries
-    dcr_dask's writer mark (so that only a store dcr_dask wrote is ever deleted there)."""
-    ds = xr.Dataset({name: (("subfilter", "y", "x"), array)})
-    if region is None:
-        ds.attrs[WRITER_ATTR] = writer()
-        mode = "a" if (path / "zarr.json").exists() else "w"
-        ds.to_zarr(path, mode=mode, zarr_format=3, consolidated=False)
-    else:
-        ds.to_zarr(path, region=region, zarr_format=3, consolidated=False)
+class FitScratch(Protocol):
+    """Where the fit keeps its model between groups (:class:`dcr_dask.io.scratch.ScratchModel`).
+
+    The graph layer writes and reads it only through these methods, so the fit
+    knows nothing of files.
+    """
+
+    def create(self, model: da.Array, n_image: da.Array) -> None:
+        """Write the whole starting ``model`` and ``n_image``."""
+
+    def write_windows(
+        self,
+        windows: Sequence[tuple[int, int, int, int]],
+        model: Sequence[da.Array],
+        n_image: Sequence[da.Array],
+    ) -> None:
+        """Write pieces of the model and ``n_image`` at ``(y0, y1, x0, x1)`` windows."""
+
+    def model(self) -> da.Array:
+        """The stored model planes, lazily."""
+
+    def n_image(self) -> da.Array:
+        """The stored ``n_image``, lazily."""
 
 
 def _initial_planes(
@@ -585,8 +560,9 @@ def fit_tile(
         for every block unless the geometry is local).
     settings : FitSettings
         The fit's settings.
-    scratch : pathlib.Path
-        Directory for the scratch Zarr store of the model (created).
+    scratch : FitScratch
+        The scratch store of the model (created here):
+        :class:`dcr_dask.io.scratch.ScratchModel` in a run.
     halo : int
         Halo of every block, pixels (:func:`halo_px`).
     memory_budget_bytes : float, optional
@@ -642,15 +618,10 @@ def fit_tile(
         zeros = {
             b: da.zeros((S, *_block_shape(grid, b)), dtype=np.uint16, chunks=-1) for b in again
         }
-        _write_group(initial.astype(np.float32), zeros, grid, again, scratch)
+        _write_group(initial, zeros, grid, again, scratch)
     else:
-        _store_model(initial.astype(np.float32), scratch, "model")
-        _store_model(
-            da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)),
-            scratch,
-            "n_image",
-        )
-    stored = da.from_zarr(str(scratch), component="model")
+        scratch.create(initial, da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)))
+    stored = scratch.model()
 
     log.info(
         "fitting %d blocks of %s px (halo %d px) in %d group(s), %d visits, %d sub-bands, "
@@ -692,9 +663,7 @@ def fit_tile(
             len(group),
             time.perf_counter() - started,
         )
-    model = da.from_zarr(str(scratch), component="model")
-    n_image = da.from_zarr(str(scratch), component="n_image")
-    return model, n_image, fits
+    return scratch.model(), scratch.n_image(), fits
 
 
 def _fit_group(
@@ -819,33 +788,18 @@ def _assemble_model(grid, stored, current, S) -> da.Array:
     return da.block(rows)
 
 
-def _write_group(final, n_image_pieces, grid, group, scratch) -> None:
+def _write_group(
+    final: da.Array,
+    n_image_pieces: Mapping[tuple[int, int], da.Array],
+    grid: TileGrid,
+    group: Sequence[tuple[int, int]],
+    scratch: FitScratch,
+) -> None:
     """Write the cores of the blocks of ``group`` (from ``final`` and ``n_image_pieces``)
     into the scratch store."""
-    import zarr
-
-    root = zarr.open_group(str(scratch), mode="r+")
-    sources, targets = [], []
-    for block in group:
-        y0, y1, x0, x1 = grid.bounds(block)
-        sources += [final[:, y0:y1, x0:x1].astype(np.float32), n_image_pieces[block]]
-        targets += [
-            _Region(root["model"], (slice(None), slice(y0, y1), slice(x0, x1))),
-            _Region(root["n_image"], (slice(None), slice(y0, y1), slice(x0, x1))),
-        ]
-    da.store(sources, targets, lock=False)
-
-
-class _Region:
-    """A writable window of a Zarr array, for ``dask.array.store``."""
-
-    def __init__(self, array, window):
-        self.array = array
-        self.window = window
-
-    def __setitem__(self, key, value):
-        target = []
-        for outer, inner, size in zip(self.window, key, np.shape(value), strict=True):
-            start = (outer.start or 0) + (inner.start or 0)
-            target.append(slice(start, start + size))
-        self.array[tuple(target)] = value
+    windows = [grid.bounds(block) for block in group]
+    scratch.write_windows(
+        windows,
+        [final[:, y0:y1, x0:x1] for y0, y1, x0, x1 in windows],
+        [n_image_pieces[block] for block in group],
+    )

@@ -65,7 +65,6 @@ from dcr_dask.graph.assemble import (
     FitInputs,
     FitSettings,
     TileGrid,
-    cluster_memory_budget,
     fit_tile,
     halo_px,
 )
@@ -98,6 +97,7 @@ from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, 
 from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, is_own, writer
 from dcr_dask.io.regions import BrightObjectRegions, read_bright_object_regions
+from dcr_dask.io.scratch import ScratchModel
 from dcr_dask.io.store import compute, make_output_dataset, transmission_array, write_output
 from dcr_dask.io.warps import (
     open_psf_matched,
@@ -122,6 +122,7 @@ from dcr_dask.running.input_checks import (
     reject_visits,
     visit_quality,
 )
+from dcr_dask.running.memory import cluster_memory_budget
 
 __all__ = ["run"]
 
@@ -171,7 +172,7 @@ def run(
     memory_budget_bytes : float, optional
         Memory one group of subregions may use on the cluster. None (the
         default) takes what the workers have left
-        (:func:`dcr_dask.graph.assemble.cluster_memory_budget`: half of each
+        (:func:`dcr_dask.running.memory.cluster_memory_budget`: half of each
         worker's memory limit minus what it uses), or fits all subregions
         together when the workers have no memory limit; ``math.inf`` fits all
         subregions together.
@@ -559,7 +560,7 @@ def _fit(r: _Run) -> None:
             r.grid,
             r.shifts,
             r.settings,
-            r.scratch,
+            ScratchModel(r.scratch),
             halo=r.halo,
             memory_budget_bytes=r.memory_budget_bytes,
             groups=fit_done["groups"] if fit_done else None,
@@ -849,7 +850,7 @@ def _artifacts_against_dcr_templates(
         plan.grid,
         plan.shifts,
         settings,
-        scratch,
+        ScratchModel(scratch),
         halo=plan.halo,
         memory_budget_bytes=plan.memory_budget_bytes,
     )
