@@ -316,40 +316,15 @@ def write_warp(
         If ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    image = np.asarray(image)
-    mask = np.asarray(mask)
-    variance = np.asarray(variance)
-    if image.ndim != 2 or mask.shape != image.shape or variance.shape != image.shape:
-        raise ValueError(
-            f"image, mask and variance must be 2-d of one shape; got {image.shape}, "
-            f"{mask.shape}, {variance.shape}"
-        )
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise ValueError(f"the mask must be of an integer dtype, got {mask.dtype}")
-    known = mask_planes.value(mask_planes.names)
-    used = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
-    if used & ~known:
-        raise ValueError(f"the mask sets bits {used & ~known:#x} that mask_planes does not name")
+    image, mask, variance = _checked_warp_arrays(image, mask, variance, mask_planes)
     if not wcs.has_celestial or wcs.naxis != 2:
         raise ValueError("wcs must be a 2-d celestial WCS")
     x0, y0 = int(xy0[0]), int(xy0[1])
     bunit = bunit if bunit is not None else (visit.bunit if visit is not None else None)
 
-    primary = fits.Header()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        if isinstance(primary_header, fits.Header):
-            primary.extend(c for c in primary_header.cards if not _structural(c.keyword))
-        elif primary_header is not None:
-            for key, value in primary_header.items():
-                if not _structural(key):
-                    primary[key] = value
-        if visit is not None:
-            primary.update(visit_to_header(visit))
-        # The ownership marker: overwrite may replace only files dcr_dask wrote.
-        primary[FITS_KEYWORD] = (__version__, "written by dcr_dask")
-
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(header=primary)]
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [
+        fits.PrimaryHDU(header=_warp_primary_header(visit, primary_header))
+    ]
     for name, data in (
         ("IMAGE", image.astype(np.float32)),
         ("MASK", mask.astype(np.int32)),
@@ -368,6 +343,47 @@ def write_warp(
     with atomic_file(path, overwrite=overwrite) as tmp:
         fits.HDUList(hdus).writeto(tmp)
     return path
+
+
+def _checked_warp_arrays(
+    image: np.ndarray, mask: np.ndarray, variance: np.ndarray, mask_planes: MaskPlanes
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel arrays of :func:`write_warp`, checked: 2-d, one shape, named mask bits."""
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    variance = np.asarray(variance)
+    if image.ndim != 2 or mask.shape != image.shape or variance.shape != image.shape:
+        raise ValueError(
+            f"image, mask and variance must be 2-d of one shape; got {image.shape}, "
+            f"{mask.shape}, {variance.shape}"
+        )
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"the mask must be of an integer dtype, got {mask.dtype}")
+    known = mask_planes.value(mask_planes.names)
+    used = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
+    if used & ~known:
+        raise ValueError(f"the mask sets bits {used & ~known:#x} that mask_planes does not name")
+    return image, mask, variance
+
+
+def _warp_primary_header(
+    visit: VisitInfo | None, primary_header: Mapping[str, Any] | None
+) -> fits.Header:
+    """The primary header of :func:`write_warp`: extra cards, the visit's, the owner mark."""
+    primary = fits.Header()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        if isinstance(primary_header, fits.Header):
+            primary.extend(c for c in primary_header.cards if not _structural(c.keyword))
+        elif primary_header is not None:
+            for key, value in primary_header.items():
+                if not _structural(key):
+                    primary[key] = value
+        if visit is not None:
+            primary.update(visit_to_header(visit))
+        # The ownership marker: overwrite may replace only files dcr_dask wrote.
+        primary[FITS_KEYWORD] = (__version__, "written by dcr_dask")
+    return primary
 
 
 # --------------------------------------------------------------------------- reading headers
