@@ -634,7 +634,7 @@ def _psf_variable(
     return variable, {"psf_y": offsets, "psf_x": offsets}
 
 
-def _check_sizes(variables: Mapping[str, xr.DataArray], expected: Mapping[str, int]) -> None:
+def _check_sizes(variables: Mapping[str, xr.DataArray], expected: Mapping[Hashable, int]) -> None:
     """Raise ValueError at the first variable whose ``subfilter``, ``y`` or ``x`` size differs."""
     for name, var in variables.items():
         for dim, size in var.sizes.items():
