@@ -176,47 +176,62 @@ def panels_figure(
             groups.setdefault(panel.group, []).append(panel.image)
     limits = {name: _robust_limits(images, True) for name, images in groups.items()}
     for ax, panel in zip(flat, panels, strict=False):
-        if panel.group is not None:
-            lo, hi = limits[panel.group]
-            norm = matplotlib.colors.Normalize(vmin=lo, vmax=hi)
-            shown = ax.imshow(panel.image, origin="lower", cmap="RdBu_r", norm=norm)
-        else:
-            lo, hi = _robust_limits([panel.image], False)
-            norm = matplotlib.colors.AsinhNorm(
-                linear_width=max((hi - lo) / 20.0, 1e-12), vmin=lo, vmax=hi
-            )
-            shown = ax.imshow(panel.image, origin="lower", cmap="gray", norm=norm)
-        ax.set_title(textwrap.fill(panel.title, _TITLE_WIDTH), fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
-        bar.set_ticks(colorbar_ticks(norm, lo, hi) or [lo, hi])
-        bar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        bar.ax.tick_params(labelsize=8)
+        _draw_image_panel(fig, ax, panel, limits)
     index = len(panels)
     if shifts_px is not None:
         shift_diagram(flat[index], shifts_px, shift_labels)
         index += 1
     if curves:
-        ax = flat[index]
-        for label, values in curves.items():
-            ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=label)
-        ax.set_yscale("log")
-        plain = matplotlib.ticker.FormatStrFormatter("%.3g")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-        ax.tick_params(axis="y", which="both", labelsize=8)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("convergence metric")
-        ax.set_title("convergence of each subregion", fontsize=9)
-        if len(curves) <= 8:
-            ax.legend(fontsize=7)
+        _draw_curves(flat[index], curves)
         index += 1
     for ax in flat[index:]:
         fig.delaxes(ax)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _draw_image_panel(
+    fig: Any, ax: Any, panel: Panel, limits: Mapping[str, tuple[float, float]]
+) -> None:
+    """Draw one image with its colour bar: a shared diverging scale, or its own asinh one."""
+    import matplotlib
+
+    if panel.group is not None:
+        lo, hi = limits[panel.group]
+        norm = matplotlib.colors.Normalize(vmin=lo, vmax=hi)
+        shown = ax.imshow(panel.image, origin="lower", cmap="RdBu_r", norm=norm)
+    else:
+        lo, hi = _robust_limits([panel.image], False)
+        norm = matplotlib.colors.AsinhNorm(
+            linear_width=max((hi - lo) / 20.0, 1e-12), vmin=lo, vmax=hi
+        )
+        shown = ax.imshow(panel.image, origin="lower", cmap="gray", norm=norm)
+    ax.set_title(textwrap.fill(panel.title, _TITLE_WIDTH), fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+    bar.set_ticks(colorbar_ticks(norm, lo, hi) or [lo, hi])
+    bar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    bar.ax.tick_params(labelsize=8)
+
+
+def _draw_curves(ax: Any, curves: Mapping[str, Sequence[float]]) -> None:
+    """Draw the convergence curves, one line per subregion, on a log scale."""
+    import matplotlib
+
+    for label, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=label)
+    ax.set_yscale("log")
+    plain = matplotlib.ticker.FormatStrFormatter("%.3g")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="both", labelsize=8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("convergence metric")
+    ax.set_title("convergence of each subregion", fontsize=9)
+    if len(curves) <= 8:
+        ax.legend(fontsize=7)
 
 
 def shift_diagram(ax, shifts_px: np.ndarray, labels: Sequence[str] | None = None) -> None:

@@ -740,20 +740,13 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     rng = np.random.default_rng(spec.seed)
     shape = spec.shape
     wcs = make_tile_wcs(shape, spec.ra_deg, spec.dec_deg, spec.pixel_scale_arcsec)
-    planes = run_layout()
-    if not spec.detected_plane:
-        # Like warps from a pipeline that did not detect: no plane, no MP_DETECTED keyword.
-        planes = MaskPlanes({n: b for n, b in planes.bits.items() if n != "DETECTED"})
+    planes = _simulation_planes(spec)
     edges, samples, widths = _wavelength_grid(spec)
     sources = _draw_sources(spec, rng, samples, widths)
     airmasses = list(spec.airmasses) + list(spec.holdout_airmasses)
     n_visits = len(airmasses)
     holdout = np.arange(n_visits) >= len(spec.airmasses)
-    seeing = rng.uniform(*spec.seeing_fwhm_px, n_visits)
-    if spec.psf_profile == "moffat":
-        beta = rng.uniform(*spec.psf_beta_range, n_visits)
-    else:
-        beta = np.full(n_visits, np.nan)
+    seeing, beta = _draw_seeing(spec, rng, n_visits)
     truth_fwhm = float(spec.truth_psf_fwhm_px or np.median(seeing[~holdout]))
     # PSF FWHM of each visit and wavelength sample (chromatic seeing), and the
     # flat-spectrum weight of each sample.
@@ -761,6 +754,78 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     sample_fwhm = seeing[:, None] * chromatic[None, :]
     flat_weight = widths.ravel() / widths.sum()
 
+    src_y, src_x, src_sigma, sample_flux = _source_arrays(spec, sources, samples, widths)
+    true_subbands = _true_subbands(spec, sources, (src_y, src_x, src_sigma), truth_fwhm)
+    visits, psf_fwhm, sample_shifts, shifts = _simulated_visits(
+        spec, wcs, airmasses, samples, seeing, (sample_fwhm, flat_weight, beta)
+    )
+    true_images, psfs = _render_visits(
+        spec,
+        (src_y, src_x, src_sigma, sample_flux.reshape(len(sources), -1)),
+        sample_fwhm,
+        beta,
+        sample_shifts,
+        flat_weight,
+    )
+    psf_stamp_flux = psfs.sum(axis=(1, 2))
+    psfs = (psfs / psf_stamp_flux[:, None, None]).astype(np.float32)
+    images, variances, masks, artifacts = _observe_visits(spec, rng, planes, true_images, seeing)
+    log.info(
+        "simulated %d visits of %dx%d pixels with %d sources",
+        n_visits,
+        shape[0],
+        shape[1],
+        len(sources),
+    )
+    return SimulatedTile(
+        spec=spec,
+        wcs=wcs,
+        mask_planes=planes,
+        visits=visits,
+        holdout=holdout,
+        images=images,
+        variances=variances,
+        masks=masks,
+        psfs=psfs,
+        psf_fwhm_px=psf_fwhm,
+        seeing_fwhm_px=seeing,
+        psf_beta=beta,
+        psf_stamp_flux=psf_stamp_flux,
+        shifts_px=shifts,
+        true_images=true_images.astype(np.float32),
+        true_subbands=true_subbands,
+        artifacts=artifacts,
+        sources=sources,
+        wavelength_edges_nm=edges,
+        truth_psf_fwhm_px=truth_fwhm,
+    )
+
+
+def _simulation_planes(spec: SimulationSpec) -> MaskPlanes:
+    """The mask planes of the simulated warps: the run layout, less DETECTED if asked."""
+    planes = run_layout()
+    if not spec.detected_plane:
+        # Like warps from a pipeline that did not detect: no plane, no MP_DETECTED keyword.
+        planes = MaskPlanes({n: b for n, b in planes.bits.items() if n != "DETECTED"})
+    return planes
+
+
+def _draw_seeing(
+    spec: SimulationSpec, rng: np.random.Generator, n_visits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the seeing FWHM (pixels) and Moffat index (NaN for Gaussians) of each visit."""
+    seeing = rng.uniform(*spec.seeing_fwhm_px, n_visits)
+    if spec.psf_profile == "moffat":
+        beta = rng.uniform(*spec.psf_beta_range, n_visits)
+    else:
+        beta = np.full(n_visits, np.nan)
+    return seeing, beta
+
+
+def _source_arrays(
+    spec: SimulationSpec, sources: Sequence[Source], samples: np.ndarray, widths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source ``y``, ``x``, ``sigma`` and flux per wavelength sample ``(source, S, K)``."""
     src_x = np.array([s.x for s in sources])
     src_y = np.array([s.y for s in sources])
     src_sigma = np.array([s.sigma_px for s in sources])
@@ -771,16 +836,38 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
         None
     ]
     sample_flux = src_flux[:, None, None] * density / density.sum(axis=(1, 2), keepdims=True)
+    return src_y, src_x, src_sigma, sample_flux
 
+
+def _true_subbands(
+    spec: SimulationSpec,
+    sources: Sequence[Source],
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray],
+    truth_fwhm: float,
+) -> np.ndarray:
+    """The true sky of each sub-band ``(S, ny, nx)`` float32, seen with the truth PSF."""
+    src_y, src_x, src_sigma = positions
     truth_sigma = np.hypot(truth_fwhm / FWHM_PER_SIGMA, src_sigma)
-    true_subbands = np.stack(
+    return np.stack(
         [
-            _render(shape, src_y, src_x, [s.subband_flux[b] for s in sources], truth_sigma)
+            _render(spec.shape, src_y, src_x, [s.subband_flux[b] for s in sources], truth_sigma)
             for b in range(spec.n_subfilters)
         ]
     ).astype(np.float32)
 
-    centre_y, centre_x = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
+
+def _simulated_visits(
+    spec: SimulationSpec,
+    wcs: WCS,
+    airmasses: Sequence[float],
+    samples: np.ndarray,
+    seeing: np.ndarray,
+    psf_widths: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[list[VisitInfo], np.ndarray, np.ndarray, np.ndarray]:
+    """Each visit's metadata, PSF FWHM, and DCR shifts per wavelength sample and sub-band."""
+    sample_fwhm, flat_weight, beta = psf_widths
+    n_visits = len(airmasses)
+    centre_y, centre_x = (spec.shape[0] - 1) / 2.0, (spec.shape[1] - 1) / 2.0
     visits: list[VisitInfo] = []
     psf_fwhm = np.zeros(n_visits)
     # (dy, dx) DCR displacement of each visit and wavelength sample, pixels.
@@ -813,80 +900,70 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
             else _half_maximum_fwhm(spec.psf_profile, sample_fwhm[v], flat_weight, beta[v])
         )
         visits.append(attrs.evolve(info, psf_fwhm_px=float(psf_fwhm[v])))
-    true_images, psfs = _render_visits(
-        spec,
-        (src_y, src_x, src_sigma, sample_flux.reshape(len(sources), -1)),
-        sample_fwhm,
-        beta,
-        sample_shifts,
-        flat_weight,
-    )
-    psf_stamp_flux = psfs.sum(axis=(1, 2))
-    psfs = (psfs / psf_stamp_flux[:, None, None]).astype(np.float32)
+    return visits, psf_fwhm, sample_shifts, shifts
 
+
+def _observe_visits(
+    spec: SimulationSpec,
+    rng: np.random.Generator,
+    planes: MaskPlanes,
+    true_images: np.ndarray,
+    seeing: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Observed images, variances, masks and artifact masks of every visit, in visit order."""
+    shape = spec.shape
+    n_visits = len(true_images)
     images = np.zeros(true_images.shape, dtype=np.float32)
     variances = np.zeros_like(images)
     masks = np.zeros((n_visits, *shape), dtype=np.int32)
     artifacts = np.zeros((n_visits, *shape), dtype=bool)
     for v in range(n_visits):
-        true = true_images[v]
-        psf_sigma = seeing[v] / FWHM_PER_SIGMA
-        observed = true.copy()
-        artifact = np.zeros(shape, dtype=bool)
-        if v in spec.streak_visits:
-            observed += _streak(shape, rng, artifact, peak=20.0 * spec.sky_sigma, sigma=psf_sigma)
-        for _ in range(spec.cosmic_rays_per_visit):
-            _cosmic_ray(observed, artifact, rng, amplitude=40.0 * spec.sky_sigma)
-        variance = spec.sky_sigma**2 + np.clip(true, 0.0, None) / spec.gain
-        image = observed + rng.standard_normal(shape) * np.sqrt(variance)
-        mask = np.zeros(shape, dtype=np.int32)
-        if spec.detected_plane:
-            footprints = true > spec.detection_sigma * spec.sky_sigma
-            grow = round(spec.detection_grow_sigma * psf_sigma)
-            if grow > 0:
-                disk = np.hypot(*np.mgrid[-grow : grow + 1, -grow : grow + 1]) <= grow
-                footprints = ndimage.binary_dilation(footprints, structure=disk)
-            mask[footprints] |= 1 << planes.bit("DETECTED")
-        if spec.saturation is not None:
-            saturated = image > spec.saturation
-            image[saturated] = spec.saturation
-            mask[saturated] |= 1 << planes.bit("SAT")
-        for column in rng.choice(shape[1], size=spec.bad_columns, replace=False):
-            image[:, column] = 0.0
-            mask[:, column] |= 1 << planes.bit("BAD")
-        images[v] = image
-        variances[v] = variance
-        masks[v] = mask
-        artifacts[v] = artifact
-    log.info(
-        "simulated %d visits of %dx%d pixels with %d sources",
-        n_visits,
-        shape[0],
-        shape[1],
-        len(sources),
-    )
-    return SimulatedTile(
-        spec=spec,
-        wcs=wcs,
-        mask_planes=planes,
-        visits=visits,
-        holdout=holdout,
-        images=images,
-        variances=variances,
-        masks=masks,
-        psfs=psfs,
-        psf_fwhm_px=psf_fwhm,
-        seeing_fwhm_px=seeing,
-        psf_beta=beta,
-        psf_stamp_flux=psf_stamp_flux,
-        shifts_px=shifts,
-        true_images=true_images.astype(np.float32),
-        true_subbands=true_subbands,
-        artifacts=artifacts,
-        sources=sources,
-        wavelength_edges_nm=edges,
-        truth_psf_fwhm_px=truth_fwhm,
-    )
+        images[v], variances[v], masks[v], artifacts[v] = _observe_visit(
+            spec,
+            rng,
+            planes,
+            true_images[v],
+            seeing[v] / FWHM_PER_SIGMA,
+            streak=v in spec.streak_visits,
+        )
+    return images, variances, masks, artifacts
+
+
+def _observe_visit(
+    spec: SimulationSpec,
+    rng: np.random.Generator,
+    planes: MaskPlanes,
+    true: np.ndarray,
+    psf_sigma: float,
+    *,
+    streak: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One visit's artifacts, noise, DETECTED footprints, saturation and bad columns."""
+    shape = spec.shape
+    observed = true.copy()
+    artifact = np.zeros(shape, dtype=bool)
+    if streak:
+        observed += _streak(shape, rng, artifact, peak=20.0 * spec.sky_sigma, sigma=psf_sigma)
+    for _ in range(spec.cosmic_rays_per_visit):
+        _cosmic_ray(observed, artifact, rng, amplitude=40.0 * spec.sky_sigma)
+    variance = spec.sky_sigma**2 + np.clip(true, 0.0, None) / spec.gain
+    image = observed + rng.standard_normal(shape) * np.sqrt(variance)
+    mask = np.zeros(shape, dtype=np.int32)
+    if spec.detected_plane:
+        footprints = true > spec.detection_sigma * spec.sky_sigma
+        grow = round(spec.detection_grow_sigma * psf_sigma)
+        if grow > 0:
+            disk = np.hypot(*np.mgrid[-grow : grow + 1, -grow : grow + 1]) <= grow
+            footprints = ndimage.binary_dilation(footprints, structure=disk)
+        mask[footprints] |= 1 << planes.bit("DETECTED")
+    if spec.saturation is not None:
+        saturated = image > spec.saturation
+        image[saturated] = spec.saturation
+        mask[saturated] |= 1 << planes.bit("SAT")
+    for column in rng.choice(shape[1], size=spec.bad_columns, replace=False):
+        image[:, column] = 0.0
+        mask[:, column] |= 1 << planes.bit("BAD")
+    return image, variance, mask, artifact
 
 
 def _render_visits(

@@ -8,12 +8,14 @@ import os
 import warnings
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
 from astropy.wcs import WCS
+from dask.callbacks import Callback
 
 import dcr_dask
 from dcr_dask.errors import InputError, OutputError
@@ -25,6 +27,7 @@ from dcr_dask.io.store import (
     make_output_dataset,
     open_output,
     to_json_attr,
+    transmission_array,
     write_output,
 )
 from dcr_dask.masks import MaskPlanes, run_layout
@@ -206,6 +209,37 @@ def test_make_output_dataset_checks_its_arguments():
         _output(artifacts=np.zeros((3, NY, NX), np.uint8))
     with pytest.raises(ValueError, match="'visit'"):
         _output(inputs=[{"weight": 1.0}])
+
+
+def _no_scheduler(*args: object, **kwargs: object) -> None:
+    raise AssertionError("make_output_dataset computed a dask graph")
+
+
+def test_make_output_dataset_computes_nothing():
+    """Every input lazy (the artifacts too, with their visit coordinate): nothing runs."""
+    starts: list[object] = []
+
+    class Count(Callback):
+        def _start(self, dsk: object) -> None:
+            starts.append(dsk)
+
+    artifacts = xr.DataArray(
+        da.zeros((2, NY, NX), dtype=np.uint8, chunks=(1, 8, 12)),
+        dims=("visit", "y", "x"),
+        coords={"visit": [101, 102]},
+    )
+    curve = transmission_array([400.0, 500.0], [0.5, 0.6], band="g", source="test")
+    with Count(), dask.config.set(scheduler=_no_scheduler):
+        ds = _output(
+            artifacts=artifacts,
+            transmission=curve,
+            psf=np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]),
+            psf_attrs={"method": "inputs"},
+        )
+    assert starts == []
+    for name in ("dcr_model", "coadd", "variance", "n_image", "artifacts", "psf"):
+        assert isinstance(ds[name].data, da.Array), name
+    assert ds["artifacts"]["visit"].values.tolist() == [101, 102]
 
 
 def test_dataarray_inputs_keep_their_pixel_coordinates():

@@ -193,12 +193,8 @@ def export_fits(
     ds = open_output(store_path)
     if prefix is None:
         prefix = store_path.name.removesuffix(".zarr")
-    output_dir = Path(output_dir)
     n_sub = ds.sizes["subfilter"]
-    targets = [output_dir / f"{prefix}_subfilter{i}.fits" for i in range(n_sub)]
-    targets.append(output_dir / f"{prefix}_coadd.fits")
-    for target in targets:
-        check_output(target, inputs=[store_path], overwrite=overwrite)
+    targets = _export_targets(store_path, Path(output_dir), prefix, n_sub, overwrite)
 
     x0, y0 = int(ds["x"].values[0]), int(ds["y"].values[0])
     wcs = wcs_from_header_text(ds.attrs["wcs_header"])
@@ -213,21 +209,12 @@ def export_fits(
     wave_max = ds["wavelength_max"].values
     tables = [_transmission_hdu(ds["transmission"].load())] if "transmission" in ds else []
     psf = _psf_hdu(ds)
-
-    def primary(index: int | None, low: float, high: float) -> fits.Header:
-        header = fits.Header()
-        if index is not None:
-            header["SUBFILT"] = (index, "sub-band index")
-        header["NSUBFILT"] = (n_sub, "number of sub-bands of the DCR model")
-        header["WAVEMIN"] = (float(low), "[nm] shortest wavelength")
-        header["WAVEMAX"] = (float(high), "[nm] longest wavelength")
-        header["DCRDASKV"] = (str(ds.attrs["dcr_dask_version"]), "dcr_dask version")
-        return header
+    version = str(ds.attrs["dcr_dask_version"])
 
     for index in range(n_sub):
         _write_mef(
             targets[index],
-            primary(index, wave_min[index], wave_max[index]),
+            _primary_header(index, n_sub, wave_min[index], wave_max[index], version),
             [
                 ("IMAGE", ds["dcr_model"].data[index], image_cards),
                 ("MASK", mask, mask_cards),
@@ -240,7 +227,7 @@ def export_fits(
         )
     _write_mef(
         targets[-1],
-        primary(None, wave_min.min(), wave_max.max()),
+        _primary_header(None, n_sub, wave_min.min(), wave_max.max(), version),
         [
             ("IMAGE", ds["coadd"].data, image_cards),
             ("MASK", mask, mask_cards),
@@ -252,3 +239,28 @@ def export_fits(
         psf=psf,
     )
     return targets
+
+
+def _export_targets(
+    store_path: Path, output_dir: Path, prefix: str, n_sub: int, overwrite: bool
+) -> list[Path]:
+    """The files of :func:`export_fits`, sub-bands then coadd, each checked writable."""
+    targets = [output_dir / f"{prefix}_subfilter{i}.fits" for i in range(n_sub)]
+    targets.append(output_dir / f"{prefix}_coadd.fits")
+    for target in targets:
+        check_output(target, inputs=[store_path], overwrite=overwrite)
+    return targets
+
+
+def _primary_header(
+    index: int | None, n_sub: int, low: float, high: float, version: str
+) -> fits.Header:
+    """The primary header of an exported file: sub-band (None: the coadd), range, version."""
+    header = fits.Header()
+    if index is not None:
+        header["SUBFILT"] = (index, "sub-band index")
+    header["NSUBFILT"] = (n_sub, "number of sub-bands of the DCR model")
+    header["WAVEMIN"] = (float(low), "[nm] shortest wavelength")
+    header["WAVEMAX"] = (float(high), "[nm] longest wavelength")
+    header["DCRDASKV"] = (version, "dcr_dask version")
+    return header

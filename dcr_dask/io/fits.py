@@ -316,40 +316,15 @@ def write_warp(
         If ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    image = np.asarray(image)
-    mask = np.asarray(mask)
-    variance = np.asarray(variance)
-    if image.ndim != 2 or mask.shape != image.shape or variance.shape != image.shape:
-        raise ValueError(
-            f"image, mask and variance must be 2-d of one shape; got {image.shape}, "
-            f"{mask.shape}, {variance.shape}"
-        )
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise ValueError(f"the mask must be of an integer dtype, got {mask.dtype}")
-    known = mask_planes.value(mask_planes.names)
-    used = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
-    if used & ~known:
-        raise ValueError(f"the mask sets bits {used & ~known:#x} that mask_planes does not name")
+    image, mask, variance = _checked_warp_arrays(image, mask, variance, mask_planes)
     if not wcs.has_celestial or wcs.naxis != 2:
         raise ValueError("wcs must be a 2-d celestial WCS")
     x0, y0 = int(xy0[0]), int(xy0[1])
     bunit = bunit if bunit is not None else (visit.bunit if visit is not None else None)
 
-    primary = fits.Header()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        if isinstance(primary_header, fits.Header):
-            primary.extend(c for c in primary_header.cards if not _structural(c.keyword))
-        elif primary_header is not None:
-            for key, value in primary_header.items():
-                if not _structural(key):
-                    primary[key] = value
-        if visit is not None:
-            primary.update(visit_to_header(visit))
-        # The ownership marker: overwrite may replace only files dcr_dask wrote.
-        primary[FITS_KEYWORD] = (__version__, "written by dcr_dask")
-
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(header=primary)]
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [
+        fits.PrimaryHDU(header=_warp_primary_header(visit, primary_header))
+    ]
     for name, data in (
         ("IMAGE", image.astype(np.float32)),
         ("MASK", mask.astype(np.int32)),
@@ -368,6 +343,47 @@ def write_warp(
     with atomic_file(path, overwrite=overwrite) as tmp:
         fits.HDUList(hdus).writeto(tmp)
     return path
+
+
+def _checked_warp_arrays(
+    image: np.ndarray, mask: np.ndarray, variance: np.ndarray, mask_planes: MaskPlanes
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel arrays of :func:`write_warp`, checked: 2-d, one shape, named mask bits."""
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    variance = np.asarray(variance)
+    if image.ndim != 2 or mask.shape != image.shape or variance.shape != image.shape:
+        raise ValueError(
+            f"image, mask and variance must be 2-d of one shape; got {image.shape}, "
+            f"{mask.shape}, {variance.shape}"
+        )
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"the mask must be of an integer dtype, got {mask.dtype}")
+    known = mask_planes.value(mask_planes.names)
+    used = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
+    if used & ~known:
+        raise ValueError(f"the mask sets bits {used & ~known:#x} that mask_planes does not name")
+    return image, mask, variance
+
+
+def _warp_primary_header(
+    visit: VisitInfo | None, primary_header: Mapping[str, Any] | None
+) -> fits.Header:
+    """The primary header of :func:`write_warp`: extra cards, the visit's, the owner mark."""
+    primary = fits.Header()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        if isinstance(primary_header, fits.Header):
+            primary.extend(c for c in primary_header.cards if not _structural(c.keyword))
+        elif primary_header is not None:
+            for key, value in primary_header.items():
+                if not _structural(key):
+                    primary[key] = value
+        if visit is not None:
+            primary.update(visit_to_header(visit))
+        # The ownership marker: overwrite may replace only files dcr_dask wrote.
+        primary[FITS_KEYWORD] = (__version__, "written by dcr_dask")
+    return primary
 
 
 # --------------------------------------------------------------------------- reading headers
@@ -582,86 +598,18 @@ def _check_open_file(
 ) -> WarpCheck:
     """The checks of :func:`check_warp` on an open file."""
     hdus, lookup = _find_hdus(headers)
-    broken: set[str] = set()
-    names = {index: extname for extname, index in hdus.items()}
-    for index, header in enumerate(headers):
-        extname = names.get(index, str(header.get("EXTNAME", "")).strip().upper())
-        info = hdul.fileinfo(index)
-        end = info["datLoc"] + info["datSpan"]
-        if end > size:
-            broken.add(extname)
-            fail(
-                extname or f"HDU {index}",
-                f"file is truncated: this HDU ends at byte {end} but the file has {size} bytes",
-            )
+    broken = _truncated_hdus(hdul, headers, hdus, size, fail)
     visit_info = None
     if with_visit:
         label = archive_filter_label(hdul, headers)
         visit_info, visit_errors = check_visit_header(headers[0], name, filter_label=label)
         errors.extend(visit_errors)
-
-    shapes: dict[str, tuple[int, int]] = {}
-    origins: dict[str, tuple[int, int]] = {}
-    for extname in (*IMAGE_HDUS, "PSF"):
-        if extname not in hdus:
-            if extname != "PSF":
-                fail(
-                    extname,
-                    f"HDU with EXTNAME = '{extname}' is missing (nor EXTTYPE = '{extname}', nor "
-                    "IMAGE, MASK, VARIANCE at HDUs 1-3 after an empty primary HDU)",
-                )
-            continue
-        header = headers[hdus[extname]]
-        bitpix = header.get("BITPIX")
-        scaling = (header.get("BSCALE", 1), header.get("BZERO", 0))
-        uint16_mask = extname == "MASK" and bitpix == 16 and scaling == (1, 32768)
-        if not uint16_mask and (bitpix != _BITPIX[extname] or scaling[1] != 0):
-            wanted = "int32 (or afw's old uint16)" if extname == "MASK" else "float32"
-            fail(
-                extname,
-                f"pixels must be {wanted} (BITPIX = {_BITPIX[extname]}), got BITPIX = {bitpix}"
-                + (f", BZERO = {scaling[1]}" if scaling[1] != 0 else ""),
-            )
-            broken.add(extname)
-        naxis = header.get("NAXIS", 0)
-        if naxis != 2 or header.get("NAXIS1", 0) < 1 or header.get("NAXIS2", 0) < 1:
-            fail(extname, f"must be a non-empty 2-d image, got NAXIS = {naxis}")
-            broken.add(extname)
-            continue
-        shapes[extname] = (int(header["NAXIS2"]), int(header["NAXIS1"]))
-        if extname != "PSF":
-            xy0 = _xy0_from_header(header, lambda key, msg, e=extname: fail(f"{e} {key}", msg))
-            if xy0 is not None:
-                origins[extname] = xy0
-
-    if len({shapes[e] for e in IMAGE_HDUS if e in shapes}) > 1:
-        text = ", ".join(f"{e} {shapes[e]}" for e in IMAGE_HDUS if e in shapes)
-        fail("IMAGE/MASK/VARIANCE", f"shapes differ: {text}")
-    if len(set(origins.values())) > 1:
-        text = ", ".join(f"{e} {xy}" for e, xy in origins.items())
-        fail("IMAGE/MASK/VARIANCE", f"pixel origins (x0, y0) differ: {text}")
-    xy0 = origins.get("IMAGE") or next(iter(origins.values()), (0, 0))
-
-    planes = None
-    if "MASK" in hdus:
-        try:
-            planes = MaskPlanes.from_header(headers[hdus["MASK"]])
-        except (TypeError, ValueError) as exc:
-            fail("MASK", f"bad mask-plane keywords: {exc}")
-        else:
-            if not planes.bits:
-                # afw keeps the plane names nowhere else: every bit would be ignored
-                fail(
-                    "MASK MP_*",
-                    "the MASK HDU has no MP_<PLANE> keywords, so none of its bits can be "
-                    "named (NO_DATA, BAD, SAT, ... would all be ignored); write the planes "
-                    "as afw does (e.g. MP_NO_DATA = 8)",
-                )
-                planes = None
+    shapes, origins = _check_image_hdus(headers, hdus, broken, fail)
+    xy0 = _common_xy0(shapes, origins, fail)
+    planes = _read_mask_planes(headers, hdus, fail)
     wcs = None
     if "IMAGE" in hdus:
         wcs = _read_wcs(headers[hdus["IMAGE"]], lambda key, msg: fail(f"IMAGE {key}", msg))
-
     psf = None
     if "PSF" in shapes and "PSF" not in broken:
         n_y, n_x = shapes["PSF"]
@@ -698,6 +646,111 @@ def _check_open_file(
             if errors:
                 return WarpCheck(None, None, None, errors)
     return WarpCheck(visit_info, layout, psf, [])
+
+
+def _truncated_hdus(
+    hdul: fits.HDUList,
+    headers: list[fits.Header],
+    hdus: Mapping[str, int],
+    size: int,
+    fail: Callable[[str | None, str], None],
+) -> set[str]:
+    """Report every HDU whose data run past the end of the file; return their names."""
+    broken: set[str] = set()
+    names = {index: extname for extname, index in hdus.items()}
+    for index, header in enumerate(headers):
+        extname = names.get(index, str(header.get("EXTNAME", "")).strip().upper())
+        info = hdul.fileinfo(index)
+        end = info["datLoc"] + info["datSpan"]
+        if end > size:
+            broken.add(extname)
+            fail(
+                extname or f"HDU {index}",
+                f"file is truncated: this HDU ends at byte {end} but the file has {size} bytes",
+            )
+    return broken
+
+
+def _check_image_hdus(
+    headers: list[fits.Header],
+    hdus: Mapping[str, int],
+    broken: set[str],
+    fail: Callable[[str | None, str], None],
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """Report every missing or malformed image HDU (adding it to ``broken``); return the
+    shape of each well-formed one and the pixel origin of each of IMAGE, MASK, VARIANCE."""
+    shapes: dict[str, tuple[int, int]] = {}
+    origins: dict[str, tuple[int, int]] = {}
+    for extname in (*IMAGE_HDUS, "PSF"):
+        if extname not in hdus:
+            if extname != "PSF":
+                fail(
+                    extname,
+                    f"HDU with EXTNAME = '{extname}' is missing (nor EXTTYPE = '{extname}', nor "
+                    "IMAGE, MASK, VARIANCE at HDUs 1-3 after an empty primary HDU)",
+                )
+            continue
+        header = headers[hdus[extname]]
+        bitpix = header.get("BITPIX")
+        scaling = (header.get("BSCALE", 1), header.get("BZERO", 0))
+        uint16_mask = extname == "MASK" and bitpix == 16 and scaling == (1, 32768)
+        if not uint16_mask and (bitpix != _BITPIX[extname] or scaling[1] != 0):
+            wanted = "int32 (or afw's old uint16)" if extname == "MASK" else "float32"
+            fail(
+                extname,
+                f"pixels must be {wanted} (BITPIX = {_BITPIX[extname]}), got BITPIX = {bitpix}"
+                + (f", BZERO = {scaling[1]}" if scaling[1] != 0 else ""),
+            )
+            broken.add(extname)
+        naxis = header.get("NAXIS", 0)
+        if naxis != 2 or header.get("NAXIS1", 0) < 1 or header.get("NAXIS2", 0) < 1:
+            fail(extname, f"must be a non-empty 2-d image, got NAXIS = {naxis}")
+            broken.add(extname)
+            continue
+        shapes[extname] = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+        if extname != "PSF":
+            xy0 = _xy0_from_header(header, lambda key, msg, e=extname: fail(f"{e} {key}", msg))
+            if xy0 is not None:
+                origins[extname] = xy0
+    return shapes, origins
+
+
+def _common_xy0(
+    shapes: Mapping[str, tuple[int, int]],
+    origins: Mapping[str, tuple[int, int]],
+    fail: Callable[[str | None, str], None],
+) -> tuple[int, int]:
+    """Report IMAGE/MASK/VARIANCE shapes or origins that differ; return the IMAGE origin."""
+    if len({shapes[e] for e in IMAGE_HDUS if e in shapes}) > 1:
+        text = ", ".join(f"{e} {shapes[e]}" for e in IMAGE_HDUS if e in shapes)
+        fail("IMAGE/MASK/VARIANCE", f"shapes differ: {text}")
+    if len(set(origins.values())) > 1:
+        text = ", ".join(f"{e} {xy}" for e, xy in origins.items())
+        fail("IMAGE/MASK/VARIANCE", f"pixel origins (x0, y0) differ: {text}")
+    return origins.get("IMAGE") or next(iter(origins.values()), (0, 0))
+
+
+def _read_mask_planes(
+    headers: list[fits.Header], hdus: Mapping[str, int], fail: Callable[[str | None, str], None]
+) -> MaskPlanes | None:
+    """The ``MP_*`` planes of the MASK HDU, or None (reported) if bad, absent or none."""
+    if "MASK" not in hdus:
+        return None
+    try:
+        planes = MaskPlanes.from_header(headers[hdus["MASK"]])
+    except (TypeError, ValueError) as exc:
+        fail("MASK", f"bad mask-plane keywords: {exc}")
+        return None
+    if not planes.bits:
+        # afw keeps the plane names nowhere else: every bit would be ignored
+        fail(
+            "MASK MP_*",
+            "the MASK HDU has no MP_<PLANE> keywords, so none of its bits can be "
+            "named (NO_DATA, BAD, SAT, ... would all be ignored); write the planes "
+            "as afw does (e.g. MP_NO_DATA = 8)",
+        )
+        return None
+    return planes
 
 
 def _find_hdus(headers: list[fits.Header]) -> tuple[dict[str, int], str]:

@@ -380,6 +380,58 @@ def _read_band(
     return None, None
 
 
+def _read_boresight(
+    reader: _HeaderReader,
+) -> tuple[float | None, float | None, float | None, float | None, str | None]:
+    """Read ``BORE-RA``, ``BORE-DEC`` (required), ``BORE-AZ``, ``BORE-ROTANG``, ``ROTTYPE``."""
+    ra = reader.number("BORE-RA", required=True, check=_in_turn, expect="[-360, 360] deg")
+    dec = reader.number(
+        "BORE-DEC", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
+    )
+    az = reader.number("BORE-AZ", check=_in_turn, expect="[-360, 360] deg")
+    rotang = reader.number("BORE-ROTANG")
+    rottype = reader.string("ROTTYPE")
+    return ra, dec, az, rotang, rottype
+
+
+def _read_site_position(reader: _HeaderReader) -> tuple[float | None, float | None]:
+    """Read the required ``OBS-LONG`` and ``OBS-LAT`` (deg)."""
+    longitude = reader.number("OBS-LONG", required=True, check=_in_turn, expect="[-360, 360] deg")
+    latitude = reader.number(
+        "OBS-LAT", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
+    )
+    return longitude, latitude
+
+
+def _read_weather(reader: _HeaderReader) -> tuple[float | None, float | None, float | None]:
+    """Read the optional ``AIRTEMP`` (degC), ``AIRPRESS`` (Pa) and ``HUMIDITY`` (%)."""
+    low_c, high_c = _AIRTEMP_RANGE_C
+    temperature = reader.number(
+        "AIRTEMP",
+        check=lambda v: low_c <= v <= high_c,
+        expect=f"[{low_c:.0f}, {high_c:.0f}] degC (air temperature in Celsius, not kelvin)",
+    )
+    low_pa, high_pa = _AIRPRESS_RANGE_PA
+    pressure = reader.number(
+        "AIRPRESS",
+        check=lambda v: low_pa <= v <= high_pa,
+        expect=f"[{low_pa:.0f}, {high_pa:.0f}] Pa (air pressure in pascals, not hPa or mbar)",
+    )
+    humidity = reader.number("HUMIDITY", check=lambda v: 0.0 <= v <= 100.0, expect="[0, 100] %")
+    return temperature, pressure, humidity
+
+
+def _read_psf_and_zero_point(reader: _HeaderReader) -> tuple[float | None, float | None]:
+    """Read the optional ``PSF-FWHM`` (pixels) and ``MAGZERO`` (mag)."""
+    psf_fwhm = reader.number("PSF-FWHM", check=lambda v: v > 0.0, expect="> 0 pixel")
+    magzero = reader.number(
+        "MAGZERO",
+        check=lambda v: abs(v) <= _MAGZERO_LIMIT,
+        expect=f"[-{_MAGZERO_LIMIT:.0f}, {_MAGZERO_LIMIT:.0f}] mag (a zero point in magnitudes)",
+    )
+    return psf_fwhm, magzero
+
+
 def check_visit_header(
     header: Mapping[str, Any],
     filename: str | Path,
@@ -432,17 +484,8 @@ def check_visit_header(
     band, band_source = _read_band(reader, filter_label)
     exptime = reader.number("EXPTIME", check=lambda v: v >= 0.0, expect="must be >= 0 s")
     mjd, era = _read_time(reader)
-    ra = reader.number("BORE-RA", required=True, check=_in_turn, expect="[-360, 360] deg")
-    dec = reader.number(
-        "BORE-DEC", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
-    )
-    az = reader.number("BORE-AZ", check=_in_turn, expect="[-360, 360] deg")
-    rotang = reader.number("BORE-ROTANG")
-    rottype = reader.string("ROTTYPE")
-    longitude = reader.number("OBS-LONG", required=True, check=_in_turn, expect="[-360, 360] deg")
-    latitude = reader.number(
-        "OBS-LAT", required=True, check=lambda v: -90.0 <= v <= 90.0, expect="[-90, 90] deg"
-    )
+    ra, dec, az, rotang, rottype = _read_boresight(reader)
+    longitude, latitude = _read_site_position(reader)
     alt, airmass = _read_pointing(reader, era, ra, dec, longitude, latitude)
     elevation = reader.number(
         "OBS-ELEV",
@@ -450,25 +493,8 @@ def check_visit_header(
         check=lambda v: _MIN_ELEVATION_M <= v < refraction.MAX_ELEVATION_M,
         expect=f"[{_MIN_ELEVATION_M:.0f}, {refraction.MAX_ELEVATION_M:.0f}) m above sea level",
     )
-    low_c, high_c = _AIRTEMP_RANGE_C
-    temperature = reader.number(
-        "AIRTEMP",
-        check=lambda v: low_c <= v <= high_c,
-        expect=f"[{low_c:.0f}, {high_c:.0f}] degC (air temperature in Celsius, not kelvin)",
-    )
-    low_pa, high_pa = _AIRPRESS_RANGE_PA
-    pressure = reader.number(
-        "AIRPRESS",
-        check=lambda v: low_pa <= v <= high_pa,
-        expect=f"[{low_pa:.0f}, {high_pa:.0f}] Pa (air pressure in pascals, not hPa or mbar)",
-    )
-    humidity = reader.number("HUMIDITY", check=lambda v: 0.0 <= v <= 100.0, expect="[0, 100] %")
-    psf_fwhm = reader.number("PSF-FWHM", check=lambda v: v > 0.0, expect="> 0 pixel")
-    magzero = reader.number(
-        "MAGZERO",
-        check=lambda v: abs(v) <= _MAGZERO_LIMIT,
-        expect=f"[-{_MAGZERO_LIMIT:.0f}, {_MAGZERO_LIMIT:.0f}] mag (a zero point in magnitudes)",
-    )
+    temperature, pressure, humidity = _read_weather(reader)
+    psf_fwhm, magzero = _read_psf_and_zero_point(reader)
 
     if reader.errors:
         return None, reader.errors

@@ -537,88 +537,23 @@ def make_output_dataset(
     ValueError
         If shapes, lengths or attribute names are inconsistent.
     """
-    arrays = {
-        "dcr_model": dcr_model,
-        "variance": variance,
-        "mask": mask,
-        "n_image": n_image,
-    }
-    variables = {
-        name: _as_dataarray(name, value, *OUTPUT_VARIABLES[name]) for name, value in arrays.items()
-    }
-    n_sub, ny, nx = variables["dcr_model"].shape
-    variables["coadd"] = (
-        variables["dcr_model"].sum("subfilter", dtype=np.float64).astype(np.float32).rename("coadd")
+    variables = _output_variables(
+        {"dcr_model": dcr_model, "variance": variance, "mask": mask, "n_image": n_image}
     )
-    records = [dict(record) for record in inputs]
-    if any("visit" not in record for record in records):
-        raise ValueError("every record of inputs needs a 'visit'")
+    n_sub, ny, nx = variables["dcr_model"].shape
+    records = _input_records(inputs)
     if artifacts is not None:
-        art = _as_dataarray("artifacts", artifacts, *_ARTIFACTS[1:])
-        if "visit" not in art.coords:
-            if art.sizes["visit"] != len(records):
-                raise ValueError(
-                    f"artifacts has {art.sizes['visit']} visits but inputs has {len(records)}"
-                )
-            art = art.assign_coords(visit=[int(record["visit"]) for record in records])
-        variables["artifacts"] = art
+        variables["artifacts"] = _artifacts_variable(artifacts, records)
     psf_coords: dict[str, Any] = {}
     if psf is not None:
-        stamp = np.asarray(psf, dtype=np.float64)
-        total = stamp.sum()
-        if stamp.ndim != 2 or stamp.shape[0] != stamp.shape[1] or stamp.shape[0] % 2 != 1:
-            raise ValueError(f"psf of shape {stamp.shape} must be an odd square stamp")
-        if not (np.all(np.isfinite(stamp)) and total > 0):
-            raise ValueError("psf must be finite with a positive sum")
-        half = stamp.shape[0] // 2
-        offsets = np.arange(-half, half + 1, dtype=np.int64)
-        psf_coords = {"psf_y": offsets, "psf_x": offsets}
-        stamp32 = (stamp / total).astype(np.float32)
-        variables["psf"] = xr.DataArray(
-            # one chunk: a stamp is small
-            da.from_array(stamp32, chunks=stamp32.shape),
-            dims=_PSF[1],
-            attrs=dict(psf_attrs or {}),
-            name="psf",
-        )
+        variables["psf"], psf_coords = _psf_variable(psf, psf_attrs)
     coords = {"y": np.arange(ny, dtype=np.int64), "x": np.arange(nx, dtype=np.int64)}
     coords.update(_pixel_coords(list(variables.values())))
-    for name, var in variables.items():
-        expected = {"subfilter": n_sub, "y": ny, "x": nx}
-        for dim, size in var.sizes.items():
-            if dim in expected and size != expected[dim]:
-                raise ValueError(f"{name} has {dim} of size {size}, expected {expected[dim]}")
-    wave_min = np.asarray(wavelength_min_nm, dtype=np.float64)
-    wave_max = np.asarray(wavelength_max_nm, dtype=np.float64)
-    if wave_min.shape != (n_sub,) or wave_max.shape != (n_sub,):
-        raise ValueError(f"wavelength_min_nm and wavelength_max_nm need {n_sub} values each")
-    if np.any(wave_min >= wave_max):
-        raise ValueError("every sub-band needs wavelength_min_nm < wavelength_max_nm")
-
-    planes = mask_planes if isinstance(mask_planes, MaskPlanes) else MaskPlanes(mask_planes)
-    attrs: dict[str, Any] = {
-        "mask_planes": dict(planes.bits),
-        "wcs_header": str(wcs_header),
-        "config": config.toDict() if hasattr(config, "toDict") else dict(config),
-        "inputs": records,
-        "convergence": convergence,
-        "dcr_dask_version": __version__,
-    }
-    for key, value in (extra_attrs or {}).items():
-        if key in attrs:
-            raise ValueError(f"extra_attrs may not set the reserved attribute {key!r}")
-        attrs[key] = value
-
-    data_vars = {
-        name: var.drop_vars([c for c in var.coords if c != "visit"])
-        for name, var in variables.items()
-    }
-    if transmission is not None:
-        if transmission.dims != _TRANSMISSION[1] or transmission.dtype != _TRANSMISSION[2]:
-            raise ValueError("transmission must come from transmission_array()")
-        data_vars["transmission"] = transmission
+    _check_sizes(variables, {"subfilter": n_sub, "y": ny, "x": nx})
+    wave_min, wave_max = _subband_edges(wavelength_min_nm, wavelength_max_nm, n_sub)
+    attrs = _output_attrs(mask_planes, wcs_header, config, records, convergence, extra_attrs or {})
     return xr.Dataset(
-        data_vars,
+        _data_vars(variables, transmission),
         coords={
             **coords,
             **psf_coords,
@@ -628,6 +563,121 @@ def make_output_dataset(
         },
         attrs=attrs,
     )
+
+
+def _data_vars(
+    variables: Mapping[str, xr.DataArray], transmission: xr.DataArray | None
+) -> dict[str, xr.DataArray]:
+    """The data variables without their coordinates (but ``visit``), and ``transmission``."""
+    data_vars = {
+        name: var.drop_vars([c for c in var.coords if c != "visit"])
+        for name, var in variables.items()
+    }
+    if transmission is not None:
+        if transmission.dims != _TRANSMISSION[1] or transmission.dtype != _TRANSMISSION[2]:
+            raise ValueError("transmission must come from transmission_array()")
+        data_vars["transmission"] = transmission
+    return data_vars
+
+
+def _output_variables(arrays: Mapping[str, Any]) -> dict[str, xr.DataArray]:
+    """The four input arrays as labelled, cast DataArrays, plus their lazy ``coadd``."""
+    variables = {
+        name: _as_dataarray(name, value, *OUTPUT_VARIABLES[name]) for name, value in arrays.items()
+    }
+    variables["coadd"] = (
+        variables["dcr_model"].sum("subfilter", dtype=np.float64).astype(np.float32).rename("coadd")
+    )
+    return variables
+
+
+def _input_records(inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The per-visit records as plain dicts, each checked to name its ``visit``."""
+    records = [dict(record) for record in inputs]
+    if any("visit" not in record for record in records):
+        raise ValueError("every record of inputs needs a 'visit'")
+    return records
+
+
+def _artifacts_variable(artifacts: Any, records: Sequence[Mapping[str, Any]]) -> xr.DataArray:
+    """The ``artifacts`` variable, with its ``visit`` coordinate (else taken from ``records``)."""
+    art = _as_dataarray("artifacts", artifacts, *_ARTIFACTS[1:])
+    if "visit" not in art.coords:
+        if art.sizes["visit"] != len(records):
+            raise ValueError(
+                f"artifacts has {art.sizes['visit']} visits but inputs has {len(records)}"
+            )
+        art = art.assign_coords(visit=[int(record["visit"]) for record in records])
+    return art
+
+
+def _psf_variable(
+    psf: np.ndarray, psf_attrs: Mapping[str, Any] | None
+) -> tuple[xr.DataArray, dict[str, Any]]:
+    """The checked, normalised ``psf`` variable and its ``psf_y``/``psf_x`` coordinates."""
+    stamp = np.asarray(psf, dtype=np.float64)
+    total = stamp.sum()
+    if stamp.ndim != 2 or stamp.shape[0] != stamp.shape[1] or stamp.shape[0] % 2 != 1:
+        raise ValueError(f"psf of shape {stamp.shape} must be an odd square stamp")
+    if not (np.all(np.isfinite(stamp)) and total > 0):
+        raise ValueError("psf must be finite with a positive sum")
+    half = stamp.shape[0] // 2
+    offsets = np.arange(-half, half + 1, dtype=np.int64)
+    stamp32 = (stamp / total).astype(np.float32)
+    variable = xr.DataArray(
+        # one chunk: a stamp is small
+        da.from_array(stamp32, chunks=stamp32.shape),
+        dims=_PSF[1],
+        attrs=dict(psf_attrs or {}),
+        name="psf",
+    )
+    return variable, {"psf_y": offsets, "psf_x": offsets}
+
+
+def _check_sizes(variables: Mapping[str, xr.DataArray], expected: Mapping[Hashable, int]) -> None:
+    """Raise ValueError at the first variable whose ``subfilter``, ``y`` or ``x`` size differs."""
+    for name, var in variables.items():
+        for dim, size in var.sizes.items():
+            if dim in expected and size != expected[dim]:
+                raise ValueError(f"{name} has {dim} of size {size}, expected {expected[dim]}")
+
+
+def _subband_edges(
+    wavelength_min_nm: Sequence[float], wavelength_max_nm: Sequence[float], n_sub: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sub-band edges as float64 arrays, checked to number ``n_sub`` and to increase."""
+    wave_min = np.asarray(wavelength_min_nm, dtype=np.float64)
+    wave_max = np.asarray(wavelength_max_nm, dtype=np.float64)
+    if wave_min.shape != (n_sub,) or wave_max.shape != (n_sub,):
+        raise ValueError(f"wavelength_min_nm and wavelength_max_nm need {n_sub} values each")
+    if np.any(wave_min >= wave_max):
+        raise ValueError("every sub-band needs wavelength_min_nm < wavelength_max_nm")
+    return wave_min, wave_max
+
+
+def _output_attrs(
+    mask_planes: MaskPlanes | Mapping[str, int],
+    wcs_header: str,
+    config: Any,
+    records: list[dict[str, Any]],
+    convergence: Mapping[str, Any] | Sequence[Any],
+    extra_attrs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The attributes of the output Dataset; ``extra_attrs`` may not reuse a reserved name."""
+    planes = mask_planes if isinstance(mask_planes, MaskPlanes) else MaskPlanes(mask_planes)
+    attrs: dict[str, Any] = {
+        "mask_planes": dict(planes.bits),
+        "wcs_header": str(wcs_header),
+        "config": config.toDict() if hasattr(config, "toDict") else dict(config),
+        "inputs": records,
+        "convergence": convergence,
+        "dcr_dask_version": __version__,
+    }
+    for key, value in extra_attrs.items():
+        if key in attrs:
+            raise ValueError(f"extra_attrs may not set the reserved attribute {key!r}")
+        attrs[key] = value
+    return attrs
 
 
 def _check_output(ds: xr.Dataset, where: str) -> None:
