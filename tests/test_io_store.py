@@ -30,6 +30,7 @@ from dcr_dask.io.store import (
     transmission_array,
     write_output,
 )
+from dcr_dask.kernels.model import coadd_of_planes
 from dcr_dask.masks import MaskPlanes, run_layout
 
 S, NY, NX = 3, 20, 24
@@ -108,6 +109,10 @@ def test_output_store_round_trip_with_plain_open_zarr(tmp_path):
         np.testing.assert_array_equal(opened[name].values, ds[name].values)
     np.testing.assert_allclose(
         opened["coadd"].values, opened["dcr_model"].values.sum(axis=0), rtol=1e-6, atol=1e-6
+    )
+    # the sum is the kernel's, the one home of the coadd (coadd_from_model uses it too)
+    np.testing.assert_array_equal(
+        opened["coadd"].values, coadd_of_planes(opened["dcr_model"].values)
     )
     np.testing.assert_array_equal(opened["wavelength_min"].values, [400.0, 450.0, 500.0])
     np.testing.assert_array_equal(opened["subfilter"].values, np.arange(S))

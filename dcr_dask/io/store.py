@@ -55,6 +55,7 @@ from dcr_dask._version import __version__
 from dcr_dask.errors import InputError
 from dcr_dask.io.atomic import atomic_directory
 from dcr_dask.io.ownership import WRITER_ATTR, writer
+from dcr_dask.kernels.model import coadd_of_planes
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.progress import progress_enabled, track
 
@@ -585,9 +586,15 @@ def _output_variables(arrays: Mapping[str, Any]) -> dict[str, xr.DataArray]:
     variables = {
         name: _as_dataarray(name, value, *OUTPUT_VARIABLES[name]) for name, value in arrays.items()
     }
-    variables["coadd"] = (
-        variables["dcr_model"].sum("subfilter", dtype=np.float64).astype(np.float32).rename("coadd")
+    model = variables["dcr_model"]
+    data = model.data
+    summed = (
+        da.map_blocks(coadd_of_planes, data.rechunk({0: -1}), drop_axis=0, dtype=np.float32)
+        if isinstance(data, da.Array)
+        else coadd_of_planes(data)
     )
+    first = model.isel(subfilter=0, drop=True)
+    variables["coadd"] = xr.DataArray(summed, dims=first.dims, coords=first.coords, name="coadd")
     return variables
 
 

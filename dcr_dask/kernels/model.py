@@ -84,6 +84,7 @@ __all__ = [
     "apply_model_weights",
     "back_project",
     "coadd_from_model",
+    "coadd_of_planes",
     "condition",
     "forward_model",
     "forward_models",
@@ -1240,4 +1241,24 @@ def coadd_from_model(model: np.ndarray, accelerate: float) -> tuple[np.ndarray, 
         ``(ny, nx)`` DCR-corrected coadd, flux.
     """
     amplified = amplify(model, accelerate)
-    return amplified.astype(np.float32), amplified.sum(axis=0).astype(np.float32)
+    return amplified.astype(np.float32), coadd_of_planes(amplified)
+
+
+def coadd_of_planes(planes: np.ndarray) -> np.ndarray:
+    """The DCR coadd of finished sub-band images: their sum (the reference's ``stackCoadd``).
+
+    The one home of this sum: :func:`coadd_from_model` and the output store
+    (:func:`dcr_dask.io.store.make_output_dataset`, over the sub-band images as
+    ``processResults`` finished them) both use it.
+
+    Parameters
+    ----------
+    planes : numpy.ndarray
+        ``(S, ny, nx)`` sub-band images, flux.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        ``(ny, nx)``, summed in double precision.
+    """
+    return np.asarray(planes).sum(axis=0, dtype=np.float64).astype(np.float32)
