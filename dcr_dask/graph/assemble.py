@@ -593,17 +593,6 @@ def fit_tile(
         Convergence history of every block.
     """
     S = settings.n_subfilters
-    ny, nx = grid.shape
-    initial = da.map_blocks(
-        _initial_planes,
-        inputs.template.rechunk(grid.chunks),
-        inputs.template_variance.rechunk(grid.chunks),
-        n_subfilters=S,
-        new_axis=0,
-        chunks=((S,), *grid.chunks),
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), np.float32),
-    )
     n_visits = inputs.images.shape[0]
     if groups is None:
         bytes_per_block = block_memory_bytes(grid, halo, n_visits, S)
@@ -612,17 +601,8 @@ def fit_tile(
     if sorted(b for group in groups for b in group) != sorted(grid.blocks()):
         raise ValueError("the groups do not hold every block of the grid exactly once")
     finished = {int(k): list(v) for k, v in (finished or {}).items()}
-    if finished:
-        # the finished groups' cores stay; every other block starts again from the start
-        again = [b for k, group in enumerate(groups) if k not in finished for b in group]
-        zeros = {
-            b: da.zeros((S, *_block_shape(grid, b)), dtype=np.uint16, chunks=-1) for b in again
-        }
-        _write_group(initial, zeros, grid, again, scratch)
-    else:
-        scratch.create(initial, da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)))
+    _start_scratch(inputs, grid, S, groups, finished, scratch)
     stored = scratch.model()
-
     log.info(
         "fitting %d blocks of %s px (halo %d px) in %d group(s), %d visits, %d sub-bands, "
         "%s shifts",
@@ -666,13 +646,117 @@ def fit_tile(
     return scratch.model(), scratch.n_image(), fits
 
 
+def _start_scratch(
+    inputs: FitInputs,
+    grid: TileGrid,
+    n_subfilters: int,
+    groups: list[list[tuple[int, int]]],
+    finished: Mapping[int, Sequence[BlockFit]],
+    scratch: FitScratch,
+) -> None:
+    """The starting model ``T/S`` (:func:`dcr_dask.kernels.model.initial_model`) into
+    ``scratch``: the whole tile, or, resuming, every block of the groups not finished."""
+    S = n_subfilters
+    initial = da.map_blocks(
+        _initial_planes,
+        inputs.template.rechunk(grid.chunks),
+        inputs.template_variance.rechunk(grid.chunks),
+        n_subfilters=S,
+        new_axis=0,
+        chunks=((S,), *grid.chunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    if finished:
+        # the finished groups' cores stay; every other block starts again from the start
+        again = [b for k, group in enumerate(groups) if k not in finished for b in group]
+        zeros = {
+            b: da.zeros((S, *_block_shape(grid, b)), dtype=np.uint16, chunks=-1) for b in again
+        }
+        _write_group(initial, zeros, grid, again, scratch)
+    else:
+        ny, nx = grid.shape
+        scratch.create(initial, da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)))
+
+
 def _fit_group(
-    inputs, grid, shifts, settings, scratch, stored, group, halo, label
+    inputs: FitInputs,
+    grid: TileGrid,
+    shifts: Mapping[tuple[int, int], RunShifts],
+    settings: FitSettings,
+    scratch: FitScratch,
+    stored: da.Array,
+    group: Sequence[tuple[int, int]],
+    halo: int,
+    label: str,
 ) -> list[BlockFit]:
+    """Fit the blocks of one group to their own stopping criteria, then write their
+    cores to ``scratch``; blocks outside the group are read from ``stored``."""
     grown = {block: _grown(grid, block, halo) for block in group}
+    prepared = _prepare_group(inputs, shifts, settings, grown, label)
+    S = settings.n_subfilters
+    current: dict[tuple[int, int], da.Array] = {}
+    metrics: dict[tuple[int, int], list[float]] = {block: [] for block in group}
+    gains: dict[tuple[int, int], list[float]] = {block: [] for block in group}
+    done: dict[tuple[int, int], BlockFit] = {}
+    active = list(group)
+    while active:
+        model = _assemble_model(grid, stored, current, S)
+        results = {
+            block: dask.delayed(_fit_step, pure=True, nout=3)(
+                model[:, grown[block].ys, grown[block].xs],
+                prepared[block],
+                pad=grown[block].pad,
+                core=grown[block].core,
+                shifts=shifts[block].shifts_px,
+                unsplit=shifts[block].unsplit_px,
+                metrics=list(metrics[block]),
+                gains=list(gains[block]),
+                settings=settings,
+                visit_weights=inputs.visit_weights,
+                buffer_px=shifts[block].buffer_px,
+            )
+            for block in active
+        }
+        persisted = dict(zip(active, dask.persist(*results.values()), strict=True))
+        track(list(persisted.values()), f"{label}, iteration {len(metrics[active[0]]) + 1}")
+        numbers = dask.compute({block: (r[1], r[2]) for block, r in persisted.items()})[0]
+        still = []
+        for block in active:
+            metric, gain = numbers[block]
+            metrics[block].append(metric)
+            fit = _stopped(block, metrics[block], gains[block], settings)
+            if fit is not None:
+                done[block] = fit
+                continue
+            log.info(
+                "block %s iteration %d: metric %.5g, gain %.3f",
+                block,
+                len(metrics[block]),
+                metric,
+                gain,
+            )
+            gains[block].append(gain)
+            current[block] = da.from_delayed(
+                persisted[block][0], shape=(S, *_block_shape(grid, block)), dtype=np.float32
+            )
+            still.append(block)
+        active = still
+    final = _assemble_model(grid, stored, current, S)
+    _write_group(final, _n_image_cores(grid, grown, prepared, S), grid, group, scratch)
+    return [done[block] for block in group]
+
+
+def _prepare_group(
+    inputs: FitInputs,
+    shifts: Mapping[tuple[int, int], RunShifts],
+    settings: FitSettings,
+    grown: Mapping[tuple[int, int], _Grown],
+    label: str,
+) -> dict[tuple[int, int], Any]:
+    """Each block's fixed inputs (:func:`_prepare_block`), persisted on the cluster."""
     prepared = {}
-    for block in group:
-        g = grown[block]
+    for block, g in grown.items():
         pix = (slice(None), g.ys, g.xs)
         prepared[block] = dask.delayed(_prepare_block, pure=True)(
             inputs.images[pix],
@@ -686,86 +770,54 @@ def _fit_group(
             settings=settings,
             visit_weights=inputs.visit_weights,
         )
-    prepared = dict(zip(group, dask.persist(*prepared.values()), strict=True))
-    track(list(prepared.values()), f"{label}, inputs")
+    persisted = dict(zip(grown, dask.persist(*prepared.values()), strict=True))
+    track(list(persisted.values()), f"{label}, inputs")
+    return persisted
 
-    S = settings.n_subfilters
-    current: dict[tuple[int, int], da.Array] = {}
-    metrics = {block: [] for block in group}
-    gains = {block: [] for block in group}
-    done: dict[tuple[int, int], BlockFit] = {}
-    active = list(group)
-    while active:
-        model = _assemble_model(grid, stored, current, S)
-        results = {}
-        for block in active:
-            g = grown[block]
-            results[block] = dask.delayed(_fit_step, pure=True, nout=3)(
-                model[:, g.ys, g.xs],
-                prepared[block],
-                pad=g.pad,
-                core=g.core,
-                shifts=shifts[block].shifts_px,
-                unsplit=shifts[block].unsplit_px,
-                metrics=list(metrics[block]),
-                gains=list(gains[block]),
-                settings=settings,
-                visit_weights=inputs.visit_weights,
-                buffer_px=shifts[block].buffer_px,
-            )
-        persisted = dict(zip(active, dask.persist(*results.values()), strict=True))
-        track(list(persisted.values()), f"{label}, iteration {len(metrics[active[0]]) + 1}")
-        numbers = dask.compute({block: (r[1], r[2]) for block, r in persisted.items()})[0]
-        still = []
-        for block in active:
-            metric, gain = numbers[block]
-            metrics[block].append(metric)
-            history = metrics[block]
-            stop, reason = conv.should_stop(
-                history,
-                threshold=settings.convergence_threshold,
-                min_iter=settings.min_iter,
-                max_iter=settings.max_iter,
-                use_convergence=settings.use_convergence,
-            )
-            n_done = len(history) - 1
-            if stop:
-                level = logging.WARNING if reason in ("diverged", "no data") else logging.INFO
-                log.log(
-                    level,
-                    "block %s stops after %d iterations: %s (metric %.5g)",
-                    block,
-                    n_done,
-                    reason,
-                    metric,
-                )
-                done[block] = BlockFit(block, list(history), list(gains[block]), n_done, reason)
-                continue
-            log.info(
-                "block %s iteration %d: metric %.5g, gain %.3f", block, n_done + 1, metric, gain
-            )
-            gains[block].append(gain)
-            y0, y1, x0, x1 = grid.bounds(block)
-            current[block] = da.from_delayed(
-                persisted[block][0], shape=(S, y1 - y0, x1 - x0), dtype=np.float32
-            )
-            still.append(block)
-        active = still
 
-    final = _assemble_model(grid, stored, current, S)
-    n_image_pieces = {}
-    for block in group:
-        g = grown[block]
-        y0, y1, x0, x1 = grid.bounds(block)
-        n_image_pieces[block] = da.from_delayed(
+def _stopped(
+    block: tuple[int, int], history: list[float], gains: list[float], settings: FitSettings
+) -> BlockFit | None:
+    """The block's fit if its metric ``history`` says it stops (logged), else None."""
+    stop, reason = conv.should_stop(
+        history,
+        threshold=settings.convergence_threshold,
+        min_iter=settings.min_iter,
+        max_iter=settings.max_iter,
+        use_convergence=settings.use_convergence,
+    )
+    if not stop:
+        return None
+    n_done = len(history) - 1
+    level = logging.WARNING if reason in ("diverged", "no data") else logging.INFO
+    log.log(
+        level,
+        "block %s stops after %d iterations: %s (metric %.5g)",
+        block,
+        n_done,
+        reason,
+        history[-1],
+    )
+    return BlockFit(block, list(history), list(gains), n_done, reason)
+
+
+def _n_image_cores(
+    grid: TileGrid,
+    grown: Mapping[tuple[int, int], _Grown],
+    prepared: Mapping[tuple[int, int], Any],
+    n_subfilters: int,
+) -> dict[tuple[int, int], da.Array]:
+    """Each block's ``n_image`` core, lazily, from its prepared inputs."""
+    return {
+        block: da.from_delayed(
             dask.delayed(lambda p, core: p["n_image"][(slice(None), *core)])(
                 prepared[block], g.core
             ),
-            shape=(S, y1 - y0, x1 - x0),
+            shape=(n_subfilters, *_block_shape(grid, block)),
             dtype=np.uint16,
         )
-    _write_group(final, n_image_pieces, grid, group, scratch)
-    return [done[block] for block in group]
+        for block, g in grown.items()
+    }
 
 
 def _block_shape(grid: TileGrid, block: tuple[int, int]) -> tuple[int, int]:
