@@ -1116,38 +1116,21 @@ def iterate_block(
     if not callable(gain) and not gain >= 0:
         raise ValueError(f"gain must be >= 0, got {gain!r}")
     model = np.asarray(model)
-    if model.ndim != 3:
-        raise ValueError(f"model must have shape (n, ny, nx), got {model.shape}")
-    n_subfilters, ny, nx = model.shape
     images = np.asarray(images)
     good = np.asarray(good, dtype=bool)
-    if images.ndim != 3 or images.shape != good.shape or images.shape[1:] != (ny, nx):
-        raise ValueError(
-            f"images {images.shape} and good {good.shape} must have shape (V, {ny}, {nx})"
-        )
-    n_visits = images.shape[0]
     inverse_weight = np.asarray(inverse_weight)
-    if inverse_weight.shape != model.shape:
-        raise ValueError(f"inverse_weight {inverse_weight.shape} must match model {model.shape}")
+    _check_block(model, images, good, inverse_weight)
     if model_weights is not None and template_image is None:
         raise ValueError("model weights need the static-sky template image")
     if regularize_frequency > 0 and background is None:
         raise ValueError("frequency regularization needs the background pixels of the block")
+    n_subfilters, ny, nx = model.shape
+    n_visits = images.shape[0]
     unsplit = _as_shifts("unsplit_shifts", unsplit_shifts, n_visits, n_subfilters, split=False)
     weights = _relative_visit_weights(visit_weights, n_visits)
-    template_of: Callable[[int], np.ndarray]
-    if templates is None:
-        forward = _Templates(
-            model, shifts, accelerate=accelerate, method=method, order=order, precision=precision
-        )
-        if forward.n_visits != n_visits:
-            raise ValueError(f"shifts are for {forward.n_visits} visits, images for {n_visits}")
-        template_of = forward.template
-    else:
-        templates = np.asarray(templates)
-        if templates.shape != images.shape:
-            raise ValueError(f"templates {templates.shape} must match images {images.shape}")
-        template_of = templates.__getitem__
+    template_of = _template_source(
+        model, images, shifts, templates, accelerate, method, order, precision
+    )
     # Steps 1-3, streamed: template, residual, its shifted copies into the sub-band sums.
     sums = _BackProjection(
         (ny, nx), unsplit, method=method, order=order, weights=weights, precision=precision
@@ -1162,39 +1145,128 @@ def iterate_block(
         gain = gain()
         if not gain >= 0:
             raise ValueError(f"gain must be >= 0, got {gain!r}")
-    if regularize_iterations > 0 or regularize_frequency > 0:
-        model = _as_stack("model", model)
-        delta = sums.result()
-        np.multiply(delta, inverse_weight, out=delta)
-        new = update_model(model, delta)
-        if regularize_iterations > 0:
-            new = regularize.regularize_iterations(
-                new, model, regularize_iterations, regularization_width
-            )
-        if regularize_frequency > 0:
-            assert background is not None  # checked above
-            noise = background_noise(new[0], background)
-            new = regularize.regularize_frequency(
-                new,
-                model,
-                regularize_frequency,
-                regularization_width,
-                noise,
-                clamp=frequency_clamp,
-            )
-        new = np.asarray(new, dtype=np.float64)
-        new = _condition_into(np.multiply(new, gain, out=new), model, gain)
-        if model_weights is not None:
-            assert template_image is not None  # checked above
-            new = apply_model_weights(new, template_image, model_weights, n_subfilters)
-        return new.astype(np.float32)
-    # Steps 4, 7 and 8 need no neighbouring plane: one plane at a time. Without the clamps
-    # of steps 5-6, condition(update_model(M, Δ), M, gain) is M + Δ·gain/(1 + gain), and M
-    # where that is not finite (the same to float64 rounding, well below the float32 output).
     blend = None
     if model_weights is not None:
+        assert template_image is not None  # checked above
+        blend = (model_weights, template_image)
+    if regularize_iterations > 0 or regularize_frequency > 0:
+        return _composed_update(
+            model,
+            sums,
+            inverse_weight,
+            gain,
+            regularize_iterations=regularize_iterations,
+            regularize_frequency=regularize_frequency,
+            regularization_width=regularization_width,
+            frequency_clamp=frequency_clamp,
+            background=background,
+            blend=blend,
+        )
+    return _fused_update(model, sums, inverse_weight, gain, blend)
+
+
+def _check_block(
+    model: np.ndarray, images: np.ndarray, good: np.ndarray, inverse_weight: np.ndarray
+) -> None:
+    """Refuse a block whose arrays do not fit together (:func:`iterate_block`)."""
+    if model.ndim != 3:
+        raise ValueError(f"model must have shape (n, ny, nx), got {model.shape}")
+    _, ny, nx = model.shape
+    if images.ndim != 3 or images.shape != good.shape or images.shape[1:] != (ny, nx):
+        raise ValueError(
+            f"images {images.shape} and good {good.shape} must have shape (V, {ny}, {nx})"
+        )
+    if inverse_weight.shape != model.shape:
+        raise ValueError(f"inverse_weight {inverse_weight.shape} must match model {model.shape}")
+
+
+def _template_source(
+    model: np.ndarray,
+    images: np.ndarray,
+    shifts: np.ndarray,
+    templates: np.ndarray | None,
+    accelerate: float,
+    method: ShiftMethod,
+    order: int,
+    precision: str | None,
+) -> Callable[[int], np.ndarray]:
+    """Each visit's template (step 1): the given ``templates``, else made on demand."""
+    n_visits = images.shape[0]
+    if templates is None:
+        forward = _Templates(
+            model, shifts, accelerate=accelerate, method=method, order=order, precision=precision
+        )
+        if forward.n_visits != n_visits:
+            raise ValueError(f"shifts are for {forward.n_visits} visits, images for {n_visits}")
+        return forward.template
+    templates = np.asarray(templates)
+    if templates.shape != images.shape:
+        raise ValueError(f"templates {templates.shape} must match images {images.shape}")
+    return templates.__getitem__
+
+
+def _composed_update(
+    model: np.ndarray,
+    sums: _BackProjection,
+    inverse_weight: np.ndarray,
+    gain: float,
+    *,
+    regularize_iterations: float,
+    regularize_frequency: float,
+    regularization_width: int,
+    frequency_clamp: str,
+    background: np.ndarray | None,
+    blend: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """Steps 4-8 composed from the tested steps, for the regularized fit."""
+    n_subfilters = model.shape[0]
+    model = _as_stack("model", model)
+    delta = sums.result()
+    np.multiply(delta, inverse_weight, out=delta)
+    new = update_model(model, delta)
+    if regularize_iterations > 0:
+        new = regularize.regularize_iterations(
+            new, model, regularize_iterations, regularization_width
+        )
+    if regularize_frequency > 0:
+        assert background is not None  # checked by iterate_block
+        noise = background_noise(new[0], background)
+        new = regularize.regularize_frequency(
+            new,
+            model,
+            regularize_frequency,
+            regularization_width,
+            noise,
+            clamp=frequency_clamp,
+        )
+    new = np.asarray(new, dtype=np.float64)
+    new = _condition_into(np.multiply(new, gain, out=new), model, gain)
+    if blend is not None:
+        model_weights, template_image = blend
+        new = apply_model_weights(new, template_image, model_weights, n_subfilters)
+    return new.astype(np.float32)
+
+
+def _fused_update(
+    model: np.ndarray,
+    sums: _BackProjection,
+    inverse_weight: np.ndarray,
+    gain: float,
+    blend: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """Steps 4, 7 and 8 fused, one plane at a time, for the unregularized fit.
+
+    Without the clamps of steps 5-6, ``condition(update_model(M, Δ), M, gain)``
+    is ``M + Δ·gain/(1 + gain)``, and ``M`` where that is not finite (the same
+    to float64 rounding, well below the float32 output); no step needs a
+    neighbouring plane.
+    """
+    n_subfilters, ny, nx = model.shape
+    mix = template_part = None
+    if blend is not None:
+        model_weights, template_image = blend
         mix = np.asarray(model_weights, dtype=np.float64)
-        blend = np.asarray(template_image, dtype=np.float64) * (1.0 - mix) / n_subfilters
+        template_part = np.asarray(template_image, dtype=np.float64) * (1.0 - mix) / n_subfilters
     step = gain / (1.0 + gain)
     out = np.empty((n_subfilters, ny, nx), dtype=np.float32)
     new = np.empty((ny, nx))
@@ -1208,9 +1280,9 @@ def iterate_block(
             if not np.isfinite(new.sum()):
                 keep = ~np.isfinite(new)
                 new[keep] = old[keep]
-        if blend is not None:
+        if mix is not None and template_part is not None:
             new *= mix
-            new += blend
+            new += template_part
         out[s] = new
     return out
 
