@@ -265,6 +265,34 @@ def fit_psf_stars(
         return []
     detection = threshold * noise if level is None else np.asarray(level, dtype=np.float64)
     residual = np.where(valid, data - background, -np.inf)
+    ys, xs, heights, neighbours = _candidates(residual, detection, noise, peak_factor, min_pixels)
+    stars: list[StarFit] = []
+    for y, x, height in zip(ys, xs, heights, strict=True):
+        if len(stars) >= MAX_STARS:
+            break
+        isolated = _isolated_stamp(residual, valid, int(y), int(x), float(height), neighbours)
+        if isolated is None:
+            continue
+        window, inside, fwhm0 = isolated
+        stamp = data[window] - background
+        weight = (
+            1.0 / np.sqrt(var[window]) if var is not None else np.full(stamp.shape, 1.0 / noise)
+        )
+        fitted = _fit_star(stamp, weight, inside, fwhm0)
+        if fitted is not None:
+            stars.append(StarFit(int(y), int(x), float(height), fitted[0], fitted[1]))
+    return stars
+
+
+def _candidates(
+    residual: np.ndarray,
+    detection: float | np.ndarray,
+    noise: float,
+    peak_factor: float,
+    min_pixels: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Candidate peaks ``(ys, xs, heights)``, brightest first, and every local maximum
+    above 3 sigma ``(y, x, height)``: the neighbours that spoil isolation."""
     above = residual > detection
     local_max = residual == ndimage.maximum_filter(residual, size=3)
     peaks = local_max & (residual > peak_factor * detection) & above
@@ -275,49 +303,48 @@ def fit_psf_stars(
     ys, xs = np.nonzero(peaks)
     heights = residual[ys, xs]
     order = np.argsort(heights)[::-1]
-    ys, xs, heights = ys[order], xs[order], heights[order]
-    # Every local maximum above the noise: the neighbours that spoil isolation.
     faint = local_max & (residual > 3.0 * noise)
     fy, fx = np.nonzero(faint)
-    fh = residual[fy, fx]
+    return ys[order], xs[order], heights[order], (fy, fx, residual[fy, fx])
 
-    stars: list[StarFit] = []
-    for y, x, height in zip(ys, xs, heights, strict=True):
-        if len(stars) >= MAX_STARS:
-            break
-        guess_half = 7
-        if not (guess_half <= y < data.shape[0] - guess_half):
-            continue
-        if not (guess_half <= x < data.shape[1] - guess_half):
-            continue
-        near = residual[y - guess_half : y + guess_half + 1, x - guess_half : x + guess_half + 1]
-        fwhm0 = _first_guess_fwhm(np.where(np.isfinite(near), near, 0.0), height)
-        half = int(max(5, math.ceil(2.5 * fwhm0)))
-        if not (half <= y < data.shape[0] - half and half <= x < data.shape[1] - half):
-            continue
-        window = (slice(y - half, y + half + 1), slice(x - half, x + half + 1))
-        if not valid[window].all():
-            continue
-        distance2 = (fy - y) ** 2 + (fx - x) ** 2
-        near = (distance2 > 0) & (distance2 <= (half + 2) ** 2)
-        if np.any(distance2[near] < (BLEND_RADIUS * fwhm0) ** 2):
-            continue  # an unresolved blend
-        if np.any(fh[near] > NEIGHBOUR_FRACTION * height):
-            continue  # a neighbour whose light dominates part of the stamp
-        stamp = data[window] - background
-        weight = (
-            1.0 / np.sqrt(var[window]) if var is not None else np.full(stamp.shape, 1.0 / noise)
-        )
-        offsets = np.arange(-half, half + 1)
-        inside = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= half * half
-        for ny_, nx_ in zip(fy[near] - y, fx[near] - x, strict=True):
-            # Leave out the pixels nearer to a fainter neighbour than to the star.
-            to_neighbour = (offsets[:, None] - ny_) ** 2 + (offsets[None, :] - nx_) ** 2
-            inside &= to_neighbour > offsets[:, None] ** 2 + offsets[None, :] ** 2
-        fitted = _fit_star(stamp, weight, inside, fwhm0)
-        if fitted is not None:
-            stars.append(StarFit(int(y), int(x), float(height), fitted[0], fitted[1]))
-    return stars
+
+def _isolated_stamp(
+    residual: np.ndarray,
+    valid: np.ndarray,
+    y: int,
+    x: int,
+    height: float,
+    neighbours: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[tuple[slice, slice], np.ndarray, float] | None:
+    """The fitting window of the peak at ``(y, x)``, the pixels to fit in it and the
+    first-guess FWHM; None when the star is too near an edge, a bad pixel, an
+    unresolved blend or a dominating neighbour."""
+    ny, nx = residual.shape
+    guess_half = 7
+    if not (guess_half <= y < ny - guess_half and guess_half <= x < nx - guess_half):
+        return None
+    near = residual[y - guess_half : y + guess_half + 1, x - guess_half : x + guess_half + 1]
+    fwhm0 = _first_guess_fwhm(np.where(np.isfinite(near), near, 0.0), height)
+    half = int(max(5, math.ceil(2.5 * fwhm0)))
+    if not (half <= y < ny - half and half <= x < nx - half):
+        return None
+    window = (slice(y - half, y + half + 1), slice(x - half, x + half + 1))
+    if not valid[window].all():
+        return None
+    fy, fx, fh = neighbours
+    distance2 = (fy - y) ** 2 + (fx - x) ** 2
+    close = (distance2 > 0) & (distance2 <= (half + 2) ** 2)
+    if np.any(distance2[close] < (BLEND_RADIUS * fwhm0) ** 2):
+        return None  # an unresolved blend
+    if np.any(fh[close] > NEIGHBOUR_FRACTION * height):
+        return None  # a neighbour whose light dominates part of the stamp
+    offsets = np.arange(-half, half + 1)
+    inside = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= half * half
+    for ny_, nx_ in zip(fy[close] - y, fx[close] - x, strict=True):
+        # Leave out the pixels nearer to a fainter neighbour than to the star.
+        to_neighbour = (offsets[:, None] - ny_) ** 2 + (offsets[None, :] - nx_) ** 2
+        inside &= to_neighbour > offsets[:, None] ** 2 + offsets[None, :] ** 2
+    return window, inside, fwhm0
 
 
 def robust_keep(values: np.ndarray) -> np.ndarray:
