@@ -29,6 +29,7 @@ from dcr_dask.graph.compare_warp import (
 from dcr_dask.io.ingest import ingest_warps, open_ingested
 from dcr_dask.io.warps import open_warps
 from dcr_dask.kernels.detection import DetectionSettings, footprint_mask
+from dcr_dask.kernels.stack import visit_weight
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
@@ -221,8 +222,14 @@ def test_static_model_equals_a_numpy_reference_stack_chunked_and_unchunked():
     static = config.assembleStaticSkyModel
     planes = MaskPlanes(matched.attrs["mask_planes"])
     good = (matched.mask.values & planes.value(static.badMaskPlanes)) == 0
-    weights = np.array([1.0 / matched.variance.values[v][good[v]].mean() for v in range(5)])
+    # the reference's weights: 1 / afw MEANCLIP of each warp's variance (prepareInputs)
+    weights = [
+        visit_weight(matched.variance.values[v], good[v], static.sigmaClip, static.clipIter)
+        for v in range(5)
+    ]
     np.testing.assert_allclose(models[0].weight.values, weights, rtol=1e-6)
+    plain = np.array([1.0 / matched.variance.values[v][good[v]].mean() for v in range(5)])
+    assert not np.allclose(weights, plain, rtol=0.1)  # the clipping matters here
     settings = stack_settings(static, planes)
     for model in models:
         for y in range(36):
