@@ -31,10 +31,10 @@ import numpy as np
 from dcr_dask import truth
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.graph.coadd import plain_coadd
-from dcr_dask.graph.template import matched_template
 from dcr_dask.io.warps import open_warps
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
+from dcr_dask.running.templates import matched_template
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
 
 VARIANTS = {

@@ -62,10 +62,10 @@ from dcr_dask.graph.compare_warp import (
     psf_matching,
     variance_scale_factors,
 )
-from dcr_dask.graph.template import matched_template
 from dcr_dask.io.warps import open_warps
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
+from dcr_dask.running.templates import matched_template
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 #: The pipeline configurations compared (overrides of the reference defaults).

@@ -86,7 +86,7 @@ from dcr_dask.kernels.model import (
     iterate_block,
     subband_weights,
 )
-from dcr_dask.physics.subbands import run_shifts
+from dcr_dask.settings import run_shifts
 from dcr_dask.simulate import SimulationSpec, simulate_tile
 
 ORDER = 3  # imageInterpOrder

@@ -2,7 +2,7 @@
 
 For every seed and renderer, a tile is made, every variant of :data:`VARIANTS`
 fits it through ``dcr_dask.running.pipeline.run`` on one local Dask cluster, and the
-held-out visits' DCR-matched templates (``dcr_dask.graph.template.matched_template``)
+held-out visits' DCR-matched templates (``dcr_dask.running.templates.matched_template``)
 are scored against the held-out noise-free truth (benchmarks/_realistic_scoring.py):
 
 - ``bright``, ``faint``: RMS centroid error of isolated stars in the templates,
@@ -65,11 +65,11 @@ from _realistic_scoring import (
 
 from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig
 from dcr_dask.graph.coadd import plain_coadd
-from dcr_dask.graph.template import matched_template
 from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.warps import open_warps
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
+from dcr_dask.running.templates import matched_template
 from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
 
 BAD_PLANES = ["NO_DATA", "BAD", "SAT"]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.graph.assemble import FitInputs, FitSettings, TileGrid, fit_tile, halo_px, plan_groups
+from dcr_dask.graph.assemble import FitInputs, TileGrid, fit_tile, halo_px, plan_groups
 from dcr_dask.io.scratch import ScratchModel
 from dcr_dask.masks import run_layout
-from dcr_dask.physics.subbands import run_shifts
+from dcr_dask.settings import fit_settings, run_shifts
 from dcr_dask.simulate import SimulationSpec, simulate_tile
 
 SPEC = SimulationSpec(
@@ -56,7 +56,7 @@ def _inputs(tile, grid, config, *, no_data_box=None):
 def _fit(tile, config, size, tmp_path, **kwargs):
     grid = TileGrid.from_subregion_size(SPEC.shape, (size, size))
     shifts = run_shifts(tile.visits, tile.wcs, config, x=47.5, y=47.5)
-    settings = FitSettings.from_config(config)
+    settings = fit_settings(config)
     halo = halo_px(np.abs(shifts.shifts_px).max(), settings)
     inputs = _inputs(tile, grid, config, no_data_box=kwargs.pop("no_data_box", None))
     with dask.config.set(scheduler="synchronous"):
@@ -81,7 +81,7 @@ def test_grid_cuts_the_tile_into_subregions():
 
 
 def test_halo_covers_forward_and_back_projection():
-    settings = FitSettings.from_config(_config(shiftMethod="sinc"))
+    settings = fit_settings(_config(shiftMethod="sinc"))
     assert halo_px(2.3, settings) >= 2 * 3 + 2 * 12
     assert halo_px(4.0, settings) > halo_px(1.0, settings)
 

@@ -14,7 +14,6 @@ from conftest import CLI_FAST, cli_spec
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError
-from dcr_dask.graph.template import matched_template
 from dcr_dask.io.fits import read_warp_header
 from dcr_dask.physics import geometry
 from dcr_dask.physics.bands import (
@@ -23,8 +22,9 @@ from dcr_dask.physics.bands import (
     standard_band,
     standard_bands,
 )
-from dcr_dask.physics.subbands import band_from_config, config_for_warps
 from dcr_dask.physics.transmission import Transmission, bandwidth_nm, effective_wavelength_nm
+from dcr_dask.running.templates import matched_template
+from dcr_dask.settings import band_from_config, config_for_warps
 from dcr_dask.simulate import simulate_tile, standard_band_spec, write_simulation
 
 _spec = importlib.util.spec_from_file_location(

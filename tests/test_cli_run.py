@@ -14,8 +14,8 @@ from astropy.io import fits
 from conftest import cli_spec
 
 from dcr_dask.cli import main
-from dcr_dask.graph.template import matched_template
 from dcr_dask.io.store import open_output
+from dcr_dask.running.templates import matched_template
 from dcr_dask.simulate import simulate_tile, write_simulation
 
 pytestmark = pytest.mark.slow

@@ -343,7 +343,7 @@ def test_set_defaults_can_be_skipped():
 
 
 def test_resolved_iterations_and_gain():
-    from dcr_dask.graph.assemble import FitSettings
+    from dcr_dask.settings import fit_settings
 
     config = DcrAssembleCoaddConfig(dcrNumSubfilters=4, minNumIter=None, maxNumIter=None)
     assert config.resolved_min_num_iter() == 4
@@ -355,7 +355,7 @@ def test_resolved_iterations_and_gain():
     config = DcrAssembleCoaddConfig(dcrNumSubfilters=3)
     assert config.resolved_base_gain() == 0.5  # the one home of the default (FitSettings reads it)
     config.baseGain = 0.2
-    assert FitSettings.from_config(config).base_gain == 0.2
+    assert fit_settings(config).base_gain == 0.2
     config.update(baseGain=None, dcrNumSubfilters=1)
     with pytest.raises(ConfigError, match="baseGain"):
         config.resolved_base_gain()

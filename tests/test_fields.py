@@ -27,7 +27,6 @@ from dcr_dask.config import (
     FieldSpec,
 )
 from dcr_dask.errors import ConfigError, InapplicableFieldWarning, InputErrors
-from dcr_dask.graph.assemble import FitSettings
 from dcr_dask.graph.coadd import (
     clipped_visit_weights,
     direct_coadd,
@@ -40,8 +39,8 @@ from dcr_dask.graph.compare_warp import compare_warp, detection_settings, psf_ma
 from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.physics.subbands import coadd_transmission, run_shifts
 from dcr_dask.running.pipeline import _finish_coadd, _fit_inputs, _transmission_variable
+from dcr_dask.settings import coadd_transmission, fit_settings, run_shifts
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
 
 TESTS = Path(__file__).parent
@@ -376,10 +375,10 @@ FIT_CHANGES = {
 @pytest.mark.parametrize(("field", "value"), sorted(FIT_CHANGES.items()))
 def test_fit_settings_follow_the_field(field, value):
     config = _base()
-    before = FitSettings.from_config(config)
+    before = fit_settings(config)
     setattr(config, field, value)
     config.validate()
-    assert FitSettings.from_config(config) != before
+    assert fit_settings(config) != before
 
 
 SHIFT_CHANGES = {

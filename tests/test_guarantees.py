@@ -29,9 +29,9 @@ from dcr_dask.io.atomic import atomic_directory
 from dcr_dask.io.fits import check_warp, shift_wcs, write_warp
 from dcr_dask.io.ownership import WRITER_ATTR, is_own_temporary, writer
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.physics.subbands import run_shifts
 from dcr_dask.running import pipeline
 from dcr_dask.running.input_checks import DEGENERATE_LEVER_PX, dcr_spread, visit_quality
+from dcr_dask.settings import run_shifts
 from dcr_dask.simulate import SimulationSpec, simulate_tile
 
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]

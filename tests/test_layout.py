@@ -71,3 +71,26 @@ def test_import_contracts_hold() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("old_module", "name", "new_module"),
+    [
+        ("dcr_dask.physics.subbands", "band_from_config", "dcr_dask.settings"),
+        ("dcr_dask.physics.subbands", "run_shifts", "dcr_dask.settings"),
+        ("dcr_dask.physics.subbands", "config_for_warps", "dcr_dask.settings"),
+        ("dcr_dask.graph.template", "matched_template", "dcr_dask.running.templates"),
+        ("dcr_dask.graph.template", "check_visit_for_store", "dcr_dask.running.templates"),
+    ],
+)
+def test_names_moved_up_a_layer_still_import_with_a_warning(
+    old_module: str, name: str, new_module: str
+) -> None:
+    """Readers of the config moved out of the physics and graph layers; their old
+    names resolve, by name only (the lower layer does not import the upper one)."""
+    old = importlib.import_module(old_module)
+    with pytest.warns(DeprecationWarning, match=f"{old_module}.{name} moved to {new_module}"):
+        moved = getattr(old, name)
+    assert moved is getattr(importlib.import_module(new_module), name)
+    with pytest.raises(AttributeError):
+        old.no_such_name  # noqa: B018

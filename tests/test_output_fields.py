@@ -25,8 +25,8 @@ from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.store import make_output_dataset, open_output, transmission_array, write_output
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.physics.bands import standard_band
-from dcr_dask.physics.subbands import coadd_transmission
 from dcr_dask.physics.transmission import read_transmission
+from dcr_dask.settings import coadd_transmission
 from dcr_dask.simulate import SimulationSpec, simulate_tile
 
 # --------------------------------------------------------------------------- interpolation

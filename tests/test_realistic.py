@@ -17,8 +17,8 @@ import dcr_dask
 from dcr_dask import truth as figures
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.graph.coadd import plain_coadd
-from dcr_dask.graph.template import matched_template
 from dcr_dask.io.warps import open_warps, visit_infos
+from dcr_dask.running.templates import matched_template
 
 galsim_tile = pytest.importorskip("galsim_tile")
 

@@ -30,13 +30,13 @@ from dcr_dask.commands._common import non_negative_int, positive_int, standard_b
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import OutputError
 from dcr_dask.graph.coadd import plain_coadd
-from dcr_dask.graph.template import matched_template
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.ownership import WRITER_ATTR, is_own, writer
 from dcr_dask.io.warps import open_warps
 from dcr_dask.plot import Panel, image_panels
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run as run_pipeline
+from dcr_dask.running.templates import matched_template
 from dcr_dask.simulate import simulate_tile, standard_band_spec, write_simulation
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ import attrs
 
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
-from dcr_dask.physics.subbands import DcrShifts, config_for_warps
+from dcr_dask.physics.subbands import DcrShifts
+from dcr_dask.settings import config_for_warps, dcr_shifts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +48,7 @@ def inspect_warps(paths: list[str], config) -> list[dict]:
     wcs = tile_wcs(warps)
     visits = visit_infos(warps)
     config = config_for_warps(config, visits)
-    shifts = DcrShifts.from_config(visits, wcs, config, (ny, nx))
+    shifts = dcr_shifts(visits, wcs, config, (ny, nx))
     band = shifts.band
     chosen = shifts.at_centre()
     edge_options = attrs.evolve(shifts.options, mode="edges")

@@ -14,11 +14,11 @@ import argparse
 
 import numpy as np
 
-from dcr_dask.graph.template import check_visit_for_store, matched_template
 from dcr_dask.io.fits import read_visit_file, wcs_from_header_text, write_warp
 from dcr_dask.io.ownership import check_output
 from dcr_dask.io.store import open_output
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.running.templates import check_visit_for_store, matched_template
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,7 +46,6 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.kernels import convergence as conv
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.regularize import background_noise
@@ -72,8 +71,8 @@ log = logging.getLogger(__name__)
 class FitSettings:
     """Everything the per-block fit needs from the configuration, as plain values.
 
-    Build it with :meth:`from_config`; the fields are named after the config
-    fields they come from.
+    :func:`dcr_dask.settings.fit_settings` builds it from a config; the fields
+    are named after the config fields they come from.
     """
 
     n_subfilters: int
@@ -93,29 +92,6 @@ class FitSettings:
     min_iter: int
     max_iter: int
     use_convergence: bool
-
-    @classmethod
-    def from_config(cls, config: DcrAssembleCoaddConfig) -> FitSettings:
-        """Read the fit settings from a validated configuration."""
-        return cls(
-            n_subfilters=int(config.dcrNumSubfilters),
-            method=str(config.shiftMethod),
-            precision=str(config.shiftPrecision),
-            order=int(config.imageInterpOrder),
-            accelerate=float(config.accelerateModel),
-            base_gain=config.resolved_base_gain(),
-            use_progressive_gain=bool(config.useProgressiveGain),
-            regularize_iterations=float(config.regularizeModelIterations),
-            regularize_frequency=float(config.regularizeModelFrequency),
-            regularization_width=int(config.regularizationWidth),
-            frequency_clamp=str(config.frequencyClamp),
-            use_model_weights=bool(config.useModelWeights),
-            model_weights_width=float(config.modelWeightsWidth),
-            convergence_threshold=float(config.convergenceThreshold),
-            min_iter=int(config.resolved_min_num_iter()),
-            max_iter=int(config.resolved_max_num_iter()),
-            use_convergence=bool(config.useConvergence),
-        )
 
 
 def halo_px(max_shift_px: float, settings: FitSettings) -> int:

@@ -109,12 +109,7 @@ from dcr_dask.io.warps import (
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.psf import FWHM_PER_SIGMA
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.physics.subbands import (
-    CoaddTransmission,
-    DcrShifts,
-    coadd_transmission,
-    config_for_warps,
-)
+from dcr_dask.physics.subbands import CoaddTransmission, DcrShifts
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.input_checks import (
     check_usable_visits,
@@ -123,6 +118,7 @@ from dcr_dask.running.input_checks import (
     visit_quality,
 )
 from dcr_dask.running.memory import cluster_memory_budget
+from dcr_dask.settings import coadd_transmission, config_for_warps, dcr_shifts, fit_settings
 
 __all__ = ["run"]
 
@@ -347,7 +343,7 @@ def _open_inputs(
     config = config_for_warps(config, visit_infos(direct))
     # the run's DCR shifts: the band is read once, each position evaluated once
     tile_shape = (int(direct.attrs["tile_shape"][0]), int(direct.attrs["tile_shape"][1]))
-    dcr_shifts = DcrShifts.from_config(visit_infos(direct), tile_wcs(direct), config, tile_shape)
+    shifts = dcr_shifts(visit_infos(direct), tile_wcs(direct), config, tile_shape)
     template_ds = open_template(template, like=direct) if template is not None else None
     psf_matched_ds = (
         open_psf_matched([Path(p) for p in psf_matched], like=direct, chunks=chunks)
@@ -368,7 +364,7 @@ def _open_inputs(
         else None
     )
     input_warnings: list[dict[str, Any]] = []
-    spread = dcr_spread(dcr_shifts.at_centre())
+    spread = dcr_spread(shifts.at_centre())
     if spread is not None:
         log.warning("%s", spread["message"])
         input_warnings.append(spread)
@@ -383,7 +379,7 @@ def _open_inputs(
         chunks=chunks,
         tile_shape=tile_shape,
         direct=direct,
-        dcr_shifts=dcr_shifts,
+        dcr_shifts=shifts,
         template_ds=template_ds,
         psf_matched_ds=psf_matched_ds,
         curve=curve,
@@ -457,7 +453,7 @@ def _plan_fit(r: _Run) -> None:
     # visits rejected by the input checks are left out; the band is not read again
     r.dcr_shifts = r.dcr_shifts.with_visits(r.visits)
     r.shifts = {block: r.dcr_shifts.at(*r.grid.centre(block)[::-1]) for block in r.grid.blocks()}
-    r.settings = FitSettings.from_config(config)
+    r.settings = fit_settings(config)
     max_shift = max(float(np.abs(s.shifts_px).max()) for s in r.shifts.values())
     r.halo = halo_px(max_shift, r.settings)
     # the model PSF's sigma (PSF-matched images) and the direct warps' median PSF sigma
