@@ -82,6 +82,7 @@ from dcr_dask.config import (
 )
 from dcr_dask.graph.coadd import stack_warps
 from dcr_dask.graph.labels import component_stats, find_components, map_components
+from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.kernels import artifacts as artifact_tests
 from dcr_dask.kernels import psf as psf_kernels
 from dcr_dask.kernels.detection import (
@@ -413,24 +414,17 @@ def psf_matching(
 
 def _convolve(array: da.Array, kernels: np.ndarray, halo: int) -> da.Array:
     """Convolve each visit of a ``(visit, y, x)`` array with its kernel, with a reflected halo."""
-    depth = {0: 0, 1: halo, 2: halo}
-    boundary = {0: "none", 1: "reflect", 2: "reflect"}
-    grown = da.overlap.overlap(array, depth=depth, boundary=boundary)
     size = kernels.shape[-1]
     stack = da.from_array(kernels, chunks=(array.chunks[0], size, size))
-    convolved = da.blockwise(
+    return map_yx_overlap(
         psf_kernels.convolve_block,
-        "vyx",
-        grown,
-        "vyx",
-        stack,
-        "vab",
-        concatenate=True,
+        array,
+        halo=halo,
+        boundary="reflect",
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
+        whole=[stack],
     )
-    # overlap() rechunks chunks thinner than the halo; give back the input's chunks.
-    return da.overlap.trim_internal(convolved, depth, boundary=boundary).rechunk(array.chunks)
 
 
 def match_psfs(
@@ -478,14 +472,14 @@ def match_psfs(
     variance = da.where(finite, variance, 0.0).astype(np.float32)
     mask = da.where(finite, mask, mask | no_data).astype(np.int32)
     halo = matching.kernel_size // 2
-    matched_mask = da.map_overlap(
+    matched_mask = map_yx_overlap(
         psf_kernels.grow_mask_block,
         mask,
-        depth={0: 0, 1: halo, 2: halo},
-        boundary={0: "none", 1: "reflect", 2: "reflect"},
+        halo=halo,
+        boundary="reflect",
         dtype=np.int32,
         half_width=halo,
-    ).rechunk(mask.chunks)
+    )
     dims = ("visit", "y", "x")
     coords = {name: coord for name, coord in warps.coords.items() if "visit" in coord.dims}
     coords.update({"y": warps["y"], "x": warps["x"]})
@@ -695,11 +689,6 @@ def _signal(image: da.Array, variance: da.Array, valid: da.Array, threshold_type
     return da.where(valid, value, np.nan).astype(np.float32)
 
 
-def _yx_depth(ndim: int, halo: int) -> dict[int, int]:
-    """``map_overlap`` depth of ``halo`` pixels on the last two axes (y, x), none on the others."""
-    return {axis: halo if axis >= ndim - 2 else 0 for axis in range(ndim)}
-
-
 def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
     """The footprint mask of a chunked signal (:func:`dcr_dask.kernels.detection.footprint_mask`).
 
@@ -711,15 +700,15 @@ def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
     if settings.peak_test:
         signs = _POLARITY_SIGNS[settings.polarity]
         return _grow(_peak_tested_footprints(signal, settings, signs).any(axis=0), settings)
-    return da.map_overlap(
+    return map_yx_overlap(
         footprint_mask,
         signal,
-        depth=_yx_depth(signal.ndim, settings.halo),
+        halo=settings.halo,
         boundary=np.nan,
         dtype=bool,
         meta=np.empty((0,) * signal.ndim, bool),
         settings=settings,
-    ).rechunk(signal.chunks)
+    )
 
 
 def _peak_tested_footprints(
@@ -775,15 +764,15 @@ def _grow(mask: da.Array, settings: DetectionSettings) -> da.Array:
     if radius == 0:
         return mask
     structure = plane_structure(mask.ndim, grow_stencil(radius, settings.isotropic))
-    return da.map_overlap(
+    return map_yx_overlap(
         _dilate_block,
         mask,
-        depth=_yx_depth(mask.ndim, radius),
+        halo=radius,
         boundary=False,
         dtype=bool,
         meta=np.empty((0,) * mask.ndim, bool),
         structure=structure,
-    ).rechunk(mask.chunks)
+    )
 
 
 def detect_sources(
@@ -862,20 +851,18 @@ def detect_sources(
                 "the smoothed image's significance and needs 'pixel_stdev'"
             )
         halo = smoothing_halo(psf_sigma_px)
-        signal = da.map_overlap(
+        signal = map_yx_overlap(
             smoothed_significance,
             image,
             variance,
             valid,
-            depth=_yx_depth(image.ndim, halo),
+            halo=halo,
             # beyond the tile: no valid pixel (image, variance and validity all 0)
-            boundary={
-                axis: (0 if axis >= image.ndim - 2 else "none") for axis in range(image.ndim)
-            },
+            boundary=0,
             dtype=np.float32,
             meta=np.empty((0,) * image.ndim, np.float32),
             sigma_px=psf_sigma_px,
-        ).rechunk(image.chunks)
+        )
     else:
         signal = _signal(image, variance, valid, settings.threshold_type)
     return xr.DataArray(

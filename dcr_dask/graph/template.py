@@ -20,6 +20,7 @@ from astropy.wcs import WCS
 
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import InputError, raise_collected
+from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.io.fits import wcs_from_header_text
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
@@ -209,13 +210,13 @@ def forward_model_tile(
         )
         return templates.astype(np.float32)
 
-    grown = da.overlap.overlap(planes, depth={0: 0, 1: depth, 2: depth}, boundary=0)
-    shifted = grown.map_blocks(
+    # beyond the tile: no sky (the planes are 0)
+    return map_yx_overlap(
         block,
-        chunks=((n_visits,), *grown.chunks[1:]),
+        planes,
+        halo=depth,
+        boundary=0,
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
+        leading_chunks=((n_visits,),),
     )
-    templates = da.overlap.trim_internal(shifted, {0: 0, 1: depth, 2: depth}, boundary=0)
-    # overlap() merges chunks smaller than the depth into their neighbours: restore
-    return templates.rechunk(((n_visits,), *planes.chunks[1:]))
