@@ -81,6 +81,7 @@ from dcr_dask.config import (
     SourceDetectionConfig,
 )
 from dcr_dask.graph.coadd import stack_warps
+from dcr_dask.graph.halos import detection_halo, growth_halo, psf_matching_halo, smoothing_halo
 from dcr_dask.graph.labels import component_stats, find_components, map_components
 from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.kernels import artifacts as artifact_tests
@@ -92,7 +93,6 @@ from dcr_dask.kernels.detection import (
     grow_stencil,
     plane_structure,
     smoothed_significance,
-    smoothing_halo,
 )
 from dcr_dask.masks import MaskPlanes
 
@@ -471,7 +471,7 @@ def match_psfs(
     image = da.where(finite, image, 0.0).astype(np.float32)
     variance = da.where(finite, variance, 0.0).astype(np.float32)
     mask = da.where(finite, mask, mask | no_data).astype(np.int32)
-    halo = matching.kernel_size // 2
+    halo = psf_matching_halo(matching.kernel_size)
     matched_mask = map_yx_overlap(
         psf_kernels.grow_mask_block,
         mask,
@@ -703,7 +703,7 @@ def _detect(signal: da.Array, settings: DetectionSettings) -> da.Array:
     return map_yx_overlap(
         footprint_mask,
         signal,
-        halo=settings.halo,
+        halo=detection_halo(settings),
         boundary=np.nan,
         dtype=bool,
         meta=np.empty((0,) * signal.ndim, bool),
@@ -760,7 +760,7 @@ def _dilate_block(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
 
 def _grow(mask: da.Array, settings: DetectionSettings) -> da.Array:
     """Grow a chunked footprint mask by ``settings.grow_px`` (lazy; halo of ``grow_px``)."""
-    radius = settings.grow_px
+    radius = growth_halo(settings)
     if radius == 0:
         return mask
     structure = plane_structure(mask.ndim, grow_stencil(radius, settings.isotropic))

@@ -9,7 +9,6 @@ shifted planes are summed. This is what image differencing subtracts.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 
@@ -20,10 +19,10 @@ from astropy.wcs import WCS
 
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import InputError, raise_collected
+from dcr_dask.graph.halos import forward_model_halo
 from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.io.fits import wcs_from_header_text
 from dcr_dask.kernels import model as kernels
-from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
 from dcr_dask.physics.subbands import run_shifts
 from dcr_dask.visit import VisitInfo
 
@@ -195,7 +194,7 @@ def forward_model_tile(
         with all visits in each chunk.
     """
     planes = da.asarray(planes).rechunk({0: -1})  # a loaded store gives NumPy planes
-    depth = math.ceil(max_shift_px) + INTERPOLATION_REACH_PX[method]
+    depth = forward_model_halo(max_shift_px, method)
     starts_y = np.cumsum((0, *planes.chunks[1]))
     starts_x = np.cumsum((0, *planes.chunks[2]))
     n_visits = np.asarray(shifts_at((starts_y[-1] - 1) / 2.0, (starts_x[-1] - 1) / 2.0)).shape[0]

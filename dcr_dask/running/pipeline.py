@@ -67,7 +67,6 @@ from dcr_dask.graph.assemble import (
     TileGrid,
     cluster_memory_budget,
     fit_tile,
-    halo_px,
 )
 from dcr_dask.graph.bright_objects import bright_object_mask
 from dcr_dask.graph.coadd import direct_coadd, good_pixels, reference_visit_weights
@@ -91,6 +90,7 @@ from dcr_dask.graph.compare_warp import (
     psf_matching,
     write_artifact_masks,
 )
+from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
