@@ -24,9 +24,8 @@ from dcr_dask.graph.compare_warp import (
     match_psfs,
     psf_matching,
     variance_scale_factors,
-    write_artifact_masks,
 )
-from dcr_dask.io.ingest import ingest_warps, open_ingested
+from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
 from dcr_dask.io.warps import open_warps
 from dcr_dask.kernels.detection import DetectionSettings, footprint_mask
 from dcr_dask.masks import MaskPlanes

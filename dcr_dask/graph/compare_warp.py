@@ -25,7 +25,8 @@ The steps, each a public function:
    per-visit ``artifacts`` (→ ``CLIPPED``) and ``no_data`` (→ ``NO_DATA``)
    masks, lazily.
 5. :func:`apply_artifact_masks` sets those planes in the direct warps' masks;
-   :func:`write_artifact_masks` stores them beside the warps in the ingest store.
+   :func:`dcr_dask.io.ingest.write_artifact_masks` stores them beside the
+   warps in the ingest store.
 
 :func:`compare_warp` runs 1-4.
 
@@ -63,9 +64,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 import dask.array as da
@@ -94,7 +93,7 @@ from dcr_dask.kernels.detection import (
     plane_structure,
     smoothed_significance,
 )
-from dcr_dask.masks import MaskPlanes
+from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 
 __all__ = [
     "ARTIFACT_VARIABLES",
@@ -114,16 +113,12 @@ __all__ = [
     "psf_matching",
     "variance_scale_factors",
     "visit_psf_stamps",
-    "write_artifact_masks",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: The model PSF is at least this many times as wide as the widest input PSF (FWHM).
 MODEL_PSF_WIDEN = 1.05
-
-#: Per-visit mask variables that :func:`write_artifact_masks` stores, with the plane each sets.
-ARTIFACT_VARIABLES = {"artifacts": "CLIPPED", "no_data": "NO_DATA"}
 
 _TILE_ATTRS = ("mask_planes", "wcs_header", "tile_shape")
 _POLARITY_SIGNS = {"both": (1, -1), "positive": (1,), "negative": (-1,)}
@@ -1172,7 +1167,7 @@ class _EpochStats:
         )
 
 
-# --------------------------------------------------------------------------- applying and storing
+# --------------------------------------------------------------------------- applying
 
 
 def apply_artifact_masks(warps: xr.Dataset, masks: xr.Dataset) -> xr.Dataset:
@@ -1186,7 +1181,7 @@ def apply_artifact_masks(warps: xr.Dataset, masks: xr.Dataset) -> xr.Dataset:
         Holds ``artifacts`` and/or ``no_data`` ``(visit, y, x)`` (from
         :func:`find_artifacts`, or an ingest store opened with
         :func:`dcr_dask.io.ingest.open_ingested` after
-        :func:`write_artifact_masks`), on the warps' visits.
+        :func:`dcr_dask.io.ingest.write_artifact_masks`), on the warps' visits.
 
     Returns
     -------
@@ -1205,47 +1200,6 @@ def apply_artifact_masks(warps: xr.Dataset, masks: xr.Dataset) -> xr.Dataset:
             flag = masks[name].transpose(*mask.dims).data.rechunk(mask.data.chunks) != 0
             mask = mask.copy(data=da.where(flag, mask.data | bit, mask.data))
     return warps.assign(mask=mask)
-
-
-def write_artifact_masks(
-    store_path: str | os.PathLike[str],
-    masks: xr.Dataset,
-    *,
-    overwrite: bool = False,
-    client: Any = None,
-) -> None:
-    """Store ``artifacts`` and ``no_data`` beside the warps in an ingest store.
-
-    Parameters
-    ----------
-    store_path : str or path-like
-        A complete ingest store (:func:`dcr_dask.io.ingest.ingest_warps`) of
-        the same warps.
-    masks : xarray.Dataset
-        From :func:`find_artifacts`.
-    overwrite : bool
-        Replace masks already stored.
-    client : distributed.Client or None
-        Cluster to compute on; None uses the current dask scheduler.
-
-    Notes
-    -----
-    Each variable is written chunk by chunk as uint8 with
-    :func:`dcr_dask.io.ingest.write_visit_masks`, which lists it as complete
-    only after its last chunk.
-    """
-    from dcr_dask.io.ingest import write_visit_masks
-
-    for name in ARTIFACT_VARIABLES:
-        array = masks[name]
-        keep = [c for c in array.coords if c in ("visit", "y", "x")]
-        array = xr.DataArray(
-            array.data.astype(np.uint8),
-            dims=array.dims,
-            coords={c: array[c].values for c in keep},
-            attrs={"plane": ARTIFACT_VARIABLES[name]},
-        )
-        write_visit_masks(store_path, name, array, overwrite=overwrite, client=client)
 
 
 # --------------------------------------------------------------------------- everything

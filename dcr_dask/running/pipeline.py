@@ -88,13 +88,12 @@ from dcr_dask.graph.compare_warp import (
     find_artifacts,
     match_psfs,
     psf_matching,
-    write_artifact_masks,
 )
 from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
-from dcr_dask.io.ingest import ingest_warps, open_ingested
+from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, is_own, writer
 from dcr_dask.io.regions import BrightObjectRegions, read_bright_object_regions
 from dcr_dask.io.store import compute, make_output_dataset, transmission_array, write_output
