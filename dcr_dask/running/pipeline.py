@@ -60,6 +60,7 @@ from distributed.scheduler import KilledWorker
 from dcr_dask._version import __version__
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ClusterLostError
+from dcr_dask.graph.artifacts import apply_artifact_masks, find_artifacts
 from dcr_dask.graph.assemble import (
     BlockFit,
     FitInputs,
@@ -69,7 +70,12 @@ from dcr_dask.graph.assemble import (
     fit_tile,
 )
 from dcr_dask.graph.bright_objects import bright_object_mask
-from dcr_dask.graph.coadd import direct_coadd, good_pixels, reference_visit_weights
+from dcr_dask.graph.coadd import (
+    assemble_static_sky_model,
+    direct_coadd,
+    good_pixels,
+    reference_visit_weights,
+)
 from dcr_dask.graph.coadd_psf import (
     STAR_BAD_PLANES,
     CoaddPsf,
@@ -79,18 +85,11 @@ from dcr_dask.graph.coadd_psf import (
     measure_coadd_psf,
     measurement_window,
 )
-from dcr_dask.graph.compare_warp import (
-    ARTIFACT_VARIABLES,
-    apply_artifact_masks,
-    assemble_static_sky_model,
-    compare_warp,
-    detect_sources,
-    find_artifacts,
-    match_psfs,
-    psf_matching,
-)
+from dcr_dask.graph.compare_warp import compare_warp
+from dcr_dask.graph.detect import detect_sources
 from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
+from dcr_dask.graph.psf_matching import match_psfs, psf_matching
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
 from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
@@ -106,7 +105,7 @@ from dcr_dask.io.warps import (
 )
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.psf import FWHM_PER_SIGMA
-from dcr_dask.masks import MaskPlanes
+from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 from dcr_dask.physics.subbands import (
     CoaddTransmission,
     band_from_config,
