@@ -45,10 +45,11 @@ from dcr_dask.graph.detect import (
     detect_sources,
     detection_settings,
 )
-from dcr_dask.graph.labels import component_stats, find_components, map_components
+from dcr_dask.graph.labels import Components, component_stats, find_components, map_components
 from dcr_dask.graph.tile import TILE_ATTRS, pixel_arrays
 from dcr_dask.kernels import artifacts as artifact_tests
 from dcr_dask.kernels import psf as psf_kernels
+from dcr_dask.kernels.detection import DetectionSettings
 from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 
 __all__ = [
@@ -280,17 +281,105 @@ def find_artifacts(
     ``doPreserveContainedBySource`` (see :func:`dcr_dask.graph.detect.detect_sources`).
     """
     planes = MaskPlanes(psf_matched.attrs["mask_planes"])
-    n_visits = psf_matched.sizes["visit"]
     image, matched_variance, mask = pixel_arrays(psf_matched)
-    like = image
     if psf_sigma_px is None:
         fwhm = psf_matched.attrs.get("model_psf_fwhm_px", config.modelPsf.defaultFwhm)
         psf_sigma_px = float(fwhm) / psf_kernels.FWHM_PER_SIGMA
     settings = detection_settings(config.detect, psf_sigma_px)
+    scale = _variance_scale(variance_scale, psf_matched.sizes["visit"])
+    compared = _compare(
+        psf_matched, reference, image, matched_variance, mask, planes, scale, settings
+    )
+    candidates, n_planes = _candidates(compared.signal, settings, same_sign_epochs)
+    labelled = _first_pass(candidates, compared, config, n_planes)
+    outside, template_grow = _template_sources(
+        reference, template, config, psf_sigma_px, compared.like
+    )
+    tested = _second_pass(labelled, candidates, compared, config, n_planes, outside)
+    logger.info(
+        "%d footprints, %d prefiltered, %d preserved by template sources, %d artifacts",
+        labelled.components.count,
+        int((~labelled.kept).sum()),
+        int(tested.preserved.sum()),
+        int(tested.is_artifact.sum()),
+    )
+    artifact_mask = _or_polarities(
+        map_components(labelled.components, candidates, tested.is_artifact, fill=False, dtype=bool),
+        n_planes,
+        compared.n_visits,
+    )
+    return _artifact_dataset(
+        psf_matched,
+        compared,
+        labelled,
+        tested,
+        artifact_mask,
+        scale,
+        attrs={
+            "psf_sigma_px": psf_sigma_px,
+            "grow_px": settings.grow_px,
+            "template_grow_px": template_grow,
+        },
+    )
+
+
+@attrs.frozen(eq=False)
+class _Comparison:
+    """Each PSF-matched warp against its reference, on the warps' chunks (lazy)."""
+
+    like: da.Array  # the warps' image: shape and chunks of every (visit, y, x) array
+    mask: da.Array
+    planes: MaskPlanes
+    warp_valid: da.Array
+    reference_valid: da.Array
+    valid: da.Array
+    signal: da.Array  # what detection thresholds, NaN where not valid
+
+    @property
+    def n_visits(self) -> int:
+        """Number of visits."""
+        return int(self.like.shape[0])
+
+
+@attrs.frozen(eq=False)
+class _Labelled:
+    """Pass 1: the candidate footprints across the tile and the prefilter's verdict."""
+
+    components: Components
+    visit_of: np.ndarray  # (footprint,) the visit each footprint is in
+    kept: np.ndarray  # (footprint,) bool: kept by the prefilter
+
+
+@attrs.frozen(eq=False)
+class _Tested:
+    """Pass 2: the epoch counts and which footprints are artifacts."""
+
+    epoch_count: da.Array  # (y, x) uint16
+    n_epochs: da.Array  # (y, x) uint16
+    preserved: np.ndarray  # (footprint,) bool
+    is_artifact: np.ndarray  # (footprint,) bool
+
+
+def _variance_scale(variance_scale: np.ndarray | None, n_visits: int) -> np.ndarray:
+    """The ``(visit,)`` variance factors: as given, or 1."""
     scale = np.ones(n_visits) if variance_scale is None else np.asarray(variance_scale, float)
     if scale.shape != (n_visits,):
         raise ValueError(f"variance_scale has shape {scale.shape}; expected ({n_visits},)")
+    return scale
 
+
+def _compare(
+    psf_matched: xr.Dataset,
+    reference: xr.Dataset,
+    image: da.Array,
+    matched_variance: da.Array,
+    mask: da.Array,
+    planes: MaskPlanes,
+    scale: np.ndarray,
+    settings: DetectionSettings,
+) -> _Comparison:
+    """``warp − reference``, its variance (the warps' scaled) and where both are valid."""
+    like = image
     variance = matched_variance * da.from_array(scale, chunks=(like.chunks[0],))[
         :, None, None
     ].astype(np.float32)
@@ -304,8 +393,17 @@ def find_artifacts(
     signal = _signal(
         image - reference_image, variance + reference_variance, valid, settings.threshold_type
     )
-    # Candidates on a leading axis of (polarity, visit): one polarity with "both"
-    # merged (the reference), or each polarity on its own (same_sign_epochs).
+    return _Comparison(like, mask, planes, warp_valid, reference_valid, valid, signal)
+
+
+def _candidates(
+    signal: da.Array, settings: DetectionSettings, same_sign_epochs: bool
+) -> tuple[da.Array, int]:
+    """Candidate footprints on a leading axis of (polarity, visit), and the number of polarities.
+
+    One polarity with ``"both"`` merged (the reference), or each polarity on its
+    own (``same_sign_epochs``), grown.
+    """
     if same_sign_epochs:
         signs = POLARITY_SIGNS[settings.polarity]
         if settings.peak_test:
@@ -320,27 +418,38 @@ def find_artifacts(
     else:
         signs = (1,)
         candidates = _detect(signal, settings)
-    n_planes = len(signs)
+    return candidates, len(signs)
 
-    def stacked(array: da.Array) -> da.Array:
-        return da.concatenate([array] * n_planes, axis=0) if n_planes > 1 else array
 
-    def per_visit(planes_: da.Array) -> da.Array:
-        """OR a (polarity x visit, y, x) mask over polarities."""
-        if n_planes == 1:
-            return planes_
-        return da.stack([planes_[k * n_visits : (k + 1) * n_visits] for k in range(n_planes)]).any(
-            axis=0
-        )
+def _stacked(array: da.Array, n_planes: int) -> da.Array:
+    """A (visit, y, x) array repeated for each polarity: (polarity x visit, y, x)."""
+    return da.concatenate([array] * n_planes, axis=0) if n_planes > 1 else array
 
-    # Pass 1: footprints across the tile; prefilter counts.
+
+def _or_polarities(planes_: da.Array, n_planes: int, n_visits: int) -> da.Array:
+    """OR a (polarity x visit, y, x) mask over polarities."""
+    if n_planes == 1:
+        return planes_
+    return da.stack([planes_[k * n_visits : (k + 1) * n_visits] for k in range(n_planes)]).any(
+        axis=0
+    )
+
+
+def _first_pass(
+    candidates: da.Array,
+    compared: _Comparison,
+    config: CompareWarpAssembleCoaddConfig,
+    n_planes: int,
+) -> _Labelled:
+    """Pass 1 (eager): footprints across the tile, their visits and the prefilter counts."""
+    mask, planes, n_visits = compared.mask, compared.planes, compared.n_visits
     prefilter_good = (mask & planes.value(config.prefilterArtifactsMaskPlanes)) == 0
-    plane_like = stacked(like)
+    plane_like = _stacked(compared.like, n_planes)
     components, first = find_components(
         candidates,
-        stacked(prefilter_good),
+        _stacked(prefilter_good, n_planes),
         _visit_index(plane_like),
-        da.where(candidates, da.nan_to_num(stacked(signal)), 0.0),
+        da.where(candidates, da.nan_to_num(_stacked(compared.signal, n_planes)), 0.0),
         block_stats=artifact_tests.count_stats,
         n_stats=3,
     )
@@ -351,34 +460,63 @@ def find_artifacts(
         kept = artifact_tests.prefilter_keep(pixels, first[:, 0], config.prefilterArtifactsRatio)
     else:
         kept = np.ones(components.count, dtype=bool)
+    return _Labelled(components, visit_of, kept)
 
-    # Pass 2: epoch counts (per polarity with same_sign_epochs), N and template
-    # sources under each footprint.
+
+def _template_sources(
+    reference: xr.Dataset,
+    template: xr.Dataset | None,
+    config: CompareWarpAssembleCoaddConfig,
+    psf_sigma_px: float,
+    like: da.Array,
+) -> tuple[da.Array, int]:
+    """``(y, x)`` pixels outside the template's sources, and their growth in pixels.
+
+    Everywhere, and 0, without ``doPreserveContainedBySource``.
+    """
+    if not config.doPreserveContainedBySource:
+        return da.ones(like.shape[1:], dtype=bool, chunks=like.chunks[1:]), 0
+    if template is None:
+        if "visit" in reference["image"].dims:
+            raise ValueError(
+                "doPreserveContainedBySource needs the static model as `template` when "
+                "the reference is per visit"
+            )
+        template = reference
+    template_grow = detection_settings(config.detectTemplate, psf_sigma_px).grow_px
+    sources = detect_sources(
+        template, config.detectTemplate, psf_sigma_px=psf_sigma_px, polarity="positive"
+    )
+    return ~sources.transpose("y", "x").data, template_grow
+
+
+def _second_pass(
+    labelled: _Labelled,
+    candidates: da.Array,
+    compared: _Comparison,
+    config: CompareWarpAssembleCoaddConfig,
+    n_planes: int,
+    outside: da.Array,
+) -> _Tested:
+    """Pass 2 (eager): epoch counts (per polarity), ``N`` and template sources per footprint.
+
+    Then the transience test (:func:`dcr_dask.kernels.artifacts.transient`)
+    and the sources' protection decide which footprints are artifacts.
+    """
+    components, kept = labelled.components, labelled.kept
+    like, n_visits = compared.like, compared.n_visits
     kept_mask = map_components(components, candidates, kept, fill=False, dtype=bool)
-    epoch_count = per_visit(kept_mask).sum(axis=0, dtype=np.uint16)
+    epoch_count = _or_polarities(kept_mask, n_planes, n_visits).sum(axis=0, dtype=np.uint16)
     counts = [
         kept_mask[k * n_visits : (k + 1) * n_visits].sum(axis=0, dtype=np.uint16)
         for k in range(n_planes)
     ]
     footprint_epochs = da.concatenate([_as_like(count, like) for count in counts], axis=0)
-    good_epoch = valid & ((mask & planes.value(config.badMaskPlanes)) == 0)
+    good_epoch = compared.valid & (
+        (compared.mask & compared.planes.value(config.badMaskPlanes)) == 0
+    )
     n_epochs = good_epoch.sum(axis=0, dtype=np.uint16)
-    template_grow = 0
-    if config.doPreserveContainedBySource:
-        if template is None:
-            if "visit" in reference["image"].dims:
-                raise ValueError(
-                    "doPreserveContainedBySource needs the static model as `template` when "
-                    "the reference is per visit"
-                )
-            template = reference
-        template_grow = detection_settings(config.detectTemplate, psf_sigma_px).grow_px
-        sources = detect_sources(
-            template, config.detectTemplate, psf_sigma_px=psf_sigma_px, polarity="positive"
-        )
-        outside = ~sources.transpose("y", "x").data
-    else:
-        outside = da.ones(like.shape[1:], dtype=bool, chunks=like.chunks[1:])
+    plane_like = _stacked(like, n_planes)
     second = component_stats(
         components,
         candidates,
@@ -403,38 +541,43 @@ def find_artifacts(
     )
     preserved = kept & is_transient & (outside_pixels == 0) & config.doPreserveContainedBySource
     is_artifact = kept & is_transient & ~preserved
-    logger.info(
-        "%d footprints, %d prefiltered, %d preserved by template sources, %d artifacts",
-        components.count,
-        int((~kept).sum()),
-        int(preserved.sum()),
-        int(is_artifact.sum()),
-    )
+    return _Tested(epoch_count, n_epochs, preserved, is_artifact)
 
-    artifact_mask = per_visit(
-        map_components(components, candidates, is_artifact, fill=False, dtype=bool)
-    )
+
+def _artifact_dataset(
+    psf_matched: xr.Dataset,
+    compared: _Comparison,
+    labelled: _Labelled,
+    tested: _Tested,
+    artifact_mask: da.Array,
+    scale: np.ndarray,
+    attrs: dict[str, float | int],
+) -> xr.Dataset:
+    """What :func:`find_artifacts` returns, on the warps' visits and coordinates."""
+    n_visits, visit_of, kept = compared.n_visits, labelled.visit_of, labelled.kept
     dims = ("visit", "y", "x")
     coords = {name: coord for name, coord in psf_matched.coords.items() if "visit" in coord.dims}
     coords.update({"y": psf_matched["y"], "x": psf_matched["x"]})
+    n_found = labelled.components.count
     return xr.Dataset(
         {
             "artifacts": (dims, artifact_mask.astype(np.uint8)),
-            "no_data": (dims, (~(warp_valid & reference_valid)).astype(np.uint8)),
-            "epoch_count": (("y", "x"), epoch_count),
-            "n_epochs": (("y", "x"), n_epochs),
-            "n_footprints": ("visit", _per_visit(np.ones(components.count), visit_of, n_visits)),
+            "no_data": (dims, (~(compared.warp_valid & compared.reference_valid)).astype(np.uint8)),
+            "epoch_count": (("y", "x"), tested.epoch_count),
+            "n_epochs": (("y", "x"), tested.n_epochs),
+            "n_footprints": ("visit", _per_visit(np.ones(n_found), visit_of, n_visits)),
             "n_prefiltered": ("visit", _per_visit(~kept, visit_of, n_visits)),
-            "n_preserved": ("visit", _per_visit(preserved, visit_of, n_visits)),
-            "n_artifact_footprints": ("visit", _per_visit(is_artifact, visit_of, n_visits)),
+            "n_preserved": ("visit", _per_visit(tested.preserved, visit_of, n_visits)),
+            "n_artifact_footprints": (
+                "visit",
+                _per_visit(tested.is_artifact, visit_of, n_visits),
+            ),
             "variance_scale": ("visit", scale),
         },
         coords=coords,
         attrs={
             **{key: psf_matched.attrs[key] for key in TILE_ATTRS if key in psf_matched.attrs},
-            "psf_sigma_px": psf_sigma_px,
-            "grow_px": settings.grow_px,
-            "template_grow_px": template_grow,
+            **attrs,
         },
     )
 
@@ -445,7 +588,14 @@ class _EpochStats:
 
     n_visits: int
 
-    def __call__(self, labels, n, epoch_count, n_epochs, outside):
+    def __call__(
+        self,
+        labels: np.ndarray,
+        n: int,
+        epoch_count: np.ndarray,
+        n_epochs: np.ndarray,
+        outside: np.ndarray,
+    ) -> np.ndarray:
         return artifact_tests.epoch_stats(
             labels, n, epoch_count, n_epochs, outside, max_epochs=self.n_visits
         )

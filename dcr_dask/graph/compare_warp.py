@@ -165,8 +165,9 @@ def compare_warp(
         )
         if source_config is not None and fwhm is not None and not _has_detected(psf_matched):
             sigma = float(fwhm) / psf_kernels.FWHM_PER_SIGMA
-            sources = detect_sources(static_model, source_config, psf_sigma_px=sigma, smooth=True)
-            sources = sources.data
+            sources = detect_sources(
+                static_model, source_config, psf_sigma_px=sigma, smooth=True
+            ).data
         scale = variance_scale_factors(psf_matched, config.scaleWarpVariance, sources=sources)
     found = find_artifacts(psf_matched, static_model, config, variance_scale=scale)
     return CompareWarpResult(psf_matched, static_model, found, matching)

@@ -65,7 +65,9 @@ _MIN_PSF_STAMP = 15
 
 
 def model_psf_fwhm(
-    input_fwhm_px: Sequence[float], default_fwhm_px: float, widen: float | None = MODEL_PSF_WIDEN
+    input_fwhm_px: Sequence[float] | np.ndarray,
+    default_fwhm_px: float,
+    widen: float | None = MODEL_PSF_WIDEN,
 ) -> float:
     """FWHM of the model PSF's core, pixels: ``defaultFwhm``, or ``widen ×`` the widest input.
 
