@@ -9,8 +9,9 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 2. ingest the warps into a Zarr store chunked by ``subregionSize`` (skipped when
    a complete store of the same inputs exists), then reject the visits with no
    usable pixel or a variance <= 0 on one, and report pixels seen by one visit only;
-3. CompareWarp (:mod:`dcr_dask.graph.compare_warp`): PSF-matched warps (given or
-   made), the static sky model (``assembleStaticSkyModel``), and the artifacts
+3. CompareWarp (:mod:`dcr_dask.graph.compare_warp`, its steps in
+   :mod:`dcr_dask.graph.psf_matching` and :mod:`dcr_dask.graph.artifacts`): PSF-matched
+   warps (given or made), the static sky model (``assembleStaticSkyModel``), and the artifacts
    found against it, stored beside the warps (``CLIPPED``, ``NO_DATA``); the
    static-sky template that starts the fit is the given one, else the coadd
    of the direct warps without the artifacts (``startingModel``; the
