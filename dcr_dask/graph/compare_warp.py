@@ -45,19 +45,12 @@ from dcr_dask.config import CompareWarpAssembleCoaddConfig
 from dcr_dask.graph.artifacts import (
     ARTIFACT_VARIABLES,
     _has_detected,
-    _reference_arrays,
     apply_artifact_masks,
     find_artifacts,
     variance_scale_factors,
 )
 from dcr_dask.graph.coadd import assemble_static_sky_model
-from dcr_dask.graph.detect import (
-    _detect,
-    _grow,
-    _peak_tested_footprints,
-    detect_sources,
-    detection_settings,
-)
+from dcr_dask.graph.detect import detect_sources, detection_settings
 from dcr_dask.graph.psf_matching import (
     MATCHING_RESIDUAL_WARN,
     MODEL_PSF_WIDEN,
@@ -90,8 +83,12 @@ __all__ = [
     "visit_psf_stamps",
 ]
 
-# Private steps that scripts written against this module imported from here.
-_REEXPORTED_PRIVATE = (_detect, _grow, _peak_tested_footprints, _reference_arrays)
+# Private steps that tests and scripts imported from here before the split (explicit
+# re-exports).
+from dcr_dask.graph.artifacts import _reference_arrays as _reference_arrays
+from dcr_dask.graph.detect import _detect as _detect
+from dcr_dask.graph.detect import _grow as _grow
+from dcr_dask.graph.detect import _peak_tested_footprints as _peak_tested_footprints
 
 
 @attrs.frozen(eq=False)
