@@ -55,13 +55,9 @@ from _common import machine_summary
 
 from dcr_dask import truth
 from dcr_dask.config import DcrAssembleCoaddConfig, many_artifacts_overrides
+from dcr_dask.graph.artifacts import find_artifacts, variance_scale_factors
 from dcr_dask.graph.coadd import plain_coadd
-from dcr_dask.graph.compare_warp import (
-    find_artifacts,
-    match_psfs,
-    psf_matching,
-    variance_scale_factors,
-)
+from dcr_dask.graph.psf_matching import match_psfs, psf_matching
 from dcr_dask.io.warps import open_warps
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
@@ -153,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    print(machine_summary(("dcr_dask/running/pipeline.py", "dcr_dask/graph/compare_warp.py")))
+    code = ("running/pipeline", "graph/psf_matching", "graph/detect", "graph/artifacts")
+    print(machine_summary(tuple(f"dcr_dask/{name}.py" for name in code)))
     print(f"tile {args.size}^2, 10 visits + 2 held out, streak in visit 2, 4 cosmic rays/visit")
     print(f"dcrTemplate+ = many_artifacts_overrides() = {many_artifacts_overrides()}")
     header = (

@@ -15,8 +15,8 @@ from test_compare_warp import SPEC  # the artifact tile of the CompareWarp tests
 import dcr_dask
 from dcr_dask.config import DcrAssembleCoaddConfig, many_artifacts_overrides
 from dcr_dask.errors import ConfigError
+from dcr_dask.graph.artifacts import _reference_arrays
 from dcr_dask.graph.assemble import TileGrid
-from dcr_dask.graph.compare_warp import _reference_arrays
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.kernels import model as kernels
 from dcr_dask.simulate import simulate_tile, write_simulation

@@ -26,7 +26,7 @@ from dcr_dask.graph.coadd_psf import (
     combine_psfs,
     measure_coadd_psf,
 )
-from dcr_dask.graph.compare_warp import visit_psf_stamps
+from dcr_dask.graph.psf_matching import visit_psf_stamps
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.store import open_output
 from dcr_dask.io.warps import open_warps

@@ -10,23 +10,19 @@ from scipy import ndimage
 from test_stack import reference_stack_pixel
 
 from dcr_dask.config import DcrAssembleCoaddConfig
-from dcr_dask.graph.coadd import stack_settings
-from dcr_dask.graph.compare_warp import (
+from dcr_dask.graph import compare_warp as compare_warp_module
+from dcr_dask.graph.artifacts import apply_artifact_masks, find_artifacts, variance_scale_factors
+from dcr_dask.graph.coadd import assemble_static_sky_model, stack_settings
+from dcr_dask.graph.compare_warp import compare_warp
+from dcr_dask.graph.detect import (
     _detect,
     _grow,
     _peak_tested_footprints,
-    apply_artifact_masks,
-    assemble_static_sky_model,
-    compare_warp,
     detect_sources,
     detection_settings,
-    find_artifacts,
-    match_psfs,
-    psf_matching,
-    variance_scale_factors,
-    write_artifact_masks,
 )
-from dcr_dask.io.ingest import ingest_warps, open_ingested
+from dcr_dask.graph.psf_matching import match_psfs, psf_matching
+from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
 from dcr_dask.io.warps import open_warps
 from dcr_dask.kernels.detection import DetectionSettings, footprint_mask
 from dcr_dask.kernels.stack import visit_weight
@@ -576,3 +572,36 @@ def test_detection_settings_pass_the_include_threshold_multiplier():
     settings = detection_settings(config, 1.0)
     assert settings.include_multiplier == 2.0 and settings.peak_test
     assert settings.include_threshold == 15.0
+
+
+#: The public names of graph.compare_warp before it was split by step, and the
+#: private ones that tests and scripts imported from it.
+OLD_COMPARE_WARP_NAMES = (
+    "ARTIFACT_VARIABLES",
+    "MATCHING_RESIDUAL_WARN",
+    "MODEL_PSF_WIDEN",
+    "CompareWarpResult",
+    "PsfMatching",
+    "apply_artifact_masks",
+    "assemble_static_sky_model",
+    "compare_warp",
+    "detect_sources",
+    "detection_settings",
+    "find_artifacts",
+    "match_psfs",
+    "model_psf_fwhm",
+    "model_psf_stamp",
+    "psf_matching",
+    "variance_scale_factors",
+    "visit_psf_stamps",
+    "_detect",
+    "_grow",
+    "_peak_tested_footprints",
+    "_reference_arrays",
+)
+
+
+def test_every_old_name_still_imports_from_compare_warp():
+    for name in OLD_COMPARE_WARP_NAMES:
+        assert getattr(compare_warp_module, name) is not None, name
+    assert set(compare_warp_module.__all__) == {n for n in OLD_COMPARE_WARP_NAMES if n[0] != "_"}

@@ -292,7 +292,7 @@ def test_smoothed_source_detection_is_chunk_independent():
     import xarray as xr
 
     from dcr_dask.config import DcrAssembleCoaddConfig
-    from dcr_dask.graph.compare_warp import detect_sources
+    from dcr_dask.graph.detect import detect_sources
 
     image, variance, _ = _faint_star_field()
     config = DcrAssembleCoaddConfig().detectModelSources

@@ -35,7 +35,9 @@ from dcr_dask.graph.coadd import (
     stack_settings,
     visit_weights,
 )
-from dcr_dask.graph.compare_warp import compare_warp, detection_settings, psf_matching
+from dcr_dask.graph.compare_warp import compare_warp
+from dcr_dask.graph.detect import detection_settings
+from dcr_dask.graph.psf_matching import psf_matching
 from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
 from dcr_dask.masks import MaskPlanes

@@ -9,7 +9,7 @@ import xarray as xr
 from scipy import ndimage, signal
 
 from dcr_dask.config import CompareWarpAssembleCoaddConfig
-from dcr_dask.graph.compare_warp import match_psfs, model_psf_fwhm, psf_matching
+from dcr_dask.graph.psf_matching import match_psfs, model_psf_fwhm, psf_matching
 from dcr_dask.kernels.psf import (
     FWHM_PER_SIGMA,
     convolve_block,
@@ -163,7 +163,7 @@ def test_match_psfs_is_lazy_chunk_independent_and_equals_a_direct_convolution():
 
 def test_a_psf_wider_than_the_model_is_flagged_and_not_sharpened(caplog):
     config = _config(fwhm=3.8)
-    with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.compare_warp"):
+    with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.psf_matching"):
         matching = psf_matching(_warps(40), config, widen=None)
     assert matching.model_core_fwhm_px == 3.8
     assert matching.too_wide.tolist() == [False, False, True]
@@ -272,14 +272,14 @@ def test_a_winged_model_matches_a_moffat_psf_without_sharpening(beta):
 
 def test_a_kernel_that_misses_the_model_is_reported(caplog):
     config = _config(size=5)
-    with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.compare_warp"):
+    with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.psf_matching"):
         matching = psf_matching(_warps(40), config)
     assert matching.residuals.max() > 0.02
     assert "misses the model PSF" in caplog.text and "matchingKernelSize (now 5)" in caplog.text
     config = _config(size=21)
     config.modelPsf.addWing = False
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.compare_warp"):
+    with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.psf_matching"):
         matching = psf_matching(_warps(40), config)
     assert matching.residuals.max() < 1e-3
     assert "misses the model PSF" not in caplog.text

@@ -22,7 +22,7 @@ How the neighbours are seen
     blocks. The halo is wide enough that a block's core sees exactly what it
     would see in one big block: twice the largest DCR shift (forward model
     then back-projection), plus the reach of the interpolation and of the
-    regularization filters (:func:`halo_px`). The reference's ``bufferSize``
+    regularization filters (:func:`dcr_dask.graph.halos.halo_px`). The reference's ``bufferSize``
     (largest shift + 1) is recorded but is too narrow for that.
 
 Memory
@@ -36,7 +36,6 @@ Memory
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -46,10 +45,10 @@ import dask
 import dask.array as da
 import numpy as np
 
+from dcr_dask.graph.halos import halo_px  # re-exported: its home is graph.halos
 from dcr_dask.kernels import convergence as conv
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.regularize import background_noise
-from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
 from dcr_dask.physics.subbands import RunShifts
 from dcr_dask.progress import track
 
@@ -92,32 +91,6 @@ class FitSettings:
     min_iter: int
     max_iter: int
     use_convergence: bool
-
-
-def halo_px(max_shift_px: float, settings: FitSettings) -> int:
-    """Halo that makes a block's core independent of where the block boundaries are.
-
-    Parameters
-    ----------
-    max_shift_px : float
-        Largest DCR shift component of any visit and sub-band, pixels.
-    settings : FitSettings
-        The fit's settings (shift method, regularization width).
-
-    Returns
-    -------
-    int
-        ``2·(ceil(max shift) + interpolation reach)`` (forward model, then
-        back-projection) plus the reach of the regularization's opening and
-        Gaussian filters, pixels. With ``shiftMethod="sinc"`` or ``"spline"``
-        a block's core is then the same, to float32 rounding, however the tile
-        is cut; the ``"fourier"`` phase ramp couples every pixel of a block, so
-        its results change slightly with the cut.
-    """
-    reach = 2 * (math.ceil(max_shift_px) + INTERPOLATION_REACH_PX[settings.method])
-    if settings.regularize_iterations > 0 or settings.regularize_frequency > 0:
-        reach += 4 * settings.regularization_width + 2
-    return int(reach)
 
 
 @attrs.frozen
@@ -540,7 +513,7 @@ def fit_tile(
         The scratch store of the model (created here):
         :class:`dcr_dask.io.scratch.ScratchModel` in a run.
     halo : int
-        Halo of every block, pixels (:func:`halo_px`).
+        Halo of every block, pixels (:func:`dcr_dask.graph.halos.halo_px`).
     memory_budget_bytes : float, optional
         Memory a group of blocks may use; None fits all blocks together.
     groups : sequence of sequence of (int, int), optional

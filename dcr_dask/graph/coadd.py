@@ -3,7 +3,8 @@
 The kernels live in :mod:`dcr_dask.kernels.stack`; this module only translates a
 config into kernel settings and maps the kernels over the tile's blocks,
 with the whole visit axis in each block (one ``(y, x)`` block of every
-visit in memory at a time).
+visit in memory at a time). :func:`assemble_static_sky_model` is CompareWarp's
+static sky model, the ``assembleStaticSkyModel`` stack of the PSF-matched warps.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import numpy as np
 import xarray as xr
 
 from dcr_dask.config import AssembleCoaddConfig
+from dcr_dask.graph.tile import TILE_ATTRS
 from dcr_dask.kernels.stack import StackSettings, stack_block, visit_weight, weighted_mean
 from dcr_dask.masks import MaskPlanes
 
 __all__ = [
+    "assemble_static_sky_model",
     "clipped_visit_weights",
     "direct_coadd",
     "good_pixels",
@@ -32,9 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Attributes of a warp Dataset that a stacked Dataset keeps.
-_TILE_ATTRS = ("mask_planes", "wcs_header", "tile_shape")
 
 
 def good_pixels(warps: xr.Dataset, bad_mask_planes: Sequence[str]) -> xr.DataArray:
@@ -412,5 +412,38 @@ def stack_warps(
     if stack_config.doNImage:
         data_vars["n_image"] = (dims, stacked[3].astype(np.uint16))
     coords = {name: warps[name] for name in ("visit", "y", "x")}
-    attrs = {key: warps.attrs[key] for key in _TILE_ATTRS if key in warps.attrs}
+    attrs = {key: warps.attrs[key] for key in TILE_ATTRS if key in warps.attrs}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def assemble_static_sky_model(
+    psf_matched: xr.Dataset,
+    static_config: AssembleCoaddConfig,
+    weights: xr.DataArray | np.ndarray | None = None,
+) -> xr.Dataset:
+    """The static sky model: the ``assembleStaticSkyModel`` stack of PSF-matched warps (lazy).
+
+    Parameters
+    ----------
+    psf_matched : xarray.Dataset
+        PSF-matched warps (:func:`dcr_dask.graph.psf_matching.match_psfs` or
+        :func:`dcr_dask.io.warps.open_psf_matched`).
+    static_config : AssembleCoaddConfig
+        ``config.assembleStaticSkyModel`` (reference defaults: MEANCLIP,
+        ``sigmaClip`` 2.5, ``clipIter`` 3, ``badMaskPlanes`` NO_DATA, variance
+        from the inputs, no nImage).
+    weights : xarray.DataArray or numpy.ndarray, optional
+        ``(visit,)`` weights; default 1 / clipped mean variance of each PSF-matched
+        warp's good pixels, computed eagerly (see
+        :func:`stack_warps`).
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`stack_warps`, with the PSF-matched warps'
+        ``model_psf_fwhm_px`` attribute when they have one.
+    """
+    model = stack_warps(psf_matched, static_config, weights)
+    if "model_psf_fwhm_px" in psf_matched.attrs:
+        model.attrs["model_psf_fwhm_px"] = psf_matched.attrs["model_psf_fwhm_px"]
+    return model

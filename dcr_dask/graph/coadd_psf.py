@@ -49,7 +49,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dcr_dask.graph.compare_warp import visit_psf_stamps
+from dcr_dask.graph.psf_matching import visit_psf_stamps
 from dcr_dask.kernels.psf import psf_fwhm_px
 from dcr_dask.kernels.psf_stars import MIN_STARS, fit_psf_stars, moffat_image, robust_keep
 from dcr_dask.masks import MaskPlanes

@@ -10,15 +10,15 @@ here still import from this module, with a ``DeprecationWarning``.
 from __future__ import annotations
 
 import importlib
-import math
 import warnings
 from collections.abc import Callable
 
 import dask.array as da
 import numpy as np
 
+from dcr_dask.graph.halos import forward_model_halo
+from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.kernels import model as kernels
-from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
 
 __all__ = ["forward_model_tile"]
 
@@ -67,7 +67,7 @@ def forward_model_tile(
         with all visits in each chunk.
     """
     planes = da.asarray(planes).rechunk({0: -1})  # a loaded store gives NumPy planes
-    depth = math.ceil(max_shift_px) + INTERPOLATION_REACH_PX[method]
+    depth = forward_model_halo(max_shift_px, method)
     starts_y = np.cumsum((0, *planes.chunks[1]))
     starts_x = np.cumsum((0, *planes.chunks[2]))
     n_visits = np.asarray(shifts_at((starts_y[-1] - 1) / 2.0, (starts_x[-1] - 1) / 2.0)).shape[0]
@@ -82,16 +82,16 @@ def forward_model_tile(
         )
         return templates.astype(np.float32)
 
-    grown = da.overlap.overlap(planes, depth={0: 0, 1: depth, 2: depth}, boundary=0)
-    shifted = grown.map_blocks(
+    # beyond the tile: no sky (the planes are 0)
+    return map_yx_overlap(
         block,
-        chunks=((n_visits,), *grown.chunks[1:]),
+        planes,
+        halo=depth,
+        boundary=0,
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
+        leading_chunks=((n_visits,),),
     )
-    templates = da.overlap.trim_internal(shifted, {0: 0, 1: depth, 2: depth}, boundary=0)
-    # overlap() merges chunks smaller than the depth into their neighbours: restore
-    return templates.rechunk(((n_visits,), *planes.chunks[1:]))
 
 
 #: Names moved to :mod:`dcr_dask.running.templates` (they read the store's config and WCS).

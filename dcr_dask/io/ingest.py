@@ -44,6 +44,8 @@ inside a group, so the variable is not atomic by rename: its name is removed
 from ``dcr_dask_complete``, the array is written, and the name is added back
 as the last write. :func:`open_ingested` drops (with a warning) any data
 variable not listed, so a crash mid-write is never read as a mask.
+:func:`write_artifact_masks` stores CompareWarp's ``artifacts`` and ``no_data``
+masks this way (:data:`dcr_dask.masks.ARTIFACT_VARIABLES`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from dcr_dask.io.store import (
     write_zarr,
     write_zarr_chunks,
 )
+from dcr_dask.masks import ARTIFACT_VARIABLES
 
 __all__ = [
     "COMPLETE_ATTR",
@@ -77,6 +80,7 @@ __all__ = [
     "ingest_warps",
     "input_fingerprint",
     "open_ingested",
+    "write_artifact_masks",
     "write_visit_masks",
 ]
 
@@ -470,3 +474,43 @@ def write_visit_masks(
     new = xr.Dataset({name: variable}, attrs={**attrs, COMPLETE_ATTR: remaining})
     write_zarr_chunks(new, path, mode="a", client=client)
     update_group_attrs(path, {COMPLETE_ATTR: [*remaining, name]})
+
+
+def write_artifact_masks(
+    store_path: str | os.PathLike[str],
+    masks: xr.Dataset,
+    *,
+    overwrite: bool = False,
+    client: Any = None,
+) -> None:
+    """Store ``artifacts`` and ``no_data`` beside the warps in an ingest store.
+
+    Parameters
+    ----------
+    store_path : str or path-like
+        A complete ingest store (:func:`dcr_dask.io.ingest.ingest_warps`) of
+        the same warps.
+    masks : xarray.Dataset
+        From :func:`dcr_dask.graph.compare_warp.find_artifacts`: the variables
+        named in :data:`dcr_dask.masks.ARTIFACT_VARIABLES`.
+    overwrite : bool
+        Replace masks already stored.
+    client : distributed.Client or None
+        Cluster to compute on; None uses the current dask scheduler.
+
+    Notes
+    -----
+    Each variable is written chunk by chunk as uint8 with
+    :func:`write_visit_masks`, which lists it as complete
+    only after its last chunk.
+    """
+    for name in ARTIFACT_VARIABLES:
+        array = masks[name]
+        keep = [c for c in array.coords if c in ("visit", "y", "x")]
+        array = xr.DataArray(
+            array.data.astype(np.uint8),
+            dims=array.dims,
+            coords={c: array[c].values for c in keep},
+            attrs={"plane": ARTIFACT_VARIABLES[name]},
+        )
+        write_visit_masks(store_path, name, array, overwrite=overwrite, client=client)

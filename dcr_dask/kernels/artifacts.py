@@ -1,6 +1,6 @@
 """CompareWarp's artifact tests and variance rescaling, as pure NumPy kernels.
 
-docs/algorithm.md, "CompareWarp artifacts". The graph layer (:mod:`dcr_dask.graph.compare_warp`)
+docs/algorithm.md, "CompareWarp artifacts". The graph layer (:mod:`dcr_dask.graph.artifacts`)
 detects footprints on each PSF-matched warp minus the static sky model,
 labels them across the tile (:mod:`dcr_dask.graph.labels`) and sums per-footprint
 statistics with the ``*_stats`` block functions here; the decision functions

@@ -33,7 +33,7 @@ footprint is kept depends on its brightest pixel, which may lie anywhere
 along it (the far end of a streak crossing the tile). :func:`footprint_mask`
 then takes its input as the whole image, and chunked arrays are labelled
 across chunks first (:mod:`dcr_dask.graph.labels`; see
-:func:`dcr_dask.graph.compare_warp.detect_sources`).
+:func:`dcr_dask.graph.detect.detect_sources`).
 
 Leading axes (e.g. visits) are independent: nothing connects across them.
 """

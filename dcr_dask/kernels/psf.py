@@ -4,7 +4,7 @@ CompareWarp compares every visit with a static sky model at one common PSF,
 the *model PSF*: each warp is convolved with a small kernel that turns its own
 PSF into the model's (docs/algorithm.md, "PSF matching and the static sky
 model"). This module computes those
-kernels and applies them to in-memory blocks; :mod:`dcr_dask.graph.compare_warp`
+kernels and applies them to in-memory blocks; :mod:`dcr_dask.graph.psf_matching`
 maps them over the tile.
 
 Conventions

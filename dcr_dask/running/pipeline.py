@@ -9,8 +9,9 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 2. ingest the warps into a Zarr store chunked by ``subregionSize`` (skipped when
    a complete store of the same inputs exists), then reject the visits with no
    usable pixel or a variance <= 0 on one, and report pixels seen by one visit only;
-3. CompareWarp (:mod:`dcr_dask.graph.compare_warp`): PSF-matched warps (given or
-   made), the static sky model (``assembleStaticSkyModel``), and the artifacts
+3. CompareWarp (:mod:`dcr_dask.graph.compare_warp`, its steps in
+   :mod:`dcr_dask.graph.psf_matching` and :mod:`dcr_dask.graph.artifacts`): PSF-matched
+   warps (given or made), the static sky model (``assembleStaticSkyModel``), and the artifacts
    found against it, stored beside the warps (``CLIPPED``, ``NO_DATA``); the
    static-sky template that starts the fit is the given one, else the coadd
    of the direct warps without the artifacts (``startingModel``; the
@@ -60,16 +61,21 @@ from distributed.scheduler import KilledWorker
 from dcr_dask._version import __version__
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ClusterLostError
+from dcr_dask.graph.artifacts import apply_artifact_masks, find_artifacts
 from dcr_dask.graph.assemble import (
     BlockFit,
     FitInputs,
     FitSettings,
     TileGrid,
     fit_tile,
-    halo_px,
 )
 from dcr_dask.graph.bright_objects import bright_object_mask
-from dcr_dask.graph.coadd import direct_coadd, good_pixels, reference_visit_weights
+from dcr_dask.graph.coadd import (
+    assemble_static_sky_model,
+    direct_coadd,
+    good_pixels,
+    reference_visit_weights,
+)
 from dcr_dask.graph.coadd_psf import (
     STAR_BAD_PLANES,
     CoaddPsf,
@@ -79,22 +85,14 @@ from dcr_dask.graph.coadd_psf import (
     measure_coadd_psf,
     measurement_window,
 )
-from dcr_dask.graph.compare_warp import (
-    ARTIFACT_VARIABLES,
-    PsfMatching,
-    apply_artifact_masks,
-    assemble_static_sky_model,
-    compare_warp,
-    detect_sources,
-    find_artifacts,
-    match_psfs,
-    psf_matching,
-    write_artifact_masks,
-)
+from dcr_dask.graph.compare_warp import compare_warp
+from dcr_dask.graph.detect import detect_sources
+from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
+from dcr_dask.graph.psf_matching import PsfMatching, match_psfs, psf_matching
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
-from dcr_dask.io.ingest import ingest_warps, open_ingested
+from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, is_own, writer
 from dcr_dask.io.regions import BrightObjectRegions, read_bright_object_regions
 from dcr_dask.io.scratch import ScratchModel
@@ -108,7 +106,7 @@ from dcr_dask.io.warps import (
 )
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.psf import FWHM_PER_SIGMA
-from dcr_dask.masks import MaskPlanes
+from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 from dcr_dask.physics.subbands import CoaddTransmission, DcrShifts
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.input_checks import (
