@@ -52,7 +52,7 @@ HERE = "tests/test_fields.py"
 #: sub-configuration's entry covers its fields unless a more specific entry of
 #: NOT_APPLICABLE names them.
 ACTS: dict[str, str] = {
-    # the DCR fit's settings (FitSettings.from_config)
+    # the DCR fit's settings (settings.fit_settings)
     **{
         name: f"{HERE}::test_fit_settings_follow_the_field"
         for name in (

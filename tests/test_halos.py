@@ -10,6 +10,7 @@ from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.graph import assemble, halos
 from dcr_dask.kernels import detection
 from dcr_dask.kernels.shift import INTERPOLATION_REACH_PX
+from dcr_dask.settings import fit_settings
 
 
 def test_old_homes_are_the_same_functions() -> None:
@@ -24,7 +25,7 @@ def test_fit_halo_is_twice_the_forward_model_halo_plus_regularization(
     method: str, shift: float
 ) -> None:
     config = DcrAssembleCoaddConfig(effectiveWavelength=478.0, bandwidth=147.0, shiftMethod=method)
-    settings = assemble.FitSettings.from_config(config)
+    settings = fit_settings(config)
     forward = halos.forward_model_halo(shift, method)
     assert forward == math.ceil(shift) + INTERPOLATION_REACH_PX[method]
     regularize = settings.regularize_iterations > 0 or settings.regularize_frequency > 0
