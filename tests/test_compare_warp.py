@@ -605,3 +605,29 @@ def test_every_old_name_still_imports_from_compare_warp():
     for name in OLD_COMPARE_WARP_NAMES:
         assert getattr(compare_warp_module, name) is not None, name
     assert set(compare_warp_module.__all__) == {n for n in OLD_COMPARE_WARP_NAMES if n[0] != "_"}
+
+
+def test_one_model_psf_sigma_per_run():
+    """The model PSF's sigma comes from one place: the kernels made here, else the
+    warps' record, else ``modelPsf.defaultFwhm``; CompareWarp's detections take the
+    run's value."""
+    from dcr_dask.graph.psf_matching import model_psf_sigma_px
+    from dcr_dask.kernels.psf import FWHM_PER_SIGMA
+
+    config = _config()
+    warps = _small_warps(40)
+    matching = psf_matching(warps, config)
+    matched = match_psfs(warps, config, matching=matching)
+    default = config.modelPsf.defaultFwhm
+    assert model_psf_sigma_px(matched, default, matching) == matching.model_sigma_px
+    assert model_psf_sigma_px(matched, default) == pytest.approx(
+        matched.attrs["model_psf_fwhm_px"] / FWHM_PER_SIGMA
+    )
+    given = matched.copy()
+    given.attrs = {k: v for k, v in matched.attrs.items() if k != "model_psf_fwhm_px"}
+    assert model_psf_sigma_px(given, default) == pytest.approx(default / FWHM_PER_SIGMA)
+    with dask.config.set(scheduler="synchronous"):
+        found = compare_warp(warps, config, psf_matched=given, psf_sigma_px=1.7).artifacts
+        assert found.attrs["psf_sigma_px"] == 1.7
+        found = compare_warp(warps, config, psf_matched=given).artifacts
+        assert found.attrs["psf_sigma_px"] == pytest.approx(default / FWHM_PER_SIGMA)

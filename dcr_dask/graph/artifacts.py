@@ -46,9 +46,9 @@ from dcr_dask.graph.detect import (
     detection_settings,
 )
 from dcr_dask.graph.labels import Components, component_stats, find_components, map_components
+from dcr_dask.graph.psf_matching import model_psf_sigma_px
 from dcr_dask.graph.tile import TILE_ATTRS, pixel_arrays
 from dcr_dask.kernels import artifacts as artifact_tests
-from dcr_dask.kernels import psf as psf_kernels
 from dcr_dask.kernels.detection import DetectionSettings
 from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 
@@ -283,8 +283,7 @@ def find_artifacts(
     planes = MaskPlanes(psf_matched.attrs["mask_planes"])
     image, matched_variance, mask = pixel_arrays(psf_matched)
     if psf_sigma_px is None:
-        fwhm = psf_matched.attrs.get("model_psf_fwhm_px", config.modelPsf.defaultFwhm)
-        psf_sigma_px = float(fwhm) / psf_kernels.FWHM_PER_SIGMA
+        psf_sigma_px = model_psf_sigma_px(psf_matched, config.modelPsf.defaultFwhm)
     settings = detection_settings(config.detect, psf_sigma_px)
     scale = _variance_scale(variance_scale, psf_matched.sizes["visit"])
     compared = _compare(

@@ -57,11 +57,11 @@ from dcr_dask.graph.psf_matching import (
     PsfMatching,
     match_psfs,
     model_psf_fwhm,
+    model_psf_sigma_px,
     model_psf_stamp,
     psf_matching,
     visit_psf_stamps,
 )
-from dcr_dask.kernels import psf as psf_kernels
 
 __all__ = [
     "ARTIFACT_VARIABLES",
@@ -121,6 +121,7 @@ def compare_warp(
     static_model: xr.Dataset | None = None,
     weights: xr.DataArray | np.ndarray | None = None,
     widen: float | None = MODEL_PSF_WIDEN,
+    psf_sigma_px: float | None = None,
 ) -> CompareWarpResult:
     """PSF-match the warps, assemble the static sky model and find the artifacts.
 
@@ -140,6 +141,9 @@ def compare_warp(
         :func:`assemble_static_sky_model`).
     widen : float or None
         Model PSF policy (:mod:`dcr_dask.graph.psf_matching`).
+    psf_sigma_px : float, optional
+        The model PSF's sigma, pixels; default
+        :func:`~dcr_dask.graph.psf_matching.model_psf_sigma_px` (a run passes its own).
 
     Returns
     -------
@@ -153,18 +157,18 @@ def compare_warp(
         static_model = assemble_static_sky_model(
             psf_matched, config.assembleStaticSkyModel, weights
         )
+    if psf_sigma_px is None:
+        psf_sigma_px = model_psf_sigma_px(psf_matched, config.modelPsf.defaultFwhm, matching)
     scale = None
     if config.doScaleWarpVariance:
         sources = None
         source_config = getattr(config, "detectModelSources", None)
-        fwhm = static_model.attrs.get(
-            "model_psf_fwhm_px", psf_matched.attrs.get("model_psf_fwhm_px")
-        )
-        if source_config is not None and fwhm is not None and not _has_detected(psf_matched):
-            sigma = float(fwhm) / psf_kernels.FWHM_PER_SIGMA
+        if source_config is not None and not _has_detected(psf_matched):
             sources = detect_sources(
-                static_model, source_config, psf_sigma_px=sigma, smooth=True
+                static_model, source_config, psf_sigma_px=psf_sigma_px, smooth=True
             ).data
         scale = variance_scale_factors(psf_matched, config.scaleWarpVariance, sources=sources)
-    found = find_artifacts(psf_matched, static_model, config, variance_scale=scale)
+    found = find_artifacts(
+        psf_matched, static_model, config, variance_scale=scale, psf_sigma_px=psf_sigma_px
+    )
     return CompareWarpResult(psf_matched, static_model, found, matching)

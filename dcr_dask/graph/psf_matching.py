@@ -51,6 +51,7 @@ __all__ = [
     "PsfMatching",
     "match_psfs",
     "model_psf_fwhm",
+    "model_psf_sigma_px",
     "model_psf_stamp",
     "psf_matching",
     "visit_psf_stamps",
@@ -95,6 +96,35 @@ def model_psf_fwhm(
 #: A matching kernel whose matched PSF differs from the model by more than this
 #: (relative L2 norm, :func:`dcr_dask.kernels.psf.matching_residual`) is reported.
 MATCHING_RESIDUAL_WARN = 0.02
+
+
+def model_psf_sigma_px(
+    psf_matched: xr.Dataset, default_fwhm_px: float, matching: PsfMatching | None = None
+) -> float:
+    """The Gaussian sigma of the model PSF of a run's PSF-matched warps, pixels: one per run.
+
+    The model PSF the warps were matched to here (``matching``), else the one
+    their ``model_psf_fwhm_px`` attribute records, else ``modelPsf.defaultFwhm``
+    (the reference's assumption for PSF-matched warps it is given). CompareWarp's
+    detections and the DCR-template reference fit all take this one value.
+
+    Parameters
+    ----------
+    psf_matched : xarray.Dataset
+        The PSF-matched warps.
+    default_fwhm_px : float
+        ``modelPsf.defaultFwhm``, pixels.
+    matching : PsfMatching, optional
+        The kernels, when the warps were PSF-matched here.
+
+    Returns
+    -------
+    float
+    """
+    if matching is not None:
+        return matching.model_sigma_px
+    fwhm = float(psf_matched.attrs.get("model_psf_fwhm_px", default_fwhm_px))
+    return fwhm / psf_kernels.FWHM_PER_SIGMA
 
 
 def model_psf_stamp(model_psf: GaussianPsfFactory, core_fwhm_px: float) -> np.ndarray:

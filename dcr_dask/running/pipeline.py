@@ -89,7 +89,12 @@ from dcr_dask.graph.compare_warp import compare_warp
 from dcr_dask.graph.detect import detect_sources
 from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
-from dcr_dask.graph.psf_matching import PsfMatching, match_psfs, psf_matching
+from dcr_dask.graph.psf_matching import (
+    PsfMatching,
+    match_psfs,
+    model_psf_sigma_px,
+    psf_matching,
+)
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
 from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
@@ -435,9 +440,18 @@ def _compare_warp(r: _Run) -> None:
             warps_store,
             present=set(ARTIFACT_VARIABLES) <= set(open_ingested(warps_store).data_vars),
         )
+        # the model PSF's sigma, once for the run: CompareWarp, the DCR-template reference
+        # fit and a static-model start all take it
+        r.psf_sigma = model_psf_sigma_px(
+            r.psf_matched_ds, r.config.modelPsf.defaultFwhm, r.matching
+        )
         if r.masks_done is None:
             r.compared = compare_warp(
-                r.ingested, r.config, psf_matched=r.psf_matched_ds, static_model=r.static_ds
+                r.ingested,
+                r.config,
+                psf_matched=r.psf_matched_ds,
+                static_model=r.static_ds,
+                psf_sigma_px=r.psf_sigma,
             )
 
 
@@ -454,10 +468,9 @@ def _plan_fit(r: _Run) -> None:
     r.settings = fit_settings(config)
     max_shift = max(float(np.abs(s.shifts_px).max()) for s in r.shifts.values())
     r.halo = halo_px(max_shift, r.settings)
-    # the model PSF's sigma (PSF-matched images) and the direct warps' median PSF sigma
-    # (the direct coadd that starts the fit, and a given template)
+    # the direct warps' median PSF sigma (the direct coadd that starts the fit, and a
+    # given template)
     r.direct_sigma = _median_psf_sigma(r.ingested, config, r.matching)
-    r.psf_sigma = r.matching.model_sigma_px if r.matching is not None else r.direct_sigma
     if r.memory_budget_bytes is None:
         r.memory_budget_bytes = cluster_memory_budget(r.active)
         if r.memory_budget_bytes is not None:
