@@ -360,3 +360,19 @@ def test_resume_is_refused_before_the_cluster_from_python(tmp_path, warps, no_cl
         dcr_dask.run(config, paths[:2], output=output, resume=True)
     assert not output.exists()
     assert np.array_equal(sorted(p.name for p in _work(output).iterdir()), [CHECKPOINT_NAME])
+
+
+def test_data_flows_one_way_the_masks_have_their_own_store(reference):
+    """CompareWarp's masks go to their own store in the work directory: the ingest store
+    is never written after the ingest."""
+    from dcr_dask.io.ingest import open_ingested
+
+    ingested = open_ingested(_work(reference) / "warps.zarr")
+    assert not {"artifacts", "no_data"} & set(ingested.data_vars)
+    masks = xr.open_zarr(_work(reference) / pipeline.ARTIFACT_MASKS_STORE, consolidated=False)
+    assert set(masks.data_vars) == {"artifacts", "no_data"}
+    assert masks["artifacts"].dtype == np.uint8
+    assert list(masks["visit"].values) == list(ingested["visit"].values)
+    stored = xr.open_zarr(reference)
+    np.testing.assert_array_equal(stored["artifacts"].values, masks["artifacts"].values)
+    assert "artifact_masks" in _record(reference)["stages"]

@@ -12,7 +12,7 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 3. CompareWarp (:mod:`dcr_dask.graph.compare_warp`, its steps in
    :mod:`dcr_dask.graph.psf_matching` and :mod:`dcr_dask.graph.artifacts`): PSF-matched
    warps (given or made), the static sky model (``assembleStaticSkyModel``), and the artifacts
-   found against it, stored beside the warps (``CLIPPED``, ``NO_DATA``); the
+   found against it, stored in their own store (``CLIPPED``, ``NO_DATA``); the
    static-sky template that starts the fit is the given one, else the coadd
    of the direct warps without the artifacts (``startingModel``; the
    reference starts from the static model);
@@ -97,7 +97,7 @@ from dcr_dask.graph.psf_matching import (
 )
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
-from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
+from dcr_dask.io.ingest import ingest_warps
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, is_own, writer
 from dcr_dask.io.regions import BrightObjectRegions, read_bright_object_regions
 from dcr_dask.io.scratch import ScratchModel
@@ -434,12 +434,7 @@ def _compare_warp(r: _Run) -> None:
         r.static_ds = _stage_store(
             r.stages, "static_model", static_ds, r.work / "static_model.zarr", r.active
         )
-        warps_store = r.work / "warps.zarr"
-        r.masks_done = r.stages.reuse(
-            "artifact_masks",
-            warps_store,
-            present=set(ARTIFACT_VARIABLES) <= set(open_ingested(warps_store).data_vars),
-        )
+        r.masks_done = r.stages.reuse("artifact_masks", r.work / ARTIFACT_MASKS_STORE)
         # the model PSF's sigma, once for the run: CompareWarp, the DCR-template reference
         # fit and a static-model start all take it
         r.psf_sigma = model_psf_sigma_px(
@@ -504,13 +499,28 @@ def _artifact_masks(r: _Run) -> None:
                     r.psf_sigma,
                 )
         with r.stage("artifact_masks_s", "the artifact masks"):
-            masks = found[list(ARTIFACT_VARIABLES)]
-            write_artifact_masks(r.work / "warps.zarr", masks, overwrite=True, client=r.active)
+            _checkpoint(_mask_dataset(found, r.chunks), r.work / ARTIFACT_MASKS_STORE, r.active)
             r.stages.done(
                 "artifact_masks", reference_fits=[f.as_dict(r.grid) for f in r.reference_fits]
             )
-    r.stored = open_ingested(r.work / "warps.zarr")
+    # the masks have their own store: the ingest store is never written after the ingest
+    r.stored = xr.open_zarr(r.work / ARTIFACT_MASKS_STORE, zarr_format=3, consolidated=False)
     r.ingested_masked = apply_artifact_masks(r.ingested, r.stored[list(ARTIFACT_VARIABLES)])
+
+
+def _mask_dataset(found: xr.Dataset, chunks: tuple[int, int]) -> xr.Dataset:
+    """CompareWarp's per-visit masks as stored: uint8, one visit and one subregion per
+    chunk, each variable naming the mask plane it sets."""
+    variables = {}
+    for name, plane in ARTIFACT_VARIABLES.items():
+        array = found[name]
+        variables[name] = xr.DataArray(
+            array.data.astype(np.uint8),
+            dims=array.dims,
+            coords={c: array[c].values for c in array.coords if c in ("visit", "y", "x")},
+            attrs={"plane": plane},
+        )
+    return xr.Dataset(variables).chunk({"visit": 1, "y": chunks[0], "x": chunks[1]})
 
 
 def _starting_template(r: _Run) -> None:
@@ -901,9 +911,13 @@ def _artifacts_against_dcr_templates(
     return found, fits
 
 
+#: CompareWarp's masks (``artifacts``, ``no_data``) in the work directory.
+ARTIFACT_MASKS_STORE = "artifact_masks.zarr"
+
 #: Stores the run writes (and replaces) in its work directory.
 _WORK_STORES = (
     "warps.zarr",
+    ARTIFACT_MASKS_STORE,
     "psf_matched.zarr",
     "static_model.zarr",
     "static_artifacts.zarr",
