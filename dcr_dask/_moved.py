@@ -6,7 +6,8 @@ Until version 0.1 every module sat at the top of the package (``dcr_dask.shift``
 notebooks and pickled references written against the old paths keep working, a
 meta-path finder answers an old name with the module at its new home (the very
 same module object, so monkeypatching either name patches both) and emits a
-:class:`DeprecationWarning` naming the new path.
+:class:`DeprecationWarning` naming the new path. Single names that moved up a
+layer are forwarded the same way by :func:`moved_names`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import importlib.machinery
 import importlib.util
 import sys
 import warnings
+from collections.abc import Callable, Iterable
 from types import ModuleType
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "install", "moved_names"]
 
 #: Old module name -> new module name.
 MOVED: dict[str, str] = {
@@ -87,3 +89,38 @@ def install() -> None:
     """Put the finder of moved modules on :data:`sys.meta_path` (once)."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.append(_FINDER)
+
+
+def moved_names(module: str, names: Iterable[str], new_module: str) -> Callable[[str], object]:
+    """A module ``__getattr__`` that forwards ``names`` to ``new_module``, with a warning.
+
+    The lower layer looks the new module up by name when an old name is asked
+    for, so it never imports the layer above it.
+
+    Parameters
+    ----------
+    module : str
+        The module the names left (its ``__name__``).
+    names : iterable of str
+        The names that moved.
+    new_module : str
+        Where they live now.
+
+    Returns
+    -------
+    callable
+        To assign to the old module's ``__getattr__``.
+    """
+    moved = frozenset(names)
+
+    def __getattr__(name: str) -> object:
+        if name in moved:
+            warnings.warn(
+                f"{module}.{name} moved to {new_module}.{name}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(importlib.import_module(new_module), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

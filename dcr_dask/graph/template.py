@@ -9,13 +9,12 @@ here still import from this module, with a ``DeprecationWarning``.
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Callable
 
 import dask.array as da
 import numpy as np
 
+from dcr_dask._moved import moved_names
 from dcr_dask.graph.halos import forward_model_halo
 from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.kernels import model as kernels
@@ -103,14 +102,5 @@ _MOVED_TO_RUNNING = (
 )
 
 
-def __getattr__(name: str) -> object:
-    """The names moved to :mod:`dcr_dask.running.templates`, with a ``DeprecationWarning``."""
-    if name in _MOVED_TO_RUNNING:
-        warnings.warn(
-            f"dcr_dask.graph.template.{name} moved to dcr_dask.running.templates.{name}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        # by name, so that the graph layer does not import the running layer above it
-        return getattr(importlib.import_module("dcr_dask.running.templates"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# by name, so that this layer does not import the one above it
+__getattr__ = moved_names(__name__, _MOVED_TO_RUNNING, "dcr_dask.running.templates")

@@ -12,9 +12,7 @@ with a ``DeprecationWarning``.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import Literal, TypedDict
 
@@ -22,6 +20,7 @@ import attrs
 import numpy as np
 from astropy.wcs import WCS
 
+from dcr_dask._moved import moved_names
 from dcr_dask.physics import geometry
 from dcr_dask.physics.transmission import (
     Transmission,
@@ -260,14 +259,5 @@ _MOVED_TO_SETTINGS = (
 )
 
 
-def __getattr__(name: str) -> object:
-    """The names moved to :mod:`dcr_dask.settings`, with a ``DeprecationWarning``."""
-    if name in _MOVED_TO_SETTINGS:
-        warnings.warn(
-            f"dcr_dask.physics.subbands.{name} moved to dcr_dask.settings.{name}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        # by name, so that the physics layer does not import the settings layer above it
-        return getattr(importlib.import_module("dcr_dask.settings"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# by name, so that this layer does not import the one above it
+__getattr__ = moved_names(__name__, _MOVED_TO_SETTINGS, "dcr_dask.settings")
