@@ -57,6 +57,7 @@ __all__ = [
     "apply_artifact_masks",
     "find_artifacts",
     "variance_scale_factors",
+    "warp_variance_scale",
 ]
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,46 @@ def _per_visit(values: np.ndarray, visit_of: np.ndarray, n_visits: int) -> np.nd
     return np.bincount(visit_of, weights=values.astype(np.float64), minlength=n_visits).astype(
         np.int64
     )
+
+
+def warp_variance_scale(
+    psf_matched: xr.Dataset,
+    static_model: xr.Dataset,
+    config: CompareWarpAssembleCoaddConfig,
+    psf_sigma_px: float,
+) -> np.ndarray | None:
+    """CompareWarp's per-visit variance factors (``doScaleWarpVariance``), or None.
+
+    Sources are left out of the empirical variance: the warps' ``DETECTED``
+    pixels when they have some, else those detected on the static model
+    smoothed with the model PSF (``detectModelSources``).
+
+    Parameters
+    ----------
+    psf_matched : xarray.Dataset
+        The PSF-matched warps.
+    static_model : xarray.Dataset
+        The static sky model.
+    config : CompareWarpAssembleCoaddConfig
+        Uses ``doScaleWarpVariance``, ``scaleWarpVariance`` and (a DCR
+        config's) ``detectModelSources``.
+    psf_sigma_px : float
+        The model PSF's sigma, pixels.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(visit,)`` factors; None without ``doScaleWarpVariance``.
+    """
+    if not config.doScaleWarpVariance:
+        return None
+    sources = None
+    source_config = getattr(config, "detectModelSources", None)
+    if source_config is not None and not _has_detected(psf_matched):
+        sources = detect_sources(
+            static_model, source_config, psf_sigma_px=psf_sigma_px, smooth=True
+        ).data
+    return variance_scale_factors(psf_matched, config.scaleWarpVariance, sources=sources)
 
 
 def find_artifacts(

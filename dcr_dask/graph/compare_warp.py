@@ -44,10 +44,10 @@ import xarray as xr
 from dcr_dask.config import CompareWarpAssembleCoaddConfig
 from dcr_dask.graph.artifacts import (
     ARTIFACT_VARIABLES,
-    _has_detected,
     apply_artifact_masks,
     find_artifacts,
     variance_scale_factors,
+    warp_variance_scale,
 )
 from dcr_dask.graph.coadd import assemble_static_sky_model
 from dcr_dask.graph.detect import detect_sources, detection_settings
@@ -159,15 +159,7 @@ def compare_warp(
         )
     if psf_sigma_px is None:
         psf_sigma_px = model_psf_sigma_px(psf_matched, config.modelPsf.defaultFwhm, matching)
-    scale = None
-    if config.doScaleWarpVariance:
-        sources = None
-        source_config = getattr(config, "detectModelSources", None)
-        if source_config is not None and not _has_detected(psf_matched):
-            sources = detect_sources(
-                static_model, source_config, psf_sigma_px=psf_sigma_px, smooth=True
-            ).data
-        scale = variance_scale_factors(psf_matched, config.scaleWarpVariance, sources=sources)
+    scale = warp_variance_scale(psf_matched, static_model, config, psf_sigma_px)
     found = find_artifacts(
         psf_matched, static_model, config, variance_scale=scale, psf_sigma_px=psf_sigma_px
     )

@@ -9,8 +9,8 @@ Steps (each a lazy Dask graph evaluated on the client's cluster):
 2. ingest the warps into a Zarr store chunked by ``subregionSize`` (skipped when
    a complete store of the same inputs exists), then reject the visits with no
    usable pixel or a variance <= 0 on one, and report pixels seen by one visit only;
-3. CompareWarp (:mod:`dcr_dask.graph.compare_warp`, its steps in
-   :mod:`dcr_dask.graph.psf_matching` and :mod:`dcr_dask.graph.artifacts`): PSF-matched
+3. CompareWarp, its steps called one by one (:mod:`dcr_dask.graph.psf_matching`,
+   :mod:`dcr_dask.graph.coadd`, :mod:`dcr_dask.graph.artifacts`): PSF-matched
    warps (given or made), the static sky model (``assembleStaticSkyModel``), and the artifacts
    found against it, stored in their own store (``CLIPPED``, ``NO_DATA``); the
    static-sky template that starts the fit is the given one, else the coadd
@@ -61,7 +61,7 @@ from distributed.scheduler import KilledWorker
 from dcr_dask._version import __version__
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ClusterLostError
-from dcr_dask.graph.artifacts import apply_artifact_masks, find_artifacts
+from dcr_dask.graph.artifacts import apply_artifact_masks, find_artifacts, warp_variance_scale
 from dcr_dask.graph.assemble import (
     BlockFit,
     FitInputs,
@@ -85,7 +85,6 @@ from dcr_dask.graph.coadd_psf import (
     measure_coadd_psf,
     measurement_window,
 )
-from dcr_dask.graph.compare_warp import compare_warp
 from dcr_dask.graph.detect import detect_sources
 from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
@@ -292,7 +291,7 @@ class _Run:
     matching: PsfMatching | None = None
     static_ds: xr.Dataset = None
     masks_done: dict[str, Any] | None = None
-    compared: Any = None
+    found: xr.Dataset = None
     grid: TileGrid = None
     visits: list = attrs.field(factory=list)
     shifts: dict = attrs.field(factory=dict)
@@ -441,11 +440,12 @@ def _compare_warp(r: _Run) -> None:
             r.psf_matched_ds, r.config.modelPsf.defaultFwhm, r.matching
         )
         if r.masks_done is None:
-            r.compared = compare_warp(
-                r.ingested,
+            scale = warp_variance_scale(r.psf_matched_ds, r.static_ds, r.config, r.psf_sigma)
+            r.found = find_artifacts(
+                r.psf_matched_ds,
+                r.static_ds,
                 r.config,
-                psf_matched=r.psf_matched_ds,
-                static_model=r.static_ds,
+                variance_scale=scale,
                 psf_sigma_px=r.psf_sigma,
             )
 
@@ -486,11 +486,12 @@ def _artifact_masks(r: _Run) -> None:
         # CompareWarp (and the DCR-template reference fit) wrote the masks before
         r.reference_fits = [BlockFit.from_dict(f) for f in r.masks_done["reference_fits"]]
     else:
-        found = r.compared.artifacts
+        found = r.found
         if r.config.artifactReference == "dcrTemplate":
             with r.stage("dcr_reference_s", "the DCR-template artifact reference"):
                 found, r.reference_fits = _artifacts_against_dcr_templates(
-                    r.compared,
+                    r.psf_matched_ds,
+                    r.found,
                     r.static_ds,
                     r.config,
                     r.fit_plan,
@@ -815,7 +816,14 @@ def _fit_bad_planes(config: DcrAssembleCoaddConfig) -> list[str]:
 
 
 def _artifacts_against_dcr_templates(
-    compared, static_ds: xr.Dataset, config, plan: _FitPlan, work: Path, client, psf_sigma
+    psf_matched: xr.Dataset,
+    static_found: xr.Dataset,
+    static_ds: xr.Dataset,
+    config: DcrAssembleCoaddConfig,
+    plan: _FitPlan,
+    work: Path,
+    client: Any,
+    psf_sigma: float,
 ) -> tuple[xr.Dataset, list]:
     """Artifacts found against each visit's DCR-matched template (``artifactReference``).
 
@@ -843,9 +851,8 @@ def _artifacts_against_dcr_templates(
        are found and epoch-counted apart: ``find_artifacts(same_sign_epochs=True)``),
        so DCR residuals of sources are no longer taken for artifacts.
     """
-    psf_matched = compared.psf_matched
     first = _checkpoint(
-        compared.artifacts[["artifacts", "no_data"]], work / "static_artifacts.zarr", client
+        static_found[["artifacts", "no_data"]], work / "static_artifacts.zarr", client
     )
     excluded = apply_artifact_masks(psf_matched, first)
     planes = MaskPlanes(excluded.attrs["mask_planes"])
@@ -897,11 +904,11 @@ def _artifacts_against_dcr_templates(
         reference,
         config,
         template=static_ds,
-        variance_scale=compared.artifacts["variance_scale"].values,
+        variance_scale=static_found["variance_scale"].values,
         psf_sigma_px=psf_sigma,
         same_sign_epochs=True,
     )
-    n_static = int(compared.artifacts["n_artifact_footprints"].sum())
+    n_static = int(static_found["n_artifact_footprints"].sum())
     n_dcr = int(found["n_artifact_footprints"].sum())
     log.info(
         "artifacts against DCR-matched templates: %d footprints (%d against the static model)",
