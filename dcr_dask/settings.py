@@ -20,6 +20,7 @@ from astropy.wcs import WCS
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError
 from dcr_dask.graph.assemble import FitSettings
+from dcr_dask.kernels.shift import ShiftMethod
 from dcr_dask.physics.bands import known_bands_text, standard_band
 from dcr_dask.physics.subbands import (
     Band,
@@ -264,7 +265,7 @@ def fit_settings(config: DcrAssembleCoaddConfig) -> FitSettings:
     """
     return FitSettings(
         n_subfilters=int(config.dcrNumSubfilters),
-        method=str(config.shiftMethod),
+        method=cast(ShiftMethod, str(config.shiftMethod)),
         precision=str(config.shiftPrecision),
         order=int(config.imageInterpOrder),
         accelerate=float(config.accelerateModel),

@@ -49,6 +49,7 @@ from dcr_dask.graph.halos import halo_px  # re-exported: its home is graph.halos
 from dcr_dask.kernels import convergence as conv
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.regularize import background_noise
+from dcr_dask.kernels.shift import ShiftMethod
 from dcr_dask.physics.subbands import RunShifts
 from dcr_dask.progress import track
 
@@ -75,7 +76,7 @@ class FitSettings:
     """
 
     n_subfilters: int
-    method: str
+    method: ShiftMethod
     precision: str
     order: int
     accelerate: float
@@ -250,7 +251,7 @@ def _prepare_block(
     background: np.ndarray,
     detected: np.ndarray,
     *,
-    pad,
+    pad: tuple[tuple[int, int], tuple[int, int]],
     unsplit: np.ndarray,
     settings: FitSettings,
     visit_weights: np.ndarray | None,
@@ -286,7 +287,7 @@ def _fit_step(
     model: np.ndarray,
     prepared: dict[str, np.ndarray],
     *,
-    pad,
+    pad: tuple[tuple[int, int], tuple[int, int]],
     core: tuple[slice, slice],
     shifts: np.ndarray,
     unsplit: np.ndarray,
@@ -488,7 +489,7 @@ def fit_tile(
     grid: TileGrid,
     shifts: dict[tuple[int, int], RunShifts],
     settings: FitSettings,
-    scratch,
+    scratch: FitScratch,
     *,
     halo: int,
     memory_budget_bytes: float | None = None,
@@ -546,11 +547,11 @@ def fit_tile(
     if groups is None:
         bytes_per_block = block_memory_bytes(grid, halo, n_visits, S)
         groups = plan_groups(grid, bytes_per_block, memory_budget_bytes)
-    groups = [[(int(i), int(j)) for i, j in group] for group in groups]
-    if sorted(b for group in groups for b in group) != sorted(grid.blocks()):
+    plan: list[list[tuple[int, int]]] = [[(int(i), int(j)) for i, j in group] for group in groups]
+    if sorted(b for group in plan for b in group) != sorted(grid.blocks()):
         raise ValueError("the groups do not hold every block of the grid exactly once")
     finished = {int(k): list(v) for k, v in (finished or {}).items()}
-    _start_scratch(inputs, grid, S, groups, finished, scratch)
+    _start_scratch(inputs, grid, S, plan, finished, scratch)
     stored = scratch.model()
     log.info(
         "fitting %d blocks of %s px (halo %d px) in %d group(s), %d visits, %d sub-bands, "
@@ -558,7 +559,7 @@ def fit_tile(
         len(list(grid.blocks())),
         f"{grid.chunks_y[0]}x{grid.chunks_x[0]}",
         halo,
-        len(groups),
+        len(plan),
         n_visits,
         S,
         settings.method,
@@ -567,15 +568,15 @@ def fit_tile(
         log.info(
             "resuming the fit: group(s) %s of %d were fitted by the interrupted run",
             ", ".join(str(k + 1) for k in sorted(finished)),
-            len(groups),
+            len(plan),
         )
     fits: list[BlockFit] = []
-    for number, group in enumerate(groups, start=1):
+    for number, group in enumerate(plan, start=1):
         if number - 1 in finished:
             fits += [attrs.evolve(fit, group=number - 1) for fit in finished[number - 1]]
             continue
         started = time.perf_counter()
-        label = f"fit group {number}/{len(groups)}"
+        label = f"fit group {number}/{len(plan)}"
         done = [
             attrs.evolve(fit, group=number - 1)
             for fit in _fit_group(
@@ -584,11 +585,11 @@ def fit_tile(
         ]
         fits += done
         if on_group_done is not None:
-            on_group_done(number - 1, groups, done)
+            on_group_done(number - 1, plan, done)
         log.info(
             "group %d/%d (%d blocks) done in %.1f s",
             number,
-            len(groups),
+            len(plan),
             len(group),
             time.perf_counter() - started,
         )
@@ -774,7 +775,9 @@ def _block_shape(grid: TileGrid, block: tuple[int, int]) -> tuple[int, int]:
     return y1 - y0, x1 - x0
 
 
-def _assemble_model(grid, stored, current, S) -> da.Array:
+def _assemble_model(
+    grid: TileGrid, stored: da.Array, current: Mapping[tuple[int, int], da.Array], S: int
+) -> da.Array:
     """The tile's model: fitted cores of this group where there are some, the store elsewhere."""
     rows = []
     for i in range(len(grid.chunks_y)):

@@ -11,6 +11,7 @@ meets it, so the graph has one task per block and never holds the tile.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -75,7 +76,8 @@ def bright_object_mask(regions: BrightObjectRegions, chunks: tuple) -> da.Array:
     """
     include, exclude = regions.include, regions.exclude
 
-    def block(block_info=None):
+    def block(block_info: dict[Any, Any] | None = None) -> np.ndarray:
+        assert block_info is not None  # map_blocks passes it: the signature names it
         info = block_info[None]
         (y0, y1), (x0, x1) = info["array-location"]
         return inside_regions(include, exclude, y0, x0, (y1 - y0, x1 - x0))

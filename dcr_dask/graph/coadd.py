@@ -74,7 +74,9 @@ def visit_weights(warps: xr.Dataset, good: xr.DataArray) -> xr.DataArray:
     return xr.where(mean_variance > 0, 1.0 / mean_variance, 0.0).fillna(0.0)
 
 
-def _clipped_weight(variance: np.ndarray, good: np.ndarray, n_sigma: float, n_iter: int):
+def _clipped_weight(
+    variance: np.ndarray, good: np.ndarray, n_sigma: float, n_iter: int
+) -> np.float64:
     return np.float64(visit_weight(variance, good, n_sigma, max(int(n_iter), 1)))
 
 
@@ -187,7 +189,9 @@ def reference_visit_weights(
     )
 
 
-def _mean_block(images, variances, good, weights):
+def _mean_block(
+    images: np.ndarray, variances: np.ndarray, good: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
     mean, variance, n_image = weighted_mean(images, variances, good, weights)
     return np.stack([mean, variance, n_image.astype(np.float32)])
 
@@ -299,7 +303,13 @@ def stack_settings(
     )
 
 
-def _stack_block(images, variances, masks, weights, settings):
+def _stack_block(
+    images: np.ndarray,
+    variances: np.ndarray,
+    masks: np.ndarray,
+    weights: np.ndarray,
+    settings: StackSettings,
+) -> np.ndarray:
     planes = stack_block(images, variances, masks, weights, settings)
     return np.stack([plane.astype(np.float64) for plane in planes])
 

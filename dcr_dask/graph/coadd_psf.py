@@ -142,7 +142,7 @@ class CoaddPsf:
         return attrs.evolve(self, record={**self.record, **items})
 
 
-def combine_psfs(stamps: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+def combine_psfs(stamps: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray) -> np.ndarray:
     """The weighted mean of PSF stamps, each normalised to unit sum.
 
     Parameters
@@ -215,7 +215,7 @@ def centre_coverage(warps: xr.Dataset) -> da.Array:
 
 def coadd_psf_from_inputs(
     warps: xr.Dataset,
-    weights: Sequence[float],
+    weights: Sequence[float] | np.ndarray,
     *,
     rejected: Sequence[int] = (),
     covers_centre: Sequence[bool] | None = None,

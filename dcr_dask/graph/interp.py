@@ -146,8 +146,8 @@ def fill_line_gaps(
     left: tuple[np.ndarray, np.ndarray],
     right: tuple[np.ndarray, np.ndarray],
     *,
-    fallback: float | None,
-    empty_value: float,
+    fallback: float | np.ndarray | None,
+    empty_value: float | np.ndarray,
 ) -> np.ndarray:
     """Values of hole pixels from the nearest good pixel on each side (one NumPy block).
 
@@ -160,10 +160,11 @@ def fill_line_gaps(
     left, right : tuple of numpy.ndarray
         ``(position, value)`` of the nearest good pixel before and after each
         pixel along the line; NaN where there is none.
-    fallback : float or None
-        Value an edge run tapers to over :data:`TAPER_PX` pixels; None carries
-        the nearest good value to the edge.
-    empty_value : float
+    fallback : float or numpy.ndarray or None
+        Value an edge run tapers to over :data:`TAPER_PX` pixels (an array
+        broadcasting against ``values``: the graph gives one per plane); None
+        carries the nearest good value to the edge.
+    empty_value : float or numpy.ndarray
         Value of a pixel whose line has no good pixel at all.
 
     Returns
@@ -265,7 +266,14 @@ def interpolate_holes(
     fallback_arr = per_plane(fallback if use_fallback else 0.0)
     empty_arr = per_plane(empty_value)
 
-    def block(position, values, left, right, fallback_block, empty_block):
+    def block(
+        position: np.ndarray,
+        values: np.ndarray,
+        left: np.ndarray,
+        right: np.ndarray,
+        fallback_block: np.ndarray,
+        empty_block: np.ndarray,
+    ) -> np.ndarray:
         filled = fill_line_gaps(
             position,
             values,

@@ -24,6 +24,7 @@ block.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import dask
@@ -109,7 +110,9 @@ def _check_like(mask: da.Array, extra: Sequence[da.Array]) -> None:
             )
 
 
-def _per_block(mask: da.Array, extra: Sequence[da.Array], function, **kwargs) -> list:
+def _per_block(
+    mask: da.Array, extra: Sequence[da.Array], function: Callable[..., Any], **kwargs: Any
+) -> list[Any]:
     """One delayed ``function(mask_block, *extra_blocks)`` per block, in C order."""
     blocks = [a.to_delayed(optimize_graph=False).ravel() for a in (mask, *extra)]
     task = dask.delayed(function, pure=True)

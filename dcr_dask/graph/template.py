@@ -10,6 +10,7 @@ here still import from this module, with a ``DeprecationWarning``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -18,6 +19,7 @@ from dcr_dask._moved import moved_names
 from dcr_dask.graph.halos import forward_model_halo
 from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.kernels import model as kernels
+from dcr_dask.kernels.shift import ShiftMethod
 
 __all__ = ["forward_model_tile"]
 
@@ -28,7 +30,7 @@ def forward_model_tile(
     *,
     max_shift_px: float,
     accelerate: float,
-    method: str,
+    method: ShiftMethod,
     order: int,
     precision: str | None = None,
 ) -> da.Array:
@@ -71,7 +73,8 @@ def forward_model_tile(
     starts_x = np.cumsum((0, *planes.chunks[2]))
     n_visits = np.asarray(shifts_at((starts_y[-1] - 1) / 2.0, (starts_x[-1] - 1) / 2.0)).shape[0]
 
-    def block(grown: np.ndarray, block_info=None) -> np.ndarray:
+    def block(grown: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+        assert block_info is not None  # map_blocks passes it: the signature names it
         _, i, j = block_info[0]["chunk-location"]
         shifts = shifts_at(
             (starts_y[i] + starts_y[i + 1] - 1) / 2.0, (starts_x[j] + starts_x[j + 1] - 1) / 2.0

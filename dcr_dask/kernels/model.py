@@ -1016,7 +1016,7 @@ def iterate_block(
     unsplit_shifts: np.ndarray,
     inverse_weight: np.ndarray,
     *,
-    gain: float,
+    gain: float | Callable[[], float],
     accelerate: float,
     method: ShiftMethod,
     order: int,
