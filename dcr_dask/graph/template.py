@@ -14,6 +14,7 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+from dask.array.overlap import ensure_minimum_chunksize
 
 from dcr_dask._moved import moved_names
 from dcr_dask.graph.halos import forward_model_halo
@@ -69,6 +70,13 @@ def forward_model_tile(
     """
     planes = da.asarray(planes).rechunk({0: -1})  # a loaded store gives NumPy planes
     depth = forward_model_halo(max_shift_px, method)
+    chunks_yx = planes.chunks[1:]
+    if depth:
+        # the blocks the overlap will really make: it merges chunks thinner than the halo
+        # into their neighbours, and each block's shifts are taken at its own centre
+        planes = planes.rechunk(
+            {axis: ensure_minimum_chunksize(depth, planes.chunks[axis]) for axis in (1, 2)}
+        )
     starts_y = np.cumsum((0, *planes.chunks[1]))
     starts_x = np.cumsum((0, *planes.chunks[2]))
     n_visits = np.asarray(shifts_at((starts_y[-1] - 1) / 2.0, (starts_x[-1] - 1) / 2.0)).shape[0]
@@ -85,7 +93,7 @@ def forward_model_tile(
         return templates.astype(np.float32)
 
     # beyond the tile: no sky (the planes are 0)
-    return map_yx_overlap(
+    templates = map_yx_overlap(
         block,
         planes,
         halo=depth,
@@ -94,6 +102,7 @@ def forward_model_tile(
         meta=np.empty((0, 0, 0), np.float32),
         leading_chunks=((n_visits,),),
     )
+    return templates.rechunk(((n_visits,), *chunks_yx))
 
 
 #: Names moved to :mod:`dcr_dask.running.templates` (they read the store's config and WCS).
