@@ -33,8 +33,8 @@ STANDARD_PLANES: tuple[str, ...] = (
     "BRIGHT_OBJECT",
 )
 
-#: Per-visit mask variables that CompareWarp finds and the ingest store keeps
-#: (:func:`dcr_dask.io.ingest.write_artifact_masks`), with the plane each sets.
+#: Per-visit mask variables that CompareWarp finds and a run stores
+#: (:func:`dcr_dask.io.ingest.artifact_mask_dataset`), with the plane each sets.
 ARTIFACT_VARIABLES: dict[str, str] = {"artifacts": "CLIPPED", "no_data": "NO_DATA"}
 
 #: Largest number of planes an int32 mask can hold.

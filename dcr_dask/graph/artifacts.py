@@ -12,8 +12,8 @@ tests on footprints are in :mod:`dcr_dask.kernels.artifacts`, detection in
   per-visit ``artifacts`` (→ ``CLIPPED``) and ``no_data`` (→ ``NO_DATA``)
   masks, lazily (:data:`ARTIFACT_VARIABLES`).
 - :func:`apply_artifact_masks` sets those planes in the direct warps' masks;
-  :func:`dcr_dask.io.ingest.write_artifact_masks` stores them beside the warps
-  in the ingest store.
+  a run stores them in their own store
+  (:func:`dcr_dask.io.ingest.artifact_mask_dataset`).
 
 Passes over the data
 --------------------

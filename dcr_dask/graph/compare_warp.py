@@ -18,8 +18,8 @@ artifacts". :func:`compare_warp` runs steps 1-4; each step lives in its own modu
    ``warp − reference``, as lazy per-visit ``artifacts`` and ``no_data`` masks.
 
 Then :func:`dcr_dask.graph.artifacts.apply_artifact_masks` sets those planes in
-the direct warps' masks, and :func:`dcr_dask.io.ingest.write_artifact_masks`
-stores them beside the warps in the ingest store. Halos are in
+the direct warps' masks; a run stores them in their own store
+(:func:`dcr_dask.io.ingest.artifact_mask_dataset`). Halos are in
 :mod:`dcr_dask.graph.halos`, the halo wrapper in :mod:`dcr_dask.graph.overlap`.
 
 Passes over the data and memory

@@ -77,6 +77,7 @@ from dcr_dask.masks import ARTIFACT_VARIABLES
 __all__ = [
     "COMPLETE_ATTR",
     "FINGERPRINT_ATTR",
+    "artifact_mask_dataset",
     "ingest_warps",
     "input_fingerprint",
     "open_ingested",
@@ -485,6 +486,10 @@ def write_artifact_masks(
 ) -> None:
     """Store ``artifacts`` and ``no_data`` beside the warps in an ingest store.
 
+    A run keeps them in a store of their own instead (``artifact_masks.zarr`` in
+    its work directory, :func:`artifact_mask_dataset`), so that its ingest store
+    is never written after the ingest.
+
     Parameters
     ----------
     store_path : str or path-like
@@ -504,13 +509,33 @@ def write_artifact_masks(
     :func:`write_visit_masks`, which lists it as complete
     only after its last chunk.
     """
+    stored = artifact_mask_dataset(masks)
     for name in ARTIFACT_VARIABLES:
+        write_visit_masks(store_path, name, stored[name], overwrite=overwrite, client=client)
+
+
+def artifact_mask_dataset(masks: xr.Dataset) -> xr.Dataset:
+    """CompareWarp's per-visit masks as dcr_dask stores them (lazy).
+
+    Parameters
+    ----------
+    masks : xarray.Dataset
+        The variables named in :data:`dcr_dask.masks.ARTIFACT_VARIABLES`
+        (from :func:`dcr_dask.graph.artifacts.find_artifacts`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Each variable as uint8 on its ``visit``/``y``/``x`` coordinates, with
+        the mask plane it sets in its ``plane`` attribute.
+    """
+    variables = {}
+    for name, plane in ARTIFACT_VARIABLES.items():
         array = masks[name]
-        keep = [c for c in array.coords if c in ("visit", "y", "x")]
-        array = xr.DataArray(
+        variables[name] = xr.DataArray(
             array.data.astype(np.uint8),
             dims=array.dims,
-            coords={c: array[c].values for c in keep},
-            attrs={"plane": ARTIFACT_VARIABLES[name]},
+            coords={c: array[c].values for c in array.coords if c in ("visit", "y", "x")},
+            attrs={"plane": plane},
         )
-        write_visit_masks(store_path, name, array, overwrite=overwrite, client=client)
+    return xr.Dataset(variables)

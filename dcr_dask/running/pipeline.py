@@ -96,7 +96,7 @@ from dcr_dask.graph.psf_matching import (
 )
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
-from dcr_dask.io.ingest import ingest_warps
+from dcr_dask.io.ingest import artifact_mask_dataset, ingest_warps
 from dcr_dask.io.ownership import WRITER_ATTR, check_output, check_replaceable, is_own, writer
 from dcr_dask.io.regions import BrightObjectRegions, read_bright_object_regions
 from dcr_dask.io.scratch import ScratchModel
@@ -500,28 +500,16 @@ def _artifact_masks(r: _Run) -> None:
                     r.psf_sigma,
                 )
         with r.stage("artifact_masks_s", "the artifact masks"):
-            _checkpoint(_mask_dataset(found, r.chunks), r.work / ARTIFACT_MASKS_STORE, r.active)
+            masks = artifact_mask_dataset(found).chunk(
+                {"visit": 1, "y": r.chunks[0], "x": r.chunks[1]}
+            )
+            _checkpoint(masks, r.work / ARTIFACT_MASKS_STORE, r.active)
             r.stages.done(
                 "artifact_masks", reference_fits=[f.as_dict(r.grid) for f in r.reference_fits]
             )
     # the masks have their own store: the ingest store is never written after the ingest
     r.stored = xr.open_zarr(r.work / ARTIFACT_MASKS_STORE, zarr_format=3, consolidated=False)
     r.ingested_masked = apply_artifact_masks(r.ingested, r.stored[list(ARTIFACT_VARIABLES)])
-
-
-def _mask_dataset(found: xr.Dataset, chunks: tuple[int, int]) -> xr.Dataset:
-    """CompareWarp's per-visit masks as stored: uint8, one visit and one subregion per
-    chunk, each variable naming the mask plane it sets."""
-    variables = {}
-    for name, plane in ARTIFACT_VARIABLES.items():
-        array = found[name]
-        variables[name] = xr.DataArray(
-            array.data.astype(np.uint8),
-            dims=array.dims,
-            coords={c: array[c].values for c in array.coords if c in ("visit", "y", "x")},
-            attrs={"plane": plane},
-        )
-    return xr.Dataset(variables).chunk({"visit": 1, "y": chunks[0], "x": chunks[1]})
 
 
 def _starting_template(r: _Run) -> None:
