@@ -62,6 +62,7 @@ from dcr_dask.io.warps import open_warps
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
 from dcr_dask.running.templates import matched_template
+from dcr_dask.settings import artifact_settings, psf_matching_settings, variance_scaling
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 #: The pipeline configurations compared (overrides of the reference defaults).
@@ -116,20 +117,21 @@ def _truth_template_artifacts(tile, warp_paths, work: Path, config) -> np.ndarra
     psf_matched = xr.open_zarr(work / "psf_matched.zarr", consolidated=False)
     psf_matched.attrs.update({k: v for k, v in warps.attrs.items() if k not in psf_matched.attrs})
     static = xr.open_zarr(work / "static_model.zarr", consolidated=False)
-    matching = psf_matching(warps, config)
+    matching = psf_matching(warps, psf_matching_settings(config))
     ideal = warps.copy()
     ideal["image"] = (("visit", "y", "x"), tile.true_images[~tile.holdout].astype(np.float32))
     ideal["variance"] = xr.zeros_like(warps["variance"])
-    reference = match_psfs(ideal, config, matching=matching)[["image", "variance"]]
+    matched = match_psfs(ideal, psf_matching_settings(config), matching=matching)
+    reference = matched[["image", "variance"]]
     scale = (
-        variance_scale_factors(psf_matched, config.scaleWarpVariance)
+        variance_scale_factors(psf_matched, variance_scaling(config))
         if config.doScaleWarpVariance
         else None
     )
     found = find_artifacts(
         psf_matched,
         reference,
-        config,
+        artifact_settings(config),
         template=static,
         variance_scale=scale,
         psf_sigma_px=matching.model_sigma_px,

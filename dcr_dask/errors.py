@@ -245,3 +245,33 @@ class InapplicableFieldWarning(UserWarning):
     field, before any work starts. The message names the field, its value and why
     dcr_dask does not use it (``dcr_dask.config.NOT_APPLICABLE``).
     """
+
+
+def expect_settings(value: object, kind: type, parameter: str, builder: str) -> None:
+    """Refuse anything but a settings object, e.g. a whole config passed by old code.
+
+    The graph takes small settings objects, never the config; this names the
+    function of :mod:`dcr_dask.settings` that builds the one expected.
+
+    Parameters
+    ----------
+    value : object
+        What was passed.
+    kind : type
+        The settings class expected.
+    parameter : str
+        The parameter's name, for the message.
+    builder : str
+        The name of the function in :mod:`dcr_dask.settings` that builds a
+        ``kind`` from a config.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a ``kind``.
+    """
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"{parameter} must be a {kind.__name__}, not {type(value).__name__}; build one "
+            f"from a config with dcr_dask.settings.{builder}(...)"
+        )

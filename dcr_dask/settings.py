@@ -1,10 +1,18 @@
 """The configuration read into settings: the only reader of config fields below ``running/``.
 
 The graph, the kernels and the physics take small frozen settings objects,
-never the config: this module builds them (the run's band, its shift options
-and DCR shifts, the fit's settings). Functions that take a config elsewhere
-below the running layer are the remaining exceptions, named in
-``pyproject.toml``'s import contract.
+never the config: this module builds them from a validated config, one
+function per settings object, named after it:
+
+- the band, shift options and DCR shifts (:func:`band_from_config`,
+  :func:`shift_options`, :func:`dcr_shifts`, :func:`run_shifts`);
+- the fit (:func:`fit_settings`);
+- CompareWarp (:func:`compare_warp_settings`, made of
+  :func:`psf_matching_settings`, :func:`stacking`, :func:`variance_scaling`
+  and :func:`artifact_settings`), source detection (:func:`source_detection`);
+- the coadd's PSF and interpolation (:func:`psf_measurement`, :func:`interp_settings`).
+
+``pyproject.toml``'s import contract keeps the config out of every layer below.
 """
 
 from __future__ import annotations
@@ -17,9 +25,23 @@ from typing import Literal, cast
 
 from astropy.wcs import WCS
 
-from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.config import (
+    AssembleCoaddConfig,
+    CompareWarpAssembleCoaddConfig,
+    DcrAssembleCoaddConfig,
+    GaussianPsfFactory,
+    SourceDetectionConfig,
+)
 from dcr_dask.errors import ConfigError
+from dcr_dask.graph.artifacts import ArtifactSettings, VarianceScaling
 from dcr_dask.graph.assemble import FitSettings
+from dcr_dask.graph.coadd import Stacking
+from dcr_dask.graph.coadd_psf import PsfMeasurement
+from dcr_dask.graph.compare_warp import CompareWarpSettings
+from dcr_dask.graph.detect import SourceDetection
+from dcr_dask.graph.interp import InterpSettings
+from dcr_dask.graph.psf_matching import ModelPsf, PsfMatchingSettings
+from dcr_dask.kernels.detection import DetectionSettings
 from dcr_dask.kernels.shift import ShiftMethod
 from dcr_dask.physics.bands import known_bands_text, standard_band
 from dcr_dask.physics.subbands import (
@@ -37,14 +59,24 @@ from dcr_dask.physics.transmission import (
 from dcr_dask.visit import VisitInfo
 
 __all__ = [
+    "artifact_settings",
     "band_from_config",
     "coadd_transmission",
+    "compare_warp_settings",
     "config_for_warps",
     "dcr_shifts",
+    "detection_settings",
     "fit_settings",
+    "interp_settings",
+    "model_psf",
     "needs_band_name",
+    "psf_matching_settings",
+    "psf_measurement",
     "run_shifts",
     "shift_options",
+    "source_detection",
+    "stacking",
+    "variance_scaling",
 ]
 
 log = logging.getLogger(__name__)
@@ -281,6 +313,259 @@ def fit_settings(config: DcrAssembleCoaddConfig) -> FitSettings:
         min_iter=int(config.resolved_min_num_iter()),
         max_iter=int(config.resolved_max_num_iter()),
         use_convergence=bool(config.useConvergence),
+    )
+
+
+def source_detection(config: SourceDetectionConfig) -> SourceDetection:
+    """The settings of a ``SourceDetectionConfig`` (``detect``, ``detectTemplate``, ...).
+
+    Parameters
+    ----------
+    config : SourceDetectionConfig
+        Supplies ``thresholdValue``, ``thresholdType``, ``thresholdPolarity``,
+        ``minPixels``, ``nSigmaToGrow``, ``isotropicGrow`` and
+        ``includeThresholdMultiplier``.
+
+    Returns
+    -------
+    SourceDetection
+    """
+    return SourceDetection(
+        threshold=float(config.thresholdValue),
+        threshold_type=str(config.thresholdType),
+        polarity=str(config.thresholdPolarity),
+        min_pixels=int(config.minPixels),
+        n_sigma_to_grow=float(config.nSigmaToGrow),
+        isotropic=bool(config.isotropicGrow),
+        include_multiplier=float(config.includeThresholdMultiplier),
+    )
+
+
+def detection_settings(
+    config: SourceDetectionConfig, psf_sigma_px: float, *, polarity: str | None = None
+) -> DetectionSettings:
+    """The kernels' detection settings of a ``SourceDetectionConfig`` at a PSF.
+
+    Parameters
+    ----------
+    config : SourceDetectionConfig
+        See :func:`source_detection`.
+    psf_sigma_px : float
+        Gaussian sigma of the image's PSF, pixels (the unit of ``nSigmaToGrow``).
+    polarity : str, optional
+        Overrides ``thresholdPolarity``.
+
+    Returns
+    -------
+    DetectionSettings
+
+    Raises
+    ------
+    ValueError
+        For settings block-wise detection does not support; the message names
+        the field (:meth:`dcr_dask.graph.detect.SourceDetection.at_psf`).
+    """
+    return source_detection(config).at_psf(psf_sigma_px, polarity=polarity)
+
+
+def model_psf(config: GaussianPsfFactory) -> ModelPsf:
+    """The model PSF of ``modelPsf`` (a ``GaussianPsfFactory``).
+
+    Parameters
+    ----------
+    config : GaussianPsfFactory
+        ``config.modelPsf``.
+
+    Returns
+    -------
+    ModelPsf
+        Without ``addWing``, a wing of amplitude 0 (none).
+    """
+    return ModelPsf(
+        default_fwhm_px=float(config.defaultFwhm),
+        size=None if config.size is None else int(config.size),
+        size_factor=float(config.sizeFactor),
+        min_size=None if config.minSize is None else int(config.minSize),
+        max_size=None if config.maxSize is None else int(config.maxSize),
+        wing_fwhm_factor=float(config.wingFwhmFactor) if config.addWing else 1.0,
+        wing_amplitude=float(config.wingAmplitude) if config.addWing else 0.0,
+    )
+
+
+def psf_matching_settings(config: AssembleCoaddConfig) -> PsfMatchingSettings:
+    """What PSF matching reads: ``modelPsf`` and ``matchingKernelSize``.
+
+    Parameters
+    ----------
+    config : AssembleCoaddConfig
+        The run's config.
+
+    Returns
+    -------
+    PsfMatchingSettings
+    """
+    return PsfMatchingSettings(
+        model_psf=model_psf(config.modelPsf), kernel_size=config.matchingKernelSize
+    )
+
+
+def stacking(config: AssembleCoaddConfig) -> Stacking:
+    """The stacking rules of an assembly config (the main one or ``assembleStaticSkyModel``).
+
+    Parameters
+    ----------
+    config : AssembleCoaddConfig
+        Supplies ``statistic``, ``sigmaClip``, ``clipIter``,
+        ``calcErrorFromInputVariance``, ``badMaskPlanes``, ``removeMaskPlanes``,
+        ``maskPropagationThresholds``, ``doNImage`` and, where it has the field
+        (the DCR task's config), ``doAirmassWeight``.
+
+    Returns
+    -------
+    Stacking
+    """
+    return Stacking(
+        statistic=str(config.statistic),
+        sigma_clip=float(config.sigmaClip),
+        clip_iter=int(config.clipIter),
+        calc_error_from_input_variance=bool(config.calcErrorFromInputVariance),
+        bad_mask_planes=tuple(config.badMaskPlanes),
+        remove_mask_planes=tuple(config.removeMaskPlanes),
+        mask_propagation_thresholds=tuple(
+            (str(name), float(threshold))
+            for name, threshold in sorted(config.maskPropagationThresholds.items())
+        ),
+        do_n_image=bool(config.doNImage),
+        do_airmass_weight=bool(getattr(config, "doAirmassWeight", False)),
+    )
+
+
+def variance_scaling(config: CompareWarpAssembleCoaddConfig) -> VarianceScaling:
+    """CompareWarp's variance rescaling: ``doScaleWarpVariance`` and ``scaleWarpVariance``.
+
+    Parameters
+    ----------
+    config : CompareWarpAssembleCoaddConfig
+        Also ``detectModelSources`` where the config has it (the DCR task's).
+
+    Returns
+    -------
+    VarianceScaling
+    """
+    model_sources = getattr(config, "detectModelSources", None)
+    return VarianceScaling(
+        enabled=bool(config.doScaleWarpVariance),
+        mask_planes=tuple(config.scaleWarpVariance.maskPlanes),
+        limit=float(config.scaleWarpVariance.limit),
+        model_sources=None if model_sources is None else source_detection(model_sources),
+    )
+
+
+def artifact_settings(config: CompareWarpAssembleCoaddConfig) -> ArtifactSettings:
+    """CompareWarp's artifact tests (:func:`dcr_dask.graph.artifacts.find_artifacts`).
+
+    Parameters
+    ----------
+    config : CompareWarpAssembleCoaddConfig
+        Supplies ``detect``, ``detectTemplate``, ``badMaskPlanes``,
+        ``doPrefilterArtifacts``, ``prefilterArtifactsMaskPlanes``,
+        ``prefilterArtifactsRatio``, ``maxNumEpochs``, ``maxFractionEpochsLow``,
+        ``maxFractionEpochsHigh``, ``spatialThreshold``,
+        ``doPreserveContainedBySource`` and ``modelPsf.defaultFwhm``.
+
+    Returns
+    -------
+    ArtifactSettings
+    """
+    return ArtifactSettings(
+        detect=source_detection(config.detect),
+        detect_template=source_detection(config.detectTemplate),
+        bad_mask_planes=tuple(config.badMaskPlanes),
+        do_prefilter=bool(config.doPrefilterArtifacts),
+        prefilter_mask_planes=tuple(config.prefilterArtifactsMaskPlanes),
+        prefilter_ratio=float(config.prefilterArtifactsRatio),
+        max_num_epochs=int(config.maxNumEpochs),
+        max_fraction_epochs_low=float(config.maxFractionEpochsLow),
+        max_fraction_epochs_high=float(config.maxFractionEpochsHigh),
+        spatial_threshold=float(config.spatialThreshold),
+        preserve_contained_by_source=bool(config.doPreserveContainedBySource),
+        default_psf_fwhm_px=float(config.modelPsf.defaultFwhm),
+    )
+
+
+def compare_warp_settings(config: CompareWarpAssembleCoaddConfig) -> CompareWarpSettings:
+    """Everything CompareWarp reads (:func:`dcr_dask.graph.compare_warp.compare_warp`).
+
+    Parameters
+    ----------
+    config : CompareWarpAssembleCoaddConfig
+        The run's config (a ``DcrAssembleCoaddConfig`` is one).
+
+    Returns
+    -------
+    CompareWarpSettings
+    """
+    return CompareWarpSettings(
+        psf_matching=psf_matching_settings(config),
+        static_model=stacking(config.assembleStaticSkyModel),
+        variance_scaling=variance_scaling(config),
+        artifacts=artifact_settings(config),
+    )
+
+
+def psf_measurement(config: DcrAssembleCoaddConfig) -> PsfMeasurement:
+    """How the coadd's PSF is measured: ``detectPsfSources`` and ``measurePsf``.
+
+    Parameters
+    ----------
+    config : DcrAssembleCoaddConfig
+        The run's config.
+
+    Returns
+    -------
+    PsfMeasurement
+
+    Raises
+    ------
+    ValueError
+        If ``detectPsfSources.thresholdType`` is neither ``pixel_stdev`` nor ``value``.
+    """
+    detect = config.detectPsfSources
+    if detect.thresholdType not in ("pixel_stdev", "value"):
+        raise ValueError(
+            f"detectPsfSources.thresholdType = {detect.thresholdType!r}: only "
+            "'pixel_stdev' and 'value' are measured here"
+        )
+    return PsfMeasurement(
+        threshold_value=float(detect.thresholdValue),
+        threshold_type=str(detect.thresholdType),
+        include_multiplier=float(detect.includeThresholdMultiplier),
+        min_pixels=int(detect.minPixels),
+        kernel_size=int(config.measurePsf.kernelSize),
+        reserve_fraction=float(config.measurePsf.reserveFraction),
+    )
+
+
+def interp_settings(config: DcrAssembleCoaddConfig) -> InterpSettings:
+    """What ``doInterp`` and ``interpImage`` ask for.
+
+    Parameters
+    ----------
+    config : DcrAssembleCoaddConfig
+        The run's config.
+
+    Returns
+    -------
+    InterpSettings
+    """
+    interp = config.interpImage
+    return InterpSettings(
+        enabled=bool(config.doInterp),
+        along_columns=bool(interp.transpose),
+        use_fallback_at_edge=bool(interp.useFallbackValueAtEdge),
+        fallback_type=str(interp.fallbackValueType),
+        fallback_user_value=float(interp.fallbackUserValue),
+        negative_fallback_allowed=bool(interp.negativeFallbackAllowed),
     )
 
 

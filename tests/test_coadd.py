@@ -14,6 +14,7 @@ from dcr_dask.graph.coadd import (
 )
 from dcr_dask.kernels.stack import stack_block, visit_weight, weighted_mean
 from dcr_dask.masks import run_layout
+from dcr_dask.settings import stacking
 
 
 def _warps(chunk):
@@ -71,7 +72,7 @@ def test_stack_settings_follow_the_config_and_the_layout():
     config = _config(
         badMaskPlanes=["NO_DATA", "SAT", "EDGE"], maskPropagationThresholds={"SAT": 0.2}
     )
-    settings = stack_settings(config, planes, extra_bad_planes=["CLIPPED"])
+    settings = stack_settings(stacking(config), planes, extra_bad_planes=["CLIPPED"])
     assert settings.statistic == "MEANCLIP" and settings.sigma_clip == 2.5
     assert settings.clip_iter == 3
     assert settings.bad_mask == planes.value(["NO_DATA", "SAT", "EDGE", "CLIPPED"])
@@ -91,7 +92,7 @@ def test_stack_warps_is_independent_of_chunking_and_matches_the_kernel():
     results = []
     for chunk in (7, 24):
         with dask.config.set(scheduler="synchronous"):
-            results.append(stack_warps(_warps(chunk), config, weights).compute())
+            results.append(stack_warps(_warps(chunk), stacking(config), weights).compute())
     xr.testing.assert_identical(results[0], results[1])
     warps = _warps(24).compute()
     image, variance, mask, n_image = stack_block(
@@ -99,7 +100,7 @@ def test_stack_warps_is_independent_of_chunking_and_matches_the_kernel():
         warps.variance.values,
         warps.mask.values,
         weights,
-        stack_settings(config, planes),
+        stack_settings(stacking(config), planes),
     )
     np.testing.assert_array_equal(results[0].image.values, image)
     np.testing.assert_array_equal(results[0].variance.values, variance)
@@ -119,7 +120,7 @@ def test_stack_warps_default_weights_and_no_n_image():
     warps["variance"] = warps["variance"].copy(data=warps["variance"].values.copy())
     warps["variance"].values[:, 19, 23] = 1e4
     with dask.config.set(scheduler="synchronous"):
-        stacked = stack_warps(warps, config)
+        stacked = stack_warps(warps, stacking(config))
         plain = visit_weights(warps, good_pixels(warps, ["NO_DATA"])).values
     good = good_pixels(warps, config.badMaskPlanes).values
     expected = [
@@ -130,9 +131,9 @@ def test_stack_warps_default_weights_and_no_n_image():
     np.testing.assert_allclose(stacked.weight.values, expected, rtol=1e-12)
     assert np.all(stacked.weight.values > 1.5 * plain)
     with pytest.raises(ValueError, match="one per visit"):
-        stack_warps(_warps(24), config, np.ones(3))
+        stack_warps(_warps(24), stacking(config), np.ones(3))
     with pytest.raises(ValueError, match="statistic = 'MODE'"):
-        stack_warps(_warps(24), _config(statistic="MODE"))
+        stack_warps(_warps(24), stacking(_config(statistic="MODE")))
 
 
 def test_stack_warps_weights_follow_the_stacking_configs_do_airmass_weight():
@@ -150,10 +151,11 @@ def test_stack_warps_weights_follow_the_stacking_configs_do_airmass_weight():
     warps = _warps(24)
     airmass = np.linspace(1.0, 1.8, warps.sizes["visit"])
     with dask.config.set(scheduler="synchronous"):
-        plain = stack_warps(warps, _config()).weight.values
+        plain = stack_warps(warps, stacking(_config())).weight.values
         with pytest.raises(ValueError, match="doAirmassWeight"):
-            stack_warps(warps, _config(doAirmassWeight=True))
+            stack_warps(warps, stacking(_config(doAirmassWeight=True)))
         weighted = stack_warps(
-            warps.assign_coords(airmass=("visit", airmass)), _config(doAirmassWeight=True)
+            warps.assign_coords(airmass=("visit", airmass)),
+            stacking(_config(doAirmassWeight=True)),
         ).weight.values
     np.testing.assert_allclose(weighted, plain * airmass, rtol=1e-12)

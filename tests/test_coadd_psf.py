@@ -21,7 +21,6 @@ import dcr_dask
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ConfigError, InapplicableFieldWarning
 from dcr_dask.graph.coadd_psf import (
-    PsfMeasurement,
     coadd_psf_from_inputs,
     combine_psfs,
     measure_coadd_psf,
@@ -33,6 +32,7 @@ from dcr_dask.io.warps import open_warps
 from dcr_dask.kernels.psf import psf_fwhm_px
 from dcr_dask.kernels.psf_stars import moffat_image
 from dcr_dask.running.pipeline import metadata_path
+from dcr_dask.settings import psf_measurement
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 #: Moffat PSFs of 3-5 px with chromatic seeing; bright, sparse stars so that the coadd
@@ -148,9 +148,7 @@ def _star_field(fwhm: float, beta: float, seed: int = 2):
 
 def _measure(image, variance, config):
     bad = np.zeros(image.shape, dtype=bool)
-    return measure_coadd_psf(
-        image, variance, bad, PsfMeasurement.from_config(config), centre_yx=(99.5, 99.5)
-    )
+    return measure_coadd_psf(image, variance, bad, psf_measurement(config), centre_yx=(99.5, 99.5))
 
 
 def test_the_measured_psf_follows_the_stars_and_the_fields():

@@ -11,6 +11,7 @@ from test_stack import reference_stack_pixel
 
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.graph import compare_warp as compare_warp_module
+from dcr_dask.graph import detect as detect_module
 from dcr_dask.graph.artifacts import apply_artifact_masks, find_artifacts, variance_scale_factors
 from dcr_dask.graph.coadd import assemble_static_sky_model, stack_settings
 from dcr_dask.graph.compare_warp import compare_warp
@@ -19,7 +20,6 @@ from dcr_dask.graph.detect import (
     _grow,
     _peak_tested_footprints,
     detect_sources,
-    detection_settings,
 )
 from dcr_dask.graph.psf_matching import match_psfs, psf_matching
 from dcr_dask.io.ingest import ingest_warps, open_ingested, write_artifact_masks
@@ -27,6 +27,15 @@ from dcr_dask.io.warps import open_warps
 from dcr_dask.kernels.detection import DetectionSettings, footprint_mask
 from dcr_dask.kernels.stack import visit_weight
 from dcr_dask.masks import MaskPlanes
+from dcr_dask.settings import (
+    artifact_settings,
+    compare_warp_settings,
+    detection_settings,
+    psf_matching_settings,
+    source_detection,
+    stacking,
+    variance_scaling,
+)
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 CHUNK = 48
@@ -44,6 +53,10 @@ NEAR_ARTIFACT_PX = 10
 
 def _config():
     return DcrAssembleCoaddConfig(effectiveWavelength=478.0, bandwidth=147.0)
+
+
+def _matching_settings():
+    return psf_matching_settings(_config())
 
 
 def _threads():
@@ -68,7 +81,7 @@ def warps(warp_files):
 @pytest.fixture(scope="module")
 def result(warps):
     with _threads():
-        found = compare_warp(warps, _config())
+        found = compare_warp(warps, compare_warp_settings(_config()))
         return found, found.artifacts.compute()
 
 
@@ -128,10 +141,12 @@ def test_a_per_visit_reference_without_dcr_residuals_finds_the_cosmic_rays(
     ideal["image"] = (("visit", "y", "x"), tile.true_images)
     ideal["variance"] = xr.zeros_like(warps["variance"])
     ideal = ideal.chunk({"visit": 1, "y": CHUNK, "x": CHUNK})
-    reference = match_psfs(ideal, _config(), matching=found.matching)[["image", "variance"]]
+    reference = match_psfs(ideal, _matching_settings(), matching=found.matching)[
+        ["image", "variance"]
+    ]
     with _threads():
         per_visit = find_artifacts(
-            found.psf_matched, reference, _config(), template=found.static_model
+            found.psf_matched, reference, artifact_settings(_config()), template=found.static_model
         ).compute()
     clipped = per_visit.artifacts.values.astype(bool)
     print(
@@ -205,13 +220,15 @@ def _small_warps(chunk):
 
 def test_static_model_equals_a_numpy_reference_stack_chunked_and_unchunked():
     config = _config()
-    matching = psf_matching(_small_warps(40), config)
+    matching = psf_matching(_small_warps(40), psf_matching_settings(config))
     with dask.config.set(scheduler="synchronous"):
-        matched = match_psfs(_small_warps(40), config, matching=matching).compute()
+        matched = match_psfs(
+            _small_warps(40), psf_matching_settings(config), matching=matching
+        ).compute()
         models = [
             assemble_static_sky_model(
-                match_psfs(_small_warps(chunk), config, matching=matching),
-                config.assembleStaticSkyModel,
+                match_psfs(_small_warps(chunk), psf_matching_settings(config), matching=matching),
+                stacking(config.assembleStaticSkyModel),
             ).compute()
             for chunk in (40, 13)
         ]
@@ -226,7 +243,7 @@ def test_static_model_equals_a_numpy_reference_stack_chunked_and_unchunked():
     np.testing.assert_allclose(models[0].weight.values, weights, rtol=1e-6)
     plain = np.array([1.0 / matched.variance.values[v][good[v]].mean() for v in range(5)])
     assert not np.allclose(weights, plain, rtol=0.1)  # the clipping matters here
-    settings = stack_settings(static, planes)
+    settings = stack_settings(stacking(static), planes)
     for model in models:
         for y in range(36):
             for x in range(40):
@@ -250,7 +267,11 @@ def test_artifacts_do_not_depend_on_the_chunking():
     for chunk, visits in ((40, 5), (16, 1)):
         warps = _small_warps(chunk).chunk({"visit": visits})
         with dask.config.set(scheduler="synchronous"):
-            found.append(compare_warp(warps, config, weights=weights).artifacts.compute())
+            found.append(
+                compare_warp(
+                    warps, compare_warp_settings(config), weights=weights
+                ).artifacts.compute()
+            )
     assert found[0].artifacts.values.any()
     xr.testing.assert_identical(found[0], found[1])
 
@@ -268,7 +289,7 @@ def test_variance_scale_factors_measure_a_misstated_variance(warps):
     noise["mask"] = xr.zeros_like(warps["mask"])
     with dask.config.set(scheduler="synchronous"):
         factors = variance_scale_factors(
-            noise.chunk({"visit": 1, "y": CHUNK, "x": CHUNK}), config.scaleWarpVariance
+            noise.chunk({"visit": 1, "y": CHUNK, "x": CHUNK}), variance_scaling(config)
         )
     np.testing.assert_allclose(factors, 4.0, rtol=0.05)
 
@@ -288,8 +309,8 @@ def test_variance_scale_factors_leave_out_the_sources_they_are_given(warps):
     field = field.chunk({"visit": 1, "y": CHUNK, "x": CHUNK})
     mask = dask.array.from_array(sources, chunks=CHUNK)
     with dask.config.set(scheduler="synchronous"):
-        plain = variance_scale_factors(field, config.scaleWarpVariance)
-        masked = variance_scale_factors(field, config.scaleWarpVariance, sources=mask)
+        plain = variance_scale_factors(field, variance_scaling(config))
+        masked = variance_scale_factors(field, variance_scaling(config), sources=mask)
     assert plain.min() > 1.15
     np.testing.assert_allclose(masked, 1.0, rtol=0.08)  # the histogram's bins: a few per cent
 
@@ -317,7 +338,9 @@ def test_no_data_of_the_psf_matched_warp_is_reported(tile):
     warps = _small_warps(40)
     planes = MaskPlanes(warps.attrs["mask_planes"])
     with dask.config.set(scheduler="synchronous"):
-        found = compare_warp(warps, _config(), weights=np.ones(5)).artifacts.compute()
+        found = compare_warp(
+            warps, compare_warp_settings(_config()), weights=np.ones(5)
+        ).artifacts.compute()
     no_data = found.no_data.values.astype(bool)
     # visit 0 has NO_DATA at [3:9, 5:12]; it grows by half the matching kernel (10 px).
     assert no_data[0, 3:9, 5:12].all() and no_data[0, 18, 21] and not no_data[0, 19, 22]
@@ -330,17 +353,19 @@ def test_reference_and_template_errors(result):
     config = _config()
     per_visit = found.psf_matched[["image", "variance"]]
     with pytest.raises(ValueError, match="needs the static model as `template`"):
-        find_artifacts(found.psf_matched, per_visit, config)
+        find_artifacts(found.psf_matched, per_visit, artifact_settings(config))
     wrong = per_visit.assign_coords(visit=per_visit.visit.values + 1)
     with pytest.raises(ValueError, match="per-visit reference has visits"):
-        find_artifacts(found.psf_matched, wrong, config, template=found.static_model)
+        find_artifacts(
+            found.psf_matched, wrong, artifact_settings(config), template=found.static_model
+        )
     config.detect.thresholdType = "stdev"
     with pytest.raises(ValueError, match="thresholdType = 'stdev'"):
-        find_artifacts(found.psf_matched, found.static_model, config)
+        find_artifacts(found.psf_matched, found.static_model, artifact_settings(config))
     without_psf = per_visit.copy()
     without_psf.attrs = {}
     with pytest.raises(ValueError, match="psf_sigma_px is needed"):
-        detect_sources(without_psf, config.detectTemplate)
+        detect_sources(without_psf, source_detection(config.detectTemplate))
 
 
 def _artifacts_both_ways(
@@ -372,7 +397,11 @@ def _artifacts_both_ways(
     with dask.config.set(scheduler="synchronous"):
         return tuple(
             find_artifacts(
-                warps, reference, config, psf_sigma_px=1.5, same_sign_epochs=same_sign
+                warps,
+                reference,
+                artifact_settings(config),
+                psf_sigma_px=1.5,
+                same_sign_epochs=same_sign,
             ).compute()
             for same_sign in (False, True)
         )
@@ -431,7 +460,10 @@ def test_include_threshold_multiplier_end_to_end(result, truth):
     with _threads():
         psf_matched, static_model = dask.persist(found.psf_matched, found.static_model)
         low = find_artifacts(
-            psf_matched, static_model, config, variance_scale=high.variance_scale.values
+            psf_matched,
+            static_model,
+            artifact_settings(config),
+            variance_scale=high.variance_scale.values,
         ).compute()
     assert not high.n_prefiltered.values.any() and not low.n_prefiltered.values.any()
     # the footprints at 5 that reach 7.5 cover every footprint at 7.5, and more
@@ -552,7 +584,7 @@ def test_a_streak_is_kept_in_every_chunk_by_one_bright_pixel_in_one(peak):
     config.update(thresholdValue=6.0, includeThresholdMultiplier=1.5, minPixels=4, nSigmaToGrow=1.0)
     streak = _streak_image(peak)
     with dask.config.set(scheduler="synchronous"):
-        found = detect_sources(streak, config, psf_sigma_px=1.0).values
+        found = detect_sources(streak, source_detection(config), psf_sigma_px=1.0).values
     chunks_crossed = {(y // 16, (y + 20) // 16) for y in range(5, 55)}
     assert len(chunks_crossed) >= 5
     if peak >= 9.0:
@@ -586,7 +618,6 @@ OLD_COMPARE_WARP_NAMES = (
     "assemble_static_sky_model",
     "compare_warp",
     "detect_sources",
-    "detection_settings",
     "find_artifacts",
     "match_psfs",
     "model_psf_fwhm",
@@ -604,7 +635,14 @@ OLD_COMPARE_WARP_NAMES = (
 def test_every_old_name_still_imports_from_compare_warp():
     for name in OLD_COMPARE_WARP_NAMES:
         assert getattr(compare_warp_module, name) is not None, name
-    assert set(compare_warp_module.__all__) == {n for n in OLD_COMPARE_WARP_NAMES if n[0] != "_"}
+    assert {n for n in OLD_COMPARE_WARP_NAMES if n[0] != "_"} <= set(compare_warp_module.__all__)
+    # reads a config, so it moved up to the settings layer: still found, with a warning
+    import dcr_dask.settings
+
+    for module in (compare_warp_module, detect_module):
+        with pytest.warns(DeprecationWarning, match="dcr_dask.settings"):
+            moved = module.detection_settings
+        assert moved is dcr_dask.settings.detection_settings
 
 
 def test_one_model_psf_sigma_per_run():
@@ -616,8 +654,8 @@ def test_one_model_psf_sigma_per_run():
 
     config = _config()
     warps = _small_warps(40)
-    matching = psf_matching(warps, config)
-    matched = match_psfs(warps, config, matching=matching)
+    matching = psf_matching(warps, psf_matching_settings(config))
+    matched = match_psfs(warps, psf_matching_settings(config), matching=matching)
     default = config.modelPsf.defaultFwhm
     assert model_psf_sigma_px(matched, default, matching) == matching.model_sigma_px
     assert model_psf_sigma_px(matched, default) == pytest.approx(
@@ -627,7 +665,9 @@ def test_one_model_psf_sigma_per_run():
     given.attrs = {k: v for k, v in matched.attrs.items() if k != "model_psf_fwhm_px"}
     assert model_psf_sigma_px(given, default) == pytest.approx(default / FWHM_PER_SIGMA)
     with dask.config.set(scheduler="synchronous"):
-        found = compare_warp(warps, config, psf_matched=given, psf_sigma_px=1.7).artifacts
+        found = compare_warp(
+            warps, compare_warp_settings(config), psf_matched=given, psf_sigma_px=1.7
+        ).artifacts
         assert found.attrs["psf_sigma_px"] == 1.7
-        found = compare_warp(warps, config, psf_matched=given).artifacts
+        found = compare_warp(warps, compare_warp_settings(config), psf_matched=given).artifacts
         assert found.attrs["psf_sigma_px"] == pytest.approx(default / FWHM_PER_SIGMA)

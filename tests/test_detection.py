@@ -293,6 +293,7 @@ def test_smoothed_source_detection_is_chunk_independent():
 
     from dcr_dask.config import DcrAssembleCoaddConfig
     from dcr_dask.graph.detect import detect_sources
+    from dcr_dask.settings import source_detection
 
     image, variance, _ = _faint_star_field()
     config = DcrAssembleCoaddConfig().detectModelSources
@@ -302,9 +303,13 @@ def test_smoothed_source_detection_is_chunk_independent():
             {"image": (("y", "x"), image), "variance": (("y", "x"), variance)}
         ).chunk({"y": chunk, "x": chunk})
         with dask.config.set(scheduler="synchronous"):
-            found.append(detect_sources(dataset, config, psf_sigma_px=1.6, smooth=True).values)
+            found.append(
+                detect_sources(
+                    dataset, source_detection(config), psf_sigma_px=1.6, smooth=True
+                ).values
+            )
     np.testing.assert_array_equal(found[0], found[1])
     assert found[0][30, 34] and found[0].sum() < 200  # the star, grown by 2.4 sigma; no noise
     config.thresholdType = "value"
     with pytest.raises(ValueError, match="pixel_stdev"):
-        detect_sources(dataset, config, psf_sigma_px=1.6, smooth=True)
+        detect_sources(dataset, source_detection(config), psf_sigma_px=1.6, smooth=True)

@@ -36,13 +36,20 @@ from dcr_dask.graph.coadd import (
     visit_weights,
 )
 from dcr_dask.graph.compare_warp import compare_warp
-from dcr_dask.graph.detect import detection_settings
 from dcr_dask.graph.psf_matching import psf_matching
 from dcr_dask.io.regions import read_bright_object_regions
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.running.pipeline import _finish_coadd, _fit_inputs, _transmission_variable
-from dcr_dask.settings import coadd_transmission, fit_settings, run_shifts
+from dcr_dask.settings import (
+    coadd_transmission,
+    compare_warp_settings,
+    detection_settings,
+    fit_settings,
+    psf_matching_settings,
+    run_shifts,
+    stacking,
+)
 from dcr_dask.simulate import default_demo_spec, simulate_tile, write_simulation
 
 TESTS = Path(__file__).parent
@@ -433,10 +440,10 @@ def test_stack_settings_follow_the_field(warps, field, value):
     config = _base()
     planes = MaskPlanes(warps.attrs["mask_planes"])
     owner = config.assembleStaticSkyModel if field.startswith("assemble") else config
-    before = stack_settings(owner, planes)
+    before = stack_settings(stacking(owner), planes)
     _set(config, field, value)
     config.validate()
-    assert stack_settings(owner, planes) != before
+    assert stack_settings(stacking(owner), planes) != before
 
 
 def _noisy_variance(warps):
@@ -453,12 +460,12 @@ def test_visit_weights_follow_the_field(warps, field, value):
     noisy = _noisy_variance(warps)
     good = good_pixels(noisy, ["NO_DATA", "BAD", "SAT"])
     config = _base()
-    before = reference_visit_weights(noisy, good, config).values
+    before = reference_visit_weights(noisy, good, stacking(config)).values
     plain = visit_weights(noisy, good).values
     # the reference's clipped weights are not the plain mean's
     assert not np.allclose(before, plain, rtol=1e-3)
     setattr(config, field, value)
-    after = reference_visit_weights(noisy, good, config).values
+    after = reference_visit_weights(noisy, good, stacking(config)).values
     assert not np.allclose(after, before, rtol=1e-6)
 
 
@@ -473,9 +480,9 @@ def test_clipped_weights_of_a_clean_variance_are_the_plain_ones(warps):
 def test_airmass_weighting_multiplies_the_weights_by_the_airmass(warps):
     good = good_pixels(warps, ["NO_DATA", "BAD", "SAT"])
     config = _base()
-    plain = reference_visit_weights(warps, good, config).values
+    plain = reference_visit_weights(warps, good, stacking(config)).values
     config.doAirmassWeight = True
-    weighted = reference_visit_weights(warps, good, config).values
+    weighted = reference_visit_weights(warps, good, stacking(config)).values
     airmass = warps["airmass"].values
     assert np.ptp(airmass) > 0.05
     np.testing.assert_allclose(weighted, plain * airmass, rtol=1e-12)
@@ -514,10 +521,10 @@ def test_detection_settings_follow_the_field(detection, field, value):
 )
 def test_psf_matching_follows_the_field(warps, field, value):
     config = _base()
-    before = psf_matching(warps, config)
+    before = psf_matching(warps, psf_matching_settings(config))
     _set(config, field, value)
     config.validate()
-    after = psf_matching(warps, config)
+    after = psf_matching(warps, psf_matching_settings(config))
     assert after.kernels.shape != before.kernels.shape or not np.allclose(
         after.kernels, before.kernels
     )
@@ -537,7 +544,7 @@ def artifacts_default(warps):
 
 
 def _artifact_outcome(warps, config):
-    found = compare_warp(warps, config)
+    found = compare_warp(warps, compare_warp_settings(config))
     art = found.artifacts
     return (
         np.asarray(art["artifacts"].values),
@@ -670,8 +677,8 @@ def test_residual_weighting_weights_the_fit_by_visit(warps):
     config = _base()
     planes = MaskPlanes(noisy.attrs["mask_planes"])
     good = good_pixels(noisy, config.badMaskPlanes)
-    weights = reference_visit_weights(noisy, good, config)
-    template = direct_coadd(noisy, config)
+    weights = reference_visit_weights(noisy, good, stacking(config))
+    template = direct_coadd(noisy, stacking(config))
     inputs, weights_np = _fit_inputs(noisy, template, good, weights, planes, config, 1.5)
     assert config.residualWeighting == "equal" and inputs.visit_weights is None
     config.residualWeighting = "inverseVariance"

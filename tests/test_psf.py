@@ -23,6 +23,7 @@ from dcr_dask.kernels.psf import (
     psf_fwhm_px,
 )
 from dcr_dask.masks import run_layout
+from dcr_dask.settings import psf_matching_settings
 
 
 def _sampled_gaussian(size, sigma):
@@ -121,7 +122,7 @@ def _config(size=11, fwhm=3.0):
 
 def test_match_psfs_is_lazy_chunk_independent_and_equals_a_direct_convolution():
     config = _config()
-    matching = psf_matching(_warps(40), config)
+    matching = psf_matching(_warps(40), psf_matching_settings(config))
     widest = min_model_core_fwhm_px(
         gaussian_psf_image(15, 4.2), wing_fwhm_factor=2.5, wing_amplitude=0.1
     )
@@ -129,7 +130,7 @@ def test_match_psfs_is_lazy_chunk_independent_and_equals_a_direct_convolution():
     assert not matching.too_wide.any()
     results = []
     for chunk in (40, 13):
-        matched = match_psfs(_warps(chunk), config, matching=matching)
+        matched = match_psfs(_warps(chunk), psf_matching_settings(config), matching=matching)
         assert matched.image.chunks == _warps(chunk).image.chunks
         with dask.config.set(scheduler="synchronous"):
             results.append(matched.compute())
@@ -164,13 +165,13 @@ def test_match_psfs_is_lazy_chunk_independent_and_equals_a_direct_convolution():
 def test_a_psf_wider_than_the_model_is_flagged_and_not_sharpened(caplog):
     config = _config(fwhm=3.8)
     with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.psf_matching"):
-        matching = psf_matching(_warps(40), config, widen=None)
+        matching = psf_matching(_warps(40), psf_matching_settings(config), widen=None)
     assert matching.model_core_fwhm_px == 3.8
     assert matching.too_wide.tolist() == [False, False, True]
     assert "visit 12" in caplog.text and "psf_too_wide" in caplog.text
     np.testing.assert_array_equal(matching.kernels[2], delta_kernel(11))
     with dask.config.set(scheduler="synchronous"):
-        matched = match_psfs(_warps(40), config, matching=matching).compute()
+        matched = match_psfs(_warps(40), psf_matching_settings(config), matching=matching).compute()
     assert matched.psf_too_wide.values.tolist() == [False, False, True]
     raw = _warps(40).compute()
     np.testing.assert_allclose(matched.image.values[2], np.nan_to_num(raw.image.values[2]))
@@ -188,7 +189,7 @@ def test_bad_inputs_give_clear_errors():
     config = _config()
     object.__setattr__(config, "matchingKernelSize", 10)  # bypass the config's own check
     with pytest.raises(ValueError, match="matchingKernelSize = 10"):
-        psf_matching(_warps(40), config)
+        psf_matching(_warps(40), psf_matching_settings(config))
     with pytest.raises(ValueError, match="matchingKernelSize = 8"):
         matching_kernel(gaussian_psf_image(15, 3.0), gaussian_psf_image(15, 4.0), 8)
     warps = (
@@ -197,7 +198,7 @@ def test_bad_inputs_give_clear_errors():
         .assign_coords(has_psf=("visit", [False] * 3), psf_fwhm_px=("visit", [3.0, np.nan, 4.0]))
     )
     with pytest.raises(ValueError, match="visit 11 has neither a PSF HDU nor a positive PSF-FWHM"):
-        psf_matching(warps, _config())
+        psf_matching(warps, psf_matching_settings(_config()))
     with pytest.raises(ValueError, match="square with an odd size"):
         matching_kernel(np.ones((4, 4)), gaussian_psf_image(15, 4.0), 11)
 
@@ -273,13 +274,13 @@ def test_a_winged_model_matches_a_moffat_psf_without_sharpening(beta):
 def test_a_kernel_that_misses_the_model_is_reported(caplog):
     config = _config(size=5)
     with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.psf_matching"):
-        matching = psf_matching(_warps(40), config)
+        matching = psf_matching(_warps(40), psf_matching_settings(config))
     assert matching.residuals.max() > 0.02
     assert "misses the model PSF" in caplog.text and "matchingKernelSize (now 5)" in caplog.text
     config = _config(size=21)
     config.modelPsf.addWing = False
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.psf_matching"):
-        matching = psf_matching(_warps(40), config)
+        matching = psf_matching(_warps(40), psf_matching_settings(config))
     assert matching.residuals.max() < 1e-3
     assert "misses the model PSF" not in caplog.text

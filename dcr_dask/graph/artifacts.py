@@ -35,15 +35,15 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dcr_dask.config import CompareWarpAssembleCoaddConfig, ScaleVarianceConfig
+from dcr_dask.errors import expect_settings
 from dcr_dask.graph.detect import (
     POLARITY_SIGNS,
+    SourceDetection,
     _detect,
     _grow,
     _peak_tested_footprints,
     _signal,
     detect_sources,
-    detection_settings,
 )
 from dcr_dask.graph.labels import Components, component_stats, find_components, map_components
 from dcr_dask.graph.psf_matching import model_psf_sigma_px
@@ -54,6 +54,8 @@ from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 
 __all__ = [
     "ARTIFACT_VARIABLES",
+    "ArtifactSettings",
+    "VarianceScaling",
     "apply_artifact_masks",
     "find_artifacts",
     "variance_scale_factors",
@@ -61,6 +63,74 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class VarianceScaling:
+    """CompareWarp's variance rescaling (:func:`dcr_dask.settings.variance_scaling`).
+
+    Attributes
+    ----------
+    enabled : bool
+        ``doScaleWarpVariance``.
+    mask_planes : tuple of str
+        ``scaleWarpVariance.maskPlanes``: pixels left out of the statistic.
+    limit : float
+        ``scaleWarpVariance.limit``: larger factors are not applied.
+    model_sources : SourceDetection or None
+        ``detectModelSources`` (a field of the DCR task's config): sources on
+        the static model left out when no warp has ``DETECTED`` pixels; None
+        to leave them in.
+    """
+
+    enabled: bool
+    mask_planes: tuple[str, ...]
+    limit: float
+    model_sources: SourceDetection | None = None
+
+
+@attrs.frozen
+class ArtifactSettings:
+    """What :func:`find_artifacts` reads of a config (:func:`dcr_dask.settings.artifact_settings`).
+
+    Attributes
+    ----------
+    detect : SourceDetection
+        ``detect``: footprints on ``warp − reference``.
+    detect_template : SourceDetection
+        ``detectTemplate``: the sources that protect footprints.
+    bad_mask_planes : tuple of str
+        ``badMaskPlanes``: epochs not counted.
+    do_prefilter : bool
+        ``doPrefilterArtifacts``.
+    prefilter_mask_planes : tuple of str
+        ``prefilterArtifactsMaskPlanes``.
+    prefilter_ratio : float
+        ``prefilterArtifactsRatio``.
+    max_num_epochs : int
+        ``maxNumEpochs``.
+    max_fraction_epochs_low, max_fraction_epochs_high : float
+        ``maxFractionEpochsLow``, ``maxFractionEpochsHigh``.
+    spatial_threshold : float
+        ``spatialThreshold``.
+    preserve_contained_by_source : bool
+        ``doPreserveContainedBySource``.
+    default_psf_fwhm_px : float
+        ``modelPsf.defaultFwhm``: the model PSF assumed for warps that record none.
+    """
+
+    detect: SourceDetection
+    detect_template: SourceDetection
+    bad_mask_planes: tuple[str, ...]
+    do_prefilter: bool
+    prefilter_mask_planes: tuple[str, ...]
+    prefilter_ratio: float
+    max_num_epochs: int
+    max_fraction_epochs_low: float
+    max_fraction_epochs_high: float
+    spatial_threshold: float
+    preserve_contained_by_source: bool
+    default_psf_fwhm_px: float
 
 
 def _histogram_block(image: np.ndarray, variance: np.ndarray, good: np.ndarray) -> np.ndarray:
@@ -75,7 +145,7 @@ def _has_detected(warps: xr.Dataset) -> bool:
 
 
 def variance_scale_factors(
-    psf_matched: xr.Dataset, scale_config: ScaleVarianceConfig, *, sources: da.Array | None = None
+    psf_matched: xr.Dataset, scaling: VarianceScaling, *, sources: da.Array | None = None
 ) -> np.ndarray:
     """Empirical variance factor of each warp (``scaleWarpVariance``; eager, one pass).
 
@@ -83,8 +153,8 @@ def variance_scale_factors(
     ----------
     psf_matched : xarray.Dataset
         The warps whose variance is to be rescaled.
-    scale_config : ScaleVarianceConfig
-        Uses ``maskPlanes`` (pixels left out) and ``limit``.
+    scaling : VarianceScaling
+        Uses ``mask_planes`` (pixels left out) and ``limit``.
     sources : dask.array.Array of bool, optional
         ``(y, x)`` pixels of sources to leave out as well (see Notes).
 
@@ -109,11 +179,12 @@ def variance_scale_factors(
     tiles with Kolmogorov PSFs the factors came out 3-7 instead of 1, the
     noise of the comparison was overestimated 2-2.6 times and a third of the
     cosmic rays were missed. When no warp has a ``DETECTED`` pixel,
-    :func:`dcr_dask.graph.compare_warp.compare_warp` passes the sources detected on the static model
+    :func:`warp_variance_scale` passes the sources detected on the static model
     (``detectModelSources``) as ``sources``.
     """
+    expect_settings(scaling, VarianceScaling, "scaling", "variance_scaling")
     planes = MaskPlanes(psf_matched.attrs["mask_planes"])
-    bad = planes.value(scale_config.maskPlanes)
+    bad = planes.value(scaling.mask_planes)
     image, variance, mask = pixel_arrays(psf_matched)
     good = (mask & bad) == 0
     if sources is not None:
@@ -137,13 +208,13 @@ def variance_scale_factors(
     factors = np.ones(histograms.shape[0])
     for i, visit in enumerate(psf_matched["visit"].values):
         factor = artifact_tests.variance_scale_from_histogram(histograms[i])
-        if not np.isfinite(factor) or factor > scale_config.limit:
+        if not np.isfinite(factor) or factor > scaling.limit:
             logger.warning(
                 "visit %s: variance scale factor %r is undefined or exceeds "
                 "scaleWarpVariance.limit = %s; the variance is left as it is",
                 visit,
                 factor,
-                scale_config.limit,
+                scaling.limit,
             )
         else:
             factors[i] = factor
@@ -201,7 +272,7 @@ def _per_visit(values: np.ndarray, visit_of: np.ndarray, n_visits: int) -> np.nd
 def warp_variance_scale(
     psf_matched: xr.Dataset,
     static_model: xr.Dataset,
-    config: CompareWarpAssembleCoaddConfig,
+    scaling: VarianceScaling,
     psf_sigma_px: float,
 ) -> np.ndarray | None:
     """CompareWarp's per-visit variance factors (``doScaleWarpVariance``), or None.
@@ -216,9 +287,9 @@ def warp_variance_scale(
         The PSF-matched warps.
     static_model : xarray.Dataset
         The static sky model.
-    config : CompareWarpAssembleCoaddConfig
-        Uses ``doScaleWarpVariance``, ``scaleWarpVariance`` and (a DCR
-        config's) ``detectModelSources``.
+    scaling : VarianceScaling
+        ``doScaleWarpVariance``, ``scaleWarpVariance`` and (a DCR config's)
+        ``detectModelSources``.
     psf_sigma_px : float
         The model PSF's sigma, pixels.
 
@@ -227,21 +298,21 @@ def warp_variance_scale(
     numpy.ndarray or None
         ``(visit,)`` factors; None without ``doScaleWarpVariance``.
     """
-    if not config.doScaleWarpVariance:
+    expect_settings(scaling, VarianceScaling, "scaling", "variance_scaling")
+    if not scaling.enabled:
         return None
     sources = None
-    source_config = getattr(config, "detectModelSources", None)
-    if source_config is not None and not _has_detected(psf_matched):
+    if scaling.model_sources is not None and not _has_detected(psf_matched):
         sources = detect_sources(
-            static_model, source_config, psf_sigma_px=psf_sigma_px, smooth=True
+            static_model, scaling.model_sources, psf_sigma_px=psf_sigma_px, smooth=True
         ).data
-    return variance_scale_factors(psf_matched, config.scaleWarpVariance, sources=sources)
+    return variance_scale_factors(psf_matched, scaling, sources=sources)
 
 
 def find_artifacts(
     psf_matched: xr.Dataset,
     reference: xr.Dataset,
-    config: CompareWarpAssembleCoaddConfig,
+    settings: ArtifactSettings,
     *,
     template: xr.Dataset | None = None,
     variance_scale: np.ndarray | None = None,
@@ -260,12 +331,13 @@ def find_artifacts(
         reference such as DCR-matched templates, same visits in the same
         order), and optionally ``mask`` (its ``NO_DATA`` pixels are not
         compared). Its PSF must be the model PSF.
-    config : CompareWarpAssembleCoaddConfig
-        Uses ``detect``, ``detectTemplate``, ``badMaskPlanes``,
+    settings : ArtifactSettings
+        ``detect``, ``detectTemplate``, ``badMaskPlanes``,
         ``doPrefilterArtifacts``, ``prefilterArtifactsMaskPlanes``,
         ``prefilterArtifactsRatio``, ``maxNumEpochs``,
         ``maxFractionEpochsLow``, ``maxFractionEpochsHigh``,
-        ``spatialThreshold``, ``doPreserveContainedBySource``.
+        ``spatialThreshold``, ``doPreserveContainedBySource`` and
+        ``modelPsf.defaultFwhm``.
     template : xarray.Dataset, optional
         The static model on which ``detectTemplate`` finds the sources that
         protect footprints (``doPreserveContainedBySource``); default
@@ -321,21 +393,22 @@ def find_artifacts(
     ``detectTemplate.includeThresholdMultiplier > 1`` when
     ``doPreserveContainedBySource`` (see :func:`dcr_dask.graph.detect.detect_sources`).
     """
+    expect_settings(settings, ArtifactSettings, "settings", "artifact_settings")
     planes = MaskPlanes(psf_matched.attrs["mask_planes"])
     image, matched_variance, mask = pixel_arrays(psf_matched)
     if psf_sigma_px is None:
-        psf_sigma_px = model_psf_sigma_px(psf_matched, config.modelPsf.defaultFwhm)
-    settings = detection_settings(config.detect, psf_sigma_px)
+        psf_sigma_px = model_psf_sigma_px(psf_matched, settings.default_psf_fwhm_px)
+    detection = settings.detect.at_psf(psf_sigma_px)
     scale = _variance_scale(variance_scale, psf_matched.sizes["visit"])
     compared = _compare(
-        psf_matched, reference, image, matched_variance, mask, planes, scale, settings
+        psf_matched, reference, image, matched_variance, mask, planes, scale, detection
     )
-    candidates, n_planes = _candidates(compared.signal, settings, same_sign_epochs)
-    labelled = _first_pass(candidates, compared, config, n_planes)
+    candidates, n_planes = _candidates(compared.signal, detection, same_sign_epochs)
+    labelled = _first_pass(candidates, compared, settings, n_planes)
     outside, template_grow = _template_sources(
-        reference, template, config, psf_sigma_px, compared.like
+        reference, template, settings, psf_sigma_px, compared.like
     )
-    tested = _second_pass(labelled, candidates, compared, config, n_planes, outside)
+    tested = _second_pass(labelled, candidates, compared, settings, n_planes, outside)
     logger.info(
         "%d footprints, %d prefiltered, %d preserved by template sources, %d artifacts",
         labelled.components.count,
@@ -357,7 +430,7 @@ def find_artifacts(
         scale,
         attrs={
             "psf_sigma_px": psf_sigma_px,
-            "grow_px": settings.grow_px,
+            "grow_px": detection.grow_px,
             "template_grow_px": template_grow,
         },
     )
@@ -478,12 +551,12 @@ def _or_polarities(planes_: da.Array, n_planes: int, n_visits: int) -> da.Array:
 def _first_pass(
     candidates: da.Array,
     compared: _Comparison,
-    config: CompareWarpAssembleCoaddConfig,
+    settings: ArtifactSettings,
     n_planes: int,
 ) -> _Labelled:
     """Pass 1 (eager): footprints across the tile, their visits and the prefilter counts."""
     mask, planes, n_visits = compared.mask, compared.planes, compared.n_visits
-    prefilter_good = (mask & planes.value(config.prefilterArtifactsMaskPlanes)) == 0
+    prefilter_good = (mask & planes.value(settings.prefilter_mask_planes)) == 0
     plane_like = _stacked(compared.like, n_planes)
     components, first = find_components(
         candidates,
@@ -496,8 +569,8 @@ def _first_pass(
     pixels = components.pixels
     with np.errstate(invalid="ignore", divide="ignore"):
         visit_of = np.rint(first[:, 1] / np.maximum(pixels, 1)).astype(np.int64) % n_visits
-    if config.doPrefilterArtifacts:
-        kept = artifact_tests.prefilter_keep(pixels, first[:, 0], config.prefilterArtifactsRatio)
+    if settings.do_prefilter:
+        kept = artifact_tests.prefilter_keep(pixels, first[:, 0], settings.prefilter_ratio)
     else:
         kept = np.ones(components.count, dtype=bool)
     return _Labelled(components, visit_of, kept)
@@ -506,7 +579,7 @@ def _first_pass(
 def _template_sources(
     reference: xr.Dataset,
     template: xr.Dataset | None,
-    config: CompareWarpAssembleCoaddConfig,
+    settings: ArtifactSettings,
     psf_sigma_px: float,
     like: da.Array,
 ) -> tuple[da.Array, int]:
@@ -514,7 +587,7 @@ def _template_sources(
 
     Everywhere, and 0, without ``doPreserveContainedBySource``.
     """
-    if not config.doPreserveContainedBySource:
+    if not settings.preserve_contained_by_source:
         return da.ones(like.shape[1:], dtype=bool, chunks=like.chunks[1:]), 0
     if template is None:
         if "visit" in reference["image"].dims:
@@ -523,9 +596,9 @@ def _template_sources(
                 "the reference is per visit"
             )
         template = reference
-    template_grow = detection_settings(config.detectTemplate, psf_sigma_px).grow_px
+    template_grow = settings.detect_template.at_psf(psf_sigma_px).grow_px
     sources = detect_sources(
-        template, config.detectTemplate, psf_sigma_px=psf_sigma_px, polarity="positive"
+        template, settings.detect_template, psf_sigma_px=psf_sigma_px, polarity="positive"
     )
     return ~sources.transpose("y", "x").data, template_grow
 
@@ -534,7 +607,7 @@ def _second_pass(
     labelled: _Labelled,
     candidates: da.Array,
     compared: _Comparison,
-    config: CompareWarpAssembleCoaddConfig,
+    settings: ArtifactSettings,
     n_planes: int,
     outside: da.Array,
 ) -> _Tested:
@@ -553,7 +626,7 @@ def _second_pass(
     ]
     footprint_epochs = da.concatenate([_as_like(count, like) for count in counts], axis=0)
     good_epoch = compared.valid & (
-        (compared.mask & compared.planes.value(config.badMaskPlanes)) == 0
+        (compared.mask & compared.planes.value(settings.bad_mask_planes)) == 0
     )
     n_epochs = good_epoch.sum(axis=0, dtype=np.uint16)
     plane_like = _stacked(like, n_planes)
@@ -574,12 +647,12 @@ def _second_pass(
     is_transient = artifact_tests.transient(
         histogram,
         sum_n,
-        max_num_epochs=config.maxNumEpochs,
-        fraction_low=config.maxFractionEpochsLow,
-        fraction_high=config.maxFractionEpochsHigh,
-        spatial_threshold=config.spatialThreshold,
+        max_num_epochs=settings.max_num_epochs,
+        fraction_low=settings.max_fraction_epochs_low,
+        fraction_high=settings.max_fraction_epochs_high,
+        spatial_threshold=settings.spatial_threshold,
     )
-    preserved = kept & is_transient & (outside_pixels == 0) & config.doPreserveContainedBySource
+    preserved = kept & is_transient & (outside_pixels == 0) & settings.preserve_contained_by_source
     is_artifact = kept & is_transient & ~preserved
     return _Tested(epoch_count, n_epochs, preserved, is_artifact)
 

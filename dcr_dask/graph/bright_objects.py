@@ -11,14 +11,29 @@ meets it, so the graph has one task per block and never holds the tile.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import dask.array as da
 import numpy as np
 
-from dcr_dask.io.regions import BrightObjectRegions
+__all__ = ["BrightRegions", "bright_object_mask", "inside_regions"]
 
-__all__ = ["bright_object_mask", "inside_regions"]
+
+class BrightRegions(Protocol):
+    """Regions in tile pixels, e.g. :class:`dcr_dask.io.regions.BrightObjectRegions`.
+
+    The file is read in :mod:`dcr_dask.io.regions`; the graph sees only this.
+    """
+
+    @property
+    def include(self) -> Sequence[Any]:
+        """Pixel regions to mask (``regions.PixelRegion``)."""
+        ...
+
+    @property
+    def exclude(self) -> Sequence[Any]:
+        """Pixel regions cut out of them."""
+        ...
 
 
 def _union(regions: Sequence, y0: int, x0: int, shape: tuple[int, int]) -> np.ndarray:
@@ -59,13 +74,13 @@ def inside_regions(
     return _union(include, y0, x0, shape) & ~_union(exclude, y0, x0, shape)
 
 
-def bright_object_mask(regions: BrightObjectRegions, chunks: tuple) -> da.Array:
+def bright_object_mask(regions: BrightRegions, chunks: tuple) -> da.Array:
     """The pixels of the tile inside the bright-object regions (lazy).
 
     Parameters
     ----------
-    regions : BrightObjectRegions
-        The regions, in tile pixels.
+    regions : BrightRegions
+        The regions, in tile pixels (:class:`dcr_dask.io.regions.BrightObjectRegions`).
     chunks : tuple
         Dask chunks ``(y_chunks, x_chunks)`` of the tile.
 

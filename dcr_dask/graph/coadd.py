@@ -1,7 +1,9 @@
 """Lazy Dask graphs that stack warps over the visit axis.
 
 The kernels live in :mod:`dcr_dask.kernels.stack`; this module only translates a
-config into kernel settings and maps the kernels over the tile's blocks,
+:class:`Stacking` (a stacking config's settings, read by
+:func:`dcr_dask.settings.stacking`) into kernel settings and maps the kernels
+over the tile's blocks,
 with the whole visit axis in each block (one ``(y, x)`` block of every
 visit in memory at a time). :func:`assemble_static_sky_model` is CompareWarp's
 static sky model, the ``assembleStaticSkyModel`` stack of the PSF-matched warps.
@@ -12,17 +14,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import attrs
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dcr_dask.config import AssembleCoaddConfig
+from dcr_dask.errors import expect_settings
 from dcr_dask.graph.tile import TILE_ATTRS
 from dcr_dask.kernels.stack import StackSettings, stack_block, visit_weight, weighted_mean
 from dcr_dask.masks import MaskPlanes
 
 __all__ = [
+    "Stacking",
     "assemble_static_sky_model",
     "clipped_visit_weights",
     "direct_coadd",
@@ -35,6 +39,47 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Stacking:
+    """What a stacking config says (:func:`dcr_dask.settings.stacking`).
+
+    The main config's for the direct coadd, ``assembleStaticSkyModel``'s for
+    CompareWarp's static sky model.
+
+    Attributes
+    ----------
+    statistic : str
+        ``statistic`` (``MEAN`` or ``MEANCLIP``).
+    sigma_clip : float
+        ``sigmaClip``.
+    clip_iter : int
+        ``clipIter``.
+    calc_error_from_input_variance : bool
+        ``calcErrorFromInputVariance``.
+    bad_mask_planes : tuple of str
+        ``badMaskPlanes``.
+    remove_mask_planes : tuple of str
+        ``removeMaskPlanes``.
+    mask_propagation_thresholds : tuple of (str, float)
+        ``maskPropagationThresholds``, sorted by plane name.
+    do_n_image : bool
+        ``doNImage``.
+    do_airmass_weight : bool
+        ``doAirmassWeight`` (a field of the DCR task's config only; False for
+        the others).
+    """
+
+    statistic: str
+    sigma_clip: float
+    clip_iter: int
+    calc_error_from_input_variance: bool
+    bad_mask_planes: tuple[str, ...]
+    remove_mask_planes: tuple[str, ...] = ()
+    mask_propagation_thresholds: tuple[tuple[str, float], ...] = ()
+    do_n_image: bool = False
+    do_airmass_weight: bool = False
 
 
 def good_pixels(warps: xr.Dataset, bad_mask_planes: Sequence[str]) -> xr.DataArray:
@@ -144,9 +189,9 @@ def clipped_visit_weights(
 
 
 def reference_visit_weights(
-    warps: xr.Dataset, good: xr.DataArray, config: AssembleCoaddConfig
+    warps: xr.Dataset, good: xr.DataArray, stacking: Stacking
 ) -> xr.DataArray:
-    """The visits' weights as the reference's assembly makes them, from its config (lazy).
+    """The visits' weights as the reference's assembly makes them (lazy).
 
     :func:`clipped_visit_weights` with ``sigmaClip`` and ``clipIter``, times each
     visit's boresight airmass (the warps' ``airmass`` coordinate) with
@@ -162,9 +207,9 @@ def reference_visit_weights(
         ``airmass`` coordinate when ``doAirmassWeight``).
     good : xarray.DataArray of bool
         Usable pixels (:func:`good_pixels` of ``badMaskPlanes``).
-    config : AssembleCoaddConfig
-        Uses ``sigmaClip``, ``clipIter`` and, where the config has it (the DCR
-        task's, not ``assembleStaticSkyModel``), ``doAirmassWeight``.
+    stacking : Stacking
+        Uses ``sigmaClip``, ``clipIter`` and ``doAirmassWeight`` (set only by
+        the DCR task's config, not ``assembleStaticSkyModel``).
 
     Returns
     -------
@@ -176,8 +221,9 @@ def reference_visit_weights(
     ValueError
         If ``doAirmassWeight`` is set and the warps have no ``airmass`` coordinate.
     """
+    expect_settings(stacking, Stacking, "stacking", "stacking")
     airmass = None
-    if getattr(config, "doAirmassWeight", False):
+    if stacking.do_airmass_weight:
         if "airmass" not in warps.coords and "airmass" not in warps:
             raise ValueError(
                 "doAirmassWeight=True but the warps have no 'airmass' coordinate "
@@ -185,7 +231,7 @@ def reference_visit_weights(
             )
         airmass = np.asarray(warps["airmass"].values, dtype=np.float64)
     return clipped_visit_weights(
-        warps, good, sigma_clip=config.sigmaClip, clip_iter=config.clipIter, airmass=airmass
+        warps, good, sigma_clip=stacking.sigma_clip, clip_iter=stacking.clip_iter, airmass=airmass
     )
 
 
@@ -246,13 +292,13 @@ def plain_coadd(
 
 
 def stack_settings(
-    config: AssembleCoaddConfig, planes: MaskPlanes, *, extra_bad_planes: Sequence[str] = ()
+    stacking: Stacking, planes: MaskPlanes, *, extra_bad_planes: Sequence[str] = ()
 ) -> StackSettings:
-    """Translate a stacking config into the settings of :func:`dcr_dask.kernels.stack.stack_block`.
+    """Translate stacking settings into those of :func:`dcr_dask.kernels.stack.stack_block`.
 
     Parameters
     ----------
-    config : AssembleCoaddConfig
+    stacking : Stacking
         Uses ``statistic``, ``sigmaClip``, ``clipIter``,
         ``calcErrorFromInputVariance``, ``badMaskPlanes``, ``removeMaskPlanes``
         and ``maskPropagationThresholds``.
@@ -278,7 +324,8 @@ def stack_settings(
         If ``statistic`` is not one the kernels implement, or the clipping
         settings do not allow MEANCLIP (the message names the field).
     """
-    bad = planes.value([*config.badMaskPlanes, *extra_bad_planes])
+    expect_settings(stacking, Stacking, "stacking", "stacking")
+    bad = planes.value([*stacking.bad_mask_planes, *extra_bad_planes])
     special = planes.value(["NO_DATA", "EDGE", "CLIPPED"])
     rejection_map = [
         (bad & ~special, planes.value(["REJECTED"])),
@@ -286,15 +333,15 @@ def stack_settings(
         (bad & planes.value(["CLIPPED"]), planes.value(["CLIPPED"])),
     ]
     return StackSettings(
-        statistic=config.statistic,
-        sigma_clip=config.sigmaClip,
-        clip_iter=config.clipIter,
-        calc_error_from_input_variance=config.calcErrorFromInputVariance,
+        statistic=stacking.statistic,
+        sigma_clip=stacking.sigma_clip,
+        clip_iter=stacking.clip_iter,
+        calc_error_from_input_variance=stacking.calc_error_from_input_variance,
         bad_mask=bad,
-        remove_mask=planes.value(config.removeMaskPlanes),
+        remove_mask=planes.value(stacking.remove_mask_planes),
         propagation=tuple(
             (planes.bit(name), float(threshold))
-            for name, threshold in sorted(config.maskPropagationThresholds.items())
+            for name, threshold in stacking.mask_propagation_thresholds
             if name in planes
         ),
         rejection_map=tuple((source, target) for source, target in rejection_map if source),
@@ -314,7 +361,7 @@ def _stack_block(
     return np.stack([plane.astype(np.float64) for plane in planes])
 
 
-def direct_coadd(warps: xr.Dataset, config: AssembleCoaddConfig) -> xr.Dataset:
+def direct_coadd(warps: xr.Dataset, stacking: Stacking) -> xr.Dataset:
     """The coadd of the direct warps that starts the DCR fit when no template is given (lazy).
 
     Parameters
@@ -322,8 +369,8 @@ def direct_coadd(warps: xr.Dataset, config: AssembleCoaddConfig) -> xr.Dataset:
     warps : xarray.Dataset
         Direct warps ``(visit, y, x)`` whose masks carry CompareWarp's
         artifacts (``CLIPPED``).
-    config : AssembleCoaddConfig
-        The main config: its ``statistic`` (``MEAN`` after CompareWarp's
+    stacking : Stacking
+        The main config's: its ``statistic`` (``MEAN`` after CompareWarp's
         defaults), ``badMaskPlanes`` and mask rules (:func:`stack_warps`).
 
     Returns
@@ -335,40 +382,40 @@ def direct_coadd(warps: xr.Dataset, config: AssembleCoaddConfig) -> xr.Dataset:
         instead, which blurs every source to the model PSF; starting from
         the direct coadd leaves the fit only the DCR to find.
     """
-    return stack_warps(warps, config, extra_bad_planes=["CLIPPED"])
+    return stack_warps(warps, stacking, extra_bad_planes=["CLIPPED"])
 
 
 def stack_warps(
     warps: xr.Dataset,
-    stack_config: AssembleCoaddConfig,
+    stacking: Stacking,
     weights: xr.DataArray | np.ndarray | None = None,
     *,
     extra_bad_planes: Sequence[str] = (),
 ) -> xr.Dataset:
-    """Stack warps over the visit axis with a config's statistic and mask rules (lazy).
+    """Stack warps over the visit axis with a statistic and mask rules (lazy).
 
     Parameters
     ----------
     warps : xarray.Dataset
         ``(visit, y, x)`` warps with ``image``, ``mask``, ``variance`` and the
         ``mask_planes`` attribute (as :func:`dcr_dask.io.warps.open_warps`).
-    stack_config : AssembleCoaddConfig
-        The stacking config (the main config, or ``assembleStaticSkyModel``);
-        see :func:`stack_settings` for the fields used, plus ``doNImage``.
+    stacking : Stacking
+        The main config's, or ``assembleStaticSkyModel``'s; see
+        :func:`stack_settings` for the fields used, plus ``doNImage``.
     weights : xarray.DataArray or numpy.ndarray, optional
         ``(visit,)`` weight of each visit, 1/flux². Default: the reference's
-        (:func:`reference_visit_weights` of ``stack_config``), computed eagerly
+        (:func:`reference_visit_weights` of ``stacking``), computed eagerly
         here (one pass over the variance and mask planes) so that the
         returned graph does not hold the warps in memory while it waits for
         a tile-wide reduction.
     extra_bad_planes : sequence of str
-        Planes rejected besides ``stack_config.badMaskPlanes``.
+        Planes rejected besides ``stacking.bad_mask_planes``.
 
     Returns
     -------
     xarray.Dataset
         On ``(y, x)``: ``image`` and ``variance`` (float32), ``mask`` (int32,
-        the warps' bit layout) and, if ``stack_config.doNImage``, ``n_image``
+        the warps' bit layout) and, if ``stacking.do_n_image``, ``n_image``
         (uint16); ``weight`` on ``visit``; the warps' tile attributes. One
         task per ``(y, x)`` chunk of the warps, each holding that chunk of
         every visit.
@@ -380,13 +427,13 @@ def stack_warps(
         or weights that do not have one entry per visit.
     """
     planes = MaskPlanes(warps.attrs["mask_planes"])
-    settings = stack_settings(stack_config, planes, extra_bad_planes=extra_bad_planes)
+    settings = stack_settings(stacking, planes, extra_bad_planes=extra_bad_planes)
     if weights is None:
-        good = good_pixels(warps, [*stack_config.badMaskPlanes, *extra_bad_planes])
-        weights = reference_visit_weights(warps, good, stack_config).compute()
+        good = good_pixels(warps, [*stacking.bad_mask_planes, *extra_bad_planes])
+        weights = reference_visit_weights(warps, good, stacking).compute()
         logger.info(
             "visit weights (1 / clipped mean variance%s): %s",
-            " x airmass" if getattr(stack_config, "doAirmassWeight", False) else "",
+            " x airmass" if stacking.do_airmass_weight else "",
             np.asarray(weights).tolist(),
         )
     weight_values = np.asarray(weights, dtype=np.float64).reshape(-1)
@@ -419,7 +466,7 @@ def stack_warps(
         "mask": (dims, stacked[2].astype(np.int32)),
         "weight": ("visit", weight_values),
     }
-    if stack_config.doNImage:
+    if stacking.do_n_image:
         data_vars["n_image"] = (dims, stacked[3].astype(np.uint16))
     coords = {name: warps[name] for name in ("visit", "y", "x")}
     attrs = {key: warps.attrs[key] for key in TILE_ATTRS if key in warps.attrs}
@@ -428,7 +475,7 @@ def stack_warps(
 
 def assemble_static_sky_model(
     psf_matched: xr.Dataset,
-    static_config: AssembleCoaddConfig,
+    stacking: Stacking,
     weights: xr.DataArray | np.ndarray | None = None,
 ) -> xr.Dataset:
     """The static sky model: the ``assembleStaticSkyModel`` stack of PSF-matched warps (lazy).
@@ -438,8 +485,8 @@ def assemble_static_sky_model(
     psf_matched : xarray.Dataset
         PSF-matched warps (:func:`dcr_dask.graph.psf_matching.match_psfs` or
         :func:`dcr_dask.io.warps.open_psf_matched`).
-    static_config : AssembleCoaddConfig
-        ``config.assembleStaticSkyModel`` (reference defaults: MEANCLIP,
+    stacking : Stacking
+        ``config.assembleStaticSkyModel``'s (reference defaults: MEANCLIP,
         ``sigmaClip`` 2.5, ``clipIter`` 3, ``badMaskPlanes`` NO_DATA, variance
         from the inputs, no nImage).
     weights : xarray.DataArray or numpy.ndarray, optional
@@ -453,7 +500,7 @@ def assemble_static_sky_model(
         As :func:`stack_warps`, with the PSF-matched warps'
         ``model_psf_fwhm_px`` attribute when they have one.
     """
-    model = stack_warps(psf_matched, static_config, weights)
+    model = stack_warps(psf_matched, stacking, weights)
     if "model_psf_fwhm_px" in psf_matched.attrs:
         model.attrs["model_psf_fwhm_px"] = psf_matched.attrs["model_psf_fwhm_px"]
     return model

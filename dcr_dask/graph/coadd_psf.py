@@ -291,7 +291,7 @@ def coadd_psf_from_inputs(
 
 @attrs.frozen
 class PsfMeasurement:
-    """How the PSF is measured on the coadd (``doCalculatePsf``).
+    """How the PSF is measured on the coadd (:func:`dcr_dask.settings.psf_measurement`).
 
     Attributes
     ----------
@@ -317,24 +317,6 @@ class PsfMeasurement:
     min_pixels: int
     kernel_size: int
     reserve_fraction: float
-
-    @classmethod
-    def from_config(cls, config: Any) -> PsfMeasurement:
-        """The settings of a :class:`~dcr_dask.config.DcrAssembleCoaddConfig`."""
-        detect = config.detectPsfSources
-        if detect.thresholdType not in ("pixel_stdev", "value"):
-            raise ValueError(
-                f"detectPsfSources.thresholdType = {detect.thresholdType!r}: only "
-                "'pixel_stdev' and 'value' are measured here"
-            )
-        return cls(
-            threshold_value=float(detect.thresholdValue),
-            threshold_type=str(detect.thresholdType),
-            include_multiplier=float(detect.includeThresholdMultiplier),
-            min_pixels=int(detect.minPixels),
-            kernel_size=int(config.measurePsf.kernelSize),
-            reserve_fraction=float(config.measurePsf.reserveFraction),
-        )
 
 
 def measurement_window(shape: tuple[int, int]) -> tuple[slice, slice]:

@@ -41,20 +41,25 @@ import attrs
 import numpy as np
 import xarray as xr
 
-from dcr_dask.config import CompareWarpAssembleCoaddConfig
+from dcr_dask._moved import moved_names
+from dcr_dask.errors import expect_settings
 from dcr_dask.graph.artifacts import (
     ARTIFACT_VARIABLES,
+    ArtifactSettings,
+    VarianceScaling,
     apply_artifact_masks,
     find_artifacts,
     variance_scale_factors,
     warp_variance_scale,
 )
-from dcr_dask.graph.coadd import assemble_static_sky_model
-from dcr_dask.graph.detect import detect_sources, detection_settings
+from dcr_dask.graph.coadd import Stacking, assemble_static_sky_model
+from dcr_dask.graph.detect import SourceDetection, detect_sources
 from dcr_dask.graph.psf_matching import (
     MATCHING_RESIDUAL_WARN,
     MODEL_PSF_WIDEN,
+    ModelPsf,
     PsfMatching,
+    PsfMatchingSettings,
     match_psfs,
     model_psf_fwhm,
     model_psf_sigma_px,
@@ -67,13 +72,19 @@ __all__ = [
     "ARTIFACT_VARIABLES",
     "MATCHING_RESIDUAL_WARN",
     "MODEL_PSF_WIDEN",
+    "ArtifactSettings",
     "CompareWarpResult",
+    "CompareWarpSettings",
+    "ModelPsf",
     "PsfMatching",
+    "PsfMatchingSettings",
+    "SourceDetection",
+    "Stacking",
+    "VarianceScaling",
     "apply_artifact_masks",
     "assemble_static_sky_model",
     "compare_warp",
     "detect_sources",
-    "detection_settings",
     "find_artifacts",
     "match_psfs",
     "model_psf_fwhm",
@@ -89,6 +100,30 @@ from dcr_dask.graph.artifacts import _reference_arrays as _reference_arrays
 from dcr_dask.graph.detect import _detect as _detect
 from dcr_dask.graph.detect import _grow as _grow
 from dcr_dask.graph.detect import _peak_tested_footprints as _peak_tested_footprints
+
+__getattr__ = moved_names(__name__, ["detection_settings"], "dcr_dask.settings")
+
+
+@attrs.frozen
+class CompareWarpSettings:
+    """Everything CompareWarp reads of a config (:func:`dcr_dask.settings.compare_warp_settings`).
+
+    Attributes
+    ----------
+    psf_matching : PsfMatchingSettings
+        ``modelPsf`` and ``matchingKernelSize``.
+    static_model : Stacking
+        ``assembleStaticSkyModel``.
+    variance_scaling : VarianceScaling
+        ``doScaleWarpVariance``, ``scaleWarpVariance``, ``detectModelSources``.
+    artifacts : ArtifactSettings
+        The artifact tests (:func:`find_artifacts`).
+    """
+
+    psf_matching: PsfMatchingSettings
+    static_model: Stacking
+    variance_scaling: VarianceScaling
+    artifacts: ArtifactSettings
 
 
 @attrs.frozen(eq=False)
@@ -115,7 +150,7 @@ class CompareWarpResult:
 
 def compare_warp(
     warps: xr.Dataset,
-    config: CompareWarpAssembleCoaddConfig,
+    settings: CompareWarpSettings,
     *,
     psf_matched: xr.Dataset | None = None,
     static_model: xr.Dataset | None = None,
@@ -129,13 +164,13 @@ def compare_warp(
     ----------
     warps : xarray.Dataset
         Direct warps ``(visit, y, x)``.
-    config : CompareWarpAssembleCoaddConfig
-        The run's config (a ``DcrAssembleCoaddConfig`` is one).
+    settings : CompareWarpSettings
+        From the run's config (``dcr_dask.settings.compare_warp_settings(config)``).
     psf_matched : xarray.Dataset, optional
         PSF-matched warps given by the user; default :func:`match_psfs`.
     static_model : xarray.Dataset, optional
         A static sky model at the model PSF; default
-        :func:`assemble_static_sky_model` with ``config.assembleStaticSkyModel``.
+        :func:`assemble_static_sky_model` with ``settings.static_model``.
     weights : xarray.DataArray or numpy.ndarray, optional
         Visit weights of the static model (default: see
         :func:`assemble_static_sky_model`).
@@ -149,18 +184,22 @@ def compare_warp(
     -------
     CompareWarpResult
     """
+    expect_settings(settings, CompareWarpSettings, "settings", "compare_warp_settings")
     matching = None
     if psf_matched is None:
-        matching = psf_matching(warps, config, widen=widen)
-        psf_matched = match_psfs(warps, config, matching=matching)
+        matching = psf_matching(warps, settings.psf_matching, widen=widen)
+        psf_matched = match_psfs(warps, settings.psf_matching, matching=matching)
     if static_model is None:
-        static_model = assemble_static_sky_model(
-            psf_matched, config.assembleStaticSkyModel, weights
-        )
+        static_model = assemble_static_sky_model(psf_matched, settings.static_model, weights)
     if psf_sigma_px is None:
-        psf_sigma_px = model_psf_sigma_px(psf_matched, config.modelPsf.defaultFwhm, matching)
-    scale = warp_variance_scale(psf_matched, static_model, config, psf_sigma_px)
+        default_fwhm = settings.psf_matching.model_psf.default_fwhm_px
+        psf_sigma_px = model_psf_sigma_px(psf_matched, default_fwhm, matching)
+    scale = warp_variance_scale(psf_matched, static_model, settings.variance_scaling, psf_sigma_px)
     found = find_artifacts(
-        psf_matched, static_model, config, variance_scale=scale, psf_sigma_px=psf_sigma_px
+        psf_matched,
+        static_model,
+        settings.artifacts,
+        variance_scale=scale,
+        psf_sigma_px=psf_sigma_px,
     )
     return CompareWarpResult(psf_matched, static_model, found, matching)

@@ -9,7 +9,8 @@ which no finite halo gives: the footprints are then labelled across chunks
 first (:mod:`dcr_dask.graph.labels`), one eager pass over the image, and grown
 afterwards (:func:`dcr_dask.graph.halos.growth_halo`).
 
-:func:`detection_settings` translates a ``SourceDetectionConfig``;
+:class:`SourceDetection` holds a ``SourceDetectionConfig``'s settings
+(:func:`dcr_dask.settings.source_detection` reads them);
 :func:`detect_sources` is the general detection graph (the static model's
 sources, ``detectTemplate``, ``detectModelSources``); the private steps serve
 :mod:`dcr_dask.graph.artifacts` too.
@@ -20,12 +21,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import attrs
 import dask.array as da
 import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from dcr_dask.config import SourceDetectionConfig
+from dcr_dask._moved import moved_names
+from dcr_dask.errors import expect_settings
 from dcr_dask.graph.halos import detection_halo, growth_halo, smoothing_halo
 from dcr_dask.graph.labels import find_components, map_components
 from dcr_dask.graph.overlap import map_yx_overlap
@@ -41,7 +44,9 @@ from dcr_dask.kernels.detection import (
 )
 from dcr_dask.masks import MaskPlanes
 
-__all__ = ["POLARITY_SIGNS", "detect_sources", "detection_settings"]
+__all__ = ["POLARITY_SIGNS", "SourceDetection", "detect_sources"]
+
+__getattr__ = moved_names(__name__, ["detection_settings"], "dcr_dask.settings")
 
 logger = logging.getLogger(__name__)
 
@@ -49,32 +54,30 @@ logger = logging.getLogger(__name__)
 POLARITY_SIGNS = {"both": (1, -1), "positive": (1,), "negative": (-1,)}
 
 
-def detection_settings(
-    config: SourceDetectionConfig, psf_sigma_px: float, *, polarity: str | None = None
-) -> DetectionSettings:
-    """Translate a ``SourceDetectionConfig`` into the kernels' :class:`DetectionSettings`.
+@attrs.frozen
+class SourceDetection:
+    """A ``SourceDetectionConfig`` read into plain settings, growth still in PSF sigmas.
 
-    Parameters
+    Built by :func:`dcr_dask.settings.source_detection`; :meth:`at_psf` gives the
+    kernels' :class:`~dcr_dask.kernels.detection.DetectionSettings` once the
+    image's PSF is known.
+
+    Attributes
     ----------
-    config : SourceDetectionConfig
-        Uses ``thresholdValue``, ``thresholdType``, ``thresholdPolarity``,
-        ``minPixels``, ``nSigmaToGrow``, ``isotropicGrow`` and
+    threshold : float
+        ``thresholdValue``.
+    threshold_type : str
+        ``thresholdType`` (``pixel_stdev`` or ``value``).
+    polarity : str
+        ``thresholdPolarity``.
+    min_pixels : int
+        ``minPixels``.
+    n_sigma_to_grow : float
+        ``nSigmaToGrow``: footprint growth in units of the PSF's sigma.
+    isotropic : bool
+        ``isotropicGrow``.
+    include_multiplier : float
         ``includeThresholdMultiplier``.
-    psf_sigma_px : float
-        Gaussian sigma of the image's PSF, pixels (the growth unit).
-    polarity : str, optional
-        Overrides ``thresholdPolarity``.
-
-    Returns
-    -------
-    DetectionSettings
-
-    Raises
-    ------
-    ValueError
-        For a ``thresholdType`` other than ``pixel_stdev`` or ``value``, or a
-        negative or non-finite ``thresholdValue`` or
-        ``includeThresholdMultiplier``; the message names the field.
 
     Notes
     -----
@@ -84,15 +87,45 @@ def detection_settings(
     ``includeThresholdMultiplier`` above 1 makes detection on chunked arrays
     label the footprints across chunks, one eager pass (see :func:`detect_sources`).
     """
-    return DetectionSettings(
-        threshold=float(config.thresholdValue),
-        threshold_type=config.thresholdType,
-        polarity=polarity or config.thresholdPolarity,
-        min_pixels=int(config.minPixels),
-        grow_px=grow_radius(config.nSigmaToGrow, psf_sigma_px),
-        isotropic=bool(config.isotropicGrow),
-        include_multiplier=float(config.includeThresholdMultiplier),
-    )
+
+    threshold: float
+    threshold_type: str
+    polarity: str
+    min_pixels: int
+    n_sigma_to_grow: float
+    isotropic: bool
+    include_multiplier: float
+
+    def at_psf(self, psf_sigma_px: float, *, polarity: str | None = None) -> DetectionSettings:
+        """The kernels' settings for an image whose PSF has this Gaussian sigma.
+
+        Parameters
+        ----------
+        psf_sigma_px : float
+            Gaussian sigma of the image's PSF, pixels (the growth unit).
+        polarity : str, optional
+            Overrides ``polarity``.
+
+        Returns
+        -------
+        DetectionSettings
+
+        Raises
+        ------
+        ValueError
+            For a ``thresholdType`` other than ``pixel_stdev`` or ``value``, or a
+            negative or non-finite ``thresholdValue`` or
+            ``includeThresholdMultiplier``; the message names the field.
+        """
+        return DetectionSettings(
+            threshold=self.threshold,
+            threshold_type=self.threshold_type,
+            polarity=polarity or self.polarity,
+            min_pixels=self.min_pixels,
+            grow_px=grow_radius(self.n_sigma_to_grow, psf_sigma_px),
+            isotropic=self.isotropic,
+            include_multiplier=self.include_multiplier,
+        )
 
 
 def _signal(image: da.Array, variance: da.Array, valid: da.Array, threshold_type: str) -> da.Array:
@@ -193,7 +226,7 @@ def _grow(mask: da.Array, settings: DetectionSettings) -> da.Array:
 
 def detect_sources(
     dataset: xr.Dataset,
-    detect_config: SourceDetectionConfig,
+    detection: SourceDetection,
     *,
     psf_sigma_px: float | None = None,
     polarity: str | None = None,
@@ -207,8 +240,8 @@ def detect_sources(
         ``image`` and ``variance`` on ``(y, x)`` or ``(visit, y, x)``, and
         optionally ``mask`` (``NO_DATA`` pixels are never detected; bits from
         the ``mask_planes`` attribute).
-    detect_config : SourceDetectionConfig
-        E.g. ``config.detectTemplate`` (see :func:`detection_settings`).
+    detection : SourceDetection
+        E.g. ``config.detectTemplate``'s (:func:`dcr_dask.settings.source_detection`).
     psf_sigma_px : float, optional
         Gaussian sigma of the image's PSF, pixels, the unit of footprint
         growth; default from the ``model_psf_fwhm_px`` attribute.
@@ -233,7 +266,7 @@ def detect_sources(
     ------
     ValueError
         If no PSF sigma is given or recorded, or the detection settings are
-        not supported (see :func:`detection_settings`).
+        not supported (see :meth:`SourceDetection.at_psf`).
 
     Notes
     -----
@@ -251,7 +284,8 @@ def detect_sources(
                 "scale footprint growth (nSigmaToGrow) with"
             )
         psf_sigma_px = float(dataset.attrs["model_psf_fwhm_px"]) / psf_kernels.FWHM_PER_SIGMA
-    settings = detection_settings(detect_config, psf_sigma_px, polarity=polarity)
+    expect_settings(detection, SourceDetection, "detection", "source_detection")
+    settings = detection.at_psf(psf_sigma_px, polarity=polarity)
     image = da.asarray(dataset["image"].data)
     variance = da.asarray(dataset["variance"].transpose(*dataset["image"].dims).data)
     variance = variance.rechunk(image.chunks)

@@ -73,7 +73,7 @@ _MEANCLIP_ITERATIONS = 3
 
 @attrs.frozen
 class InterpSettings:
-    """What ``doInterp`` and ``interpImage`` ask for, read once from the config.
+    """What ``doInterp`` and ``interpImage`` ask for (:func:`dcr_dask.settings.interp_settings`).
 
     Attributes
     ----------
@@ -97,28 +97,6 @@ class InterpSettings:
     fallback_type: str = "MEDIAN"
     fallback_user_value: float = 0.0
     negative_fallback_allowed: bool = False
-
-    @classmethod
-    def from_config(cls, config: Any) -> InterpSettings:
-        """Read ``doInterp`` and ``interpImage`` of a ``DcrAssembleCoaddConfig``.
-
-        Parameters
-        ----------
-        config : DcrAssembleCoaddConfig
-
-        Returns
-        -------
-        InterpSettings
-        """
-        interp = config.interpImage
-        return cls(
-            enabled=bool(config.doInterp),
-            along_columns=bool(interp.transpose),
-            use_fallback_at_edge=bool(interp.useFallbackValueAtEdge),
-            fallback_type=str(interp.fallbackValueType),
-            fallback_user_value=float(interp.fallbackUserValue),
-            negative_fallback_allowed=bool(interp.negativeFallbackAllowed),
-        )
 
 
 # ----------------------------------------------------------------------------- NumPy kernels

@@ -38,7 +38,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dcr_dask.config import AssembleCoaddConfig, GaussianPsfFactory
+from dcr_dask.errors import expect_settings
 from dcr_dask.graph.halos import psf_matching_halo
 from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.graph.tile import TILE_ATTRS, pixel_arrays
@@ -48,7 +48,9 @@ from dcr_dask.masks import MaskPlanes
 __all__ = [
     "MATCHING_RESIDUAL_WARN",
     "MODEL_PSF_WIDEN",
+    "ModelPsf",
     "PsfMatching",
+    "PsfMatchingSettings",
     "match_psfs",
     "model_psf_fwhm",
     "model_psf_sigma_px",
@@ -63,6 +65,51 @@ logger = logging.getLogger(__name__)
 MODEL_PSF_WIDEN = 1.05
 
 _MIN_PSF_STAMP = 15
+
+
+@attrs.frozen
+class ModelPsf:
+    """``GaussianPsfFactory``'s settings: the model PSF (:func:`dcr_dask.settings.model_psf`).
+
+    Attributes
+    ----------
+    default_fwhm_px : float
+        ``defaultFwhm``: the core's FWHM, pixels, when nothing widens it.
+    size : int or None
+        ``size``: the stamp's width, pixels; None for ``size_factor ×`` the FWHM.
+    size_factor : float
+        ``sizeFactor``.
+    min_size, max_size : int or None
+        ``minSize``, ``maxSize``: bounds of the computed size, pixels.
+    wing_fwhm_factor : float
+        ``wingFwhmFactor`` with ``addWing``, else 1.
+    wing_amplitude : float
+        ``wingAmplitude`` with ``addWing``, else 0 (no wing).
+    """
+
+    default_fwhm_px: float
+    size: int | None = None
+    size_factor: float = 3.0
+    min_size: int | None = 5
+    max_size: int | None = None
+    wing_fwhm_factor: float = 2.5
+    wing_amplitude: float = 0.1
+
+
+@attrs.frozen
+class PsfMatchingSettings:
+    """What PSF matching reads of a config (:func:`dcr_dask.settings.psf_matching_settings`).
+
+    Attributes
+    ----------
+    model_psf : ModelPsf
+        ``modelPsf``.
+    kernel_size : int
+        ``matchingKernelSize``, pixels.
+    """
+
+    model_psf: ModelPsf
+    kernel_size: int
 
 
 def model_psf_fwhm(
@@ -127,15 +174,14 @@ def model_psf_sigma_px(
     return fwhm / psf_kernels.FWHM_PER_SIGMA
 
 
-def model_psf_stamp(model_psf: GaussianPsfFactory, core_fwhm_px: float) -> np.ndarray:
+def model_psf_stamp(model_psf: ModelPsf, core_fwhm_px: float) -> np.ndarray:
     """The model PSF image of ``GaussianPsfFactory`` for a core FWHM.
 
     Parameters
     ----------
-    model_psf : GaussianPsfFactory
-        ``config.modelPsf``: the wing (``addWing``, ``wingFwhmFactor``,
-        ``wingAmplitude``) and the stamp's size: ``size`` if set, else
-        ``sizeFactor ×`` the FWHM rounded to an odd number within
+    model_psf : ModelPsf
+        ``config.modelPsf``'s settings: the wing and the stamp's size: ``size``
+        if set, else ``sizeFactor ×`` the FWHM rounded to an odd number within
         ``minSize``/``maxSize``, but never less than ±4 sigma of the wing.
     core_fwhm_px : float
         FWHM of the Gaussian core, pixels.
@@ -155,14 +201,15 @@ def model_psf_stamp(model_psf: GaussianPsfFactory, core_fwhm_px: float) -> np.nd
     (streak recall 37 % instead of 97 %). So the computed size grows to
     hold the wing; an explicit ``size`` is used as given.
     """
-    factor, amplitude = _wing(model_psf)
+    expect_settings(model_psf, ModelPsf, "model_psf", "model_psf")
+    factor, amplitude = model_psf.wing_fwhm_factor, model_psf.wing_amplitude
     size = model_psf.size
     if size is None:
-        size = int(core_fwhm_px * model_psf.sizeFactor + 0.5)
-        if model_psf.minSize is not None:
-            size = max(size, int(model_psf.minSize))
-        if model_psf.maxSize is not None:
-            size = min(size, int(model_psf.maxSize))
+        size = int(core_fwhm_px * model_psf.size_factor + 0.5)
+        if model_psf.min_size is not None:
+            size = max(size, int(model_psf.min_size))
+        if model_psf.max_size is not None:
+            size = min(size, int(model_psf.max_size))
         if amplitude > 0:
             wing_sigma = core_fwhm_px * factor / psf_kernels.FWHM_PER_SIGMA
             size = max(size, 2 * math.ceil(4.0 * wing_sigma) + 1)
@@ -170,13 +217,6 @@ def model_psf_stamp(model_psf: GaussianPsfFactory, core_fwhm_px: float) -> np.nd
     return psf_kernels.model_psf_image(
         size, core_fwhm_px, wing_fwhm_factor=factor, wing_amplitude=amplitude
     )
-
-
-def _wing(model_psf: GaussianPsfFactory) -> tuple[float, float]:
-    """``(wingFwhmFactor, wingAmplitude)``, or no wing without ``addWing``."""
-    if not model_psf.addWing:
-        return 1.0, 0.0
-    return float(model_psf.wingFwhmFactor), float(model_psf.wingAmplitude)
 
 
 @attrs.frozen(eq=False)
@@ -272,7 +312,7 @@ def visit_psf_stamps(warps: xr.Dataset) -> list[np.ndarray]:
 
 def psf_matching(
     warps: xr.Dataset,
-    config: AssembleCoaddConfig,
+    settings: PsfMatchingSettings,
     *,
     widen: float | None = MODEL_PSF_WIDEN,
 ) -> PsfMatching:
@@ -283,9 +323,9 @@ def psf_matching(
     warps : xarray.Dataset
         Direct warps; uses the ``psf`` variable and ``has_psf``/``psf_fwhm_px``
         coordinates (``open_warps`` layout).
-    config : AssembleCoaddConfig
-        Uses ``modelPsf`` (the model's core FWHM ``defaultFwhm``, its wing and
-        stamp size: :func:`model_psf_stamp`) and ``matchingKernelSize``.
+    settings : PsfMatchingSettings
+        The model PSF (its core FWHM ``defaultFwhm``, its wing and stamp size:
+        :func:`model_psf_stamp`) and ``matchingKernelSize``.
     widen : float or None
         The model's core is at least ``widen`` times the narrowest core that
         every warp can be matched to without sharpening
@@ -309,12 +349,14 @@ def psf_matching(
     wings) is reported with a warning naming the visit; the residuals are
     kept in the result and the run metadata.
     """
-    size = config.matchingKernelSize
+    expect_settings(settings, PsfMatchingSettings, "settings", "psf_matching_settings")
+    size = settings.kernel_size
     if isinstance(size, bool) or int(size) != size or size < 1 or size % 2 != 1:
         raise ValueError(f"matchingKernelSize = {size!r} must be a positive odd number of pixels")
     stamps = visit_psf_stamps(warps)
     visits = warps["visit"].values
-    factor, amplitude = _wing(config.modelPsf)
+    model_psf = settings.model_psf
+    factor, amplitude = model_psf.wing_fwhm_factor, model_psf.wing_amplitude
     input_fwhm = np.array([psf_kernels.psf_fwhm_px(stamp) for stamp in stamps])
     needed = np.array(
         [
@@ -324,8 +366,8 @@ def psf_matching(
             for stamp in stamps
         ]
     )
-    core_fwhm = model_psf_fwhm(needed, config.modelPsf.defaultFwhm, widen)
-    model = model_psf_stamp(config.modelPsf, core_fwhm)
+    core_fwhm = model_psf_fwhm(needed, model_psf.default_fwhm_px, widen)
+    model = model_psf_stamp(model_psf, core_fwhm)
     too_wide = needed > core_fwhm * (1.0 + 1e-9)
     kernels = np.empty((len(stamps), size, size))
     residuals = np.zeros(len(stamps))
@@ -358,7 +400,7 @@ def psf_matching(
         "a core of %.3f px); matching residuals %.2f-%.2f %%",
         core_fwhm,
         f" with a wing x{factor:g} at {amplitude:g}" if amplitude > 0 else "",
-        config.modelPsf.defaultFwhm,
+        model_psf.default_fwhm_px,
         input_fwhm.max(),
         needed.max(),
         100 * residuals.min(),
@@ -384,7 +426,7 @@ def _convolve(array: da.Array, kernels: np.ndarray, halo: int) -> da.Array:
 
 def match_psfs(
     warps: xr.Dataset,
-    config: AssembleCoaddConfig,
+    settings: PsfMatchingSettings,
     *,
     matching: PsfMatching | None = None,
     widen: float | None = MODEL_PSF_WIDEN,
@@ -395,8 +437,8 @@ def match_psfs(
     ----------
     warps : xarray.Dataset
         Direct warps ``(visit, y, x)`` (``open_warps`` layout).
-    config : AssembleCoaddConfig
-        Uses ``modelPsf`` and ``matchingKernelSize`` (through :func:`psf_matching`).
+    settings : PsfMatchingSettings
+        The model PSF and kernel size (through :func:`psf_matching`).
     matching : PsfMatching, optional
         Kernels already computed; default :func:`psf_matching`.
     widen : float or None
@@ -414,7 +456,7 @@ def match_psfs(
         half the kernel. Beyond the tile's edges the images are reflected.
     """
     if matching is None:
-        matching = psf_matching(warps, config, widen=widen)
+        matching = psf_matching(warps, settings, widen=widen)
     if matching.kernels.shape[0] != warps.sizes["visit"]:
         raise ValueError(
             f"{matching.kernels.shape[0]} matching kernels for {warps.sizes['visit']} visits"

@@ -79,15 +79,15 @@ from dcr_dask.graph.coadd import (
 from dcr_dask.graph.coadd_psf import (
     STAR_BAD_PLANES,
     CoaddPsf,
-    PsfMeasurement,
     centre_coverage,
     coadd_psf_from_inputs,
     measure_coadd_psf,
     measurement_window,
 )
+from dcr_dask.graph.compare_warp import CompareWarpSettings
 from dcr_dask.graph.detect import detect_sources
 from dcr_dask.graph.halos import halo_px
-from dcr_dask.graph.interp import InterpSettings, fallback_value, interpolate_holes
+from dcr_dask.graph.interp import fallback_value, interpolate_holes
 from dcr_dask.graph.psf_matching import (
     PsfMatching,
     match_psfs,
@@ -120,7 +120,18 @@ from dcr_dask.running.input_checks import (
     visit_quality,
 )
 from dcr_dask.running.memory import cluster_memory_budget
-from dcr_dask.settings import coadd_transmission, config_for_warps, dcr_shifts, fit_settings
+from dcr_dask.settings import (
+    artifact_settings,
+    coadd_transmission,
+    compare_warp_settings,
+    config_for_warps,
+    dcr_shifts,
+    fit_settings,
+    interp_settings,
+    psf_measurement,
+    source_detection,
+    stacking,
+)
 
 __all__ = ["run"]
 
@@ -288,6 +299,7 @@ class _Run:
     active: Any = None
     ingested: xr.Dataset = None
     quality: Any = None
+    compare: CompareWarpSettings = None
     matching: PsfMatching | None = None
     static_ds: xr.Dataset = None
     masks_done: dict[str, Any] | None = None
@@ -417,11 +429,12 @@ def _compare_warp(r: _Run) -> None:
     """PSF-matched warps and the static sky model (each computed once into the work
     directory: they are read several times), and CompareWarp's artifacts, lazily,
     unless a resumed run has its masks."""
+    r.compare = compare_warp_settings(r.config)
     with r.stage("compare_warp_s", "CompareWarp"):
         if r.psf_matched_ds is None:
             # eager and small: made again on resume
-            r.matching = psf_matching(r.ingested, r.config)
-            r.psf_matched_ds = match_psfs(r.ingested, r.config, matching=r.matching)
+            r.matching = psf_matching(r.ingested, r.compare.psf_matching)
+            r.psf_matched_ds = match_psfs(r.ingested, r.compare.psf_matching, matching=r.matching)
         r.psf_matched_ds = _stage_store(
             r.stages, "psf_matched", r.psf_matched_ds, r.work / "psf_matched.zarr", r.active
         )
@@ -429,7 +442,7 @@ def _compare_warp(r: _Run) -> None:
         # model PSF; a given template (at its own PSF) only starts the DCR fit. Used as the
         # static model, it left every star's PSF mismatch in the differences (GalSim
         # tiles: cosmic-ray recall 65 % instead of 94-99 %).
-        static_ds = assemble_static_sky_model(r.psf_matched_ds, r.config.assembleStaticSkyModel)
+        static_ds = assemble_static_sky_model(r.psf_matched_ds, r.compare.static_model)
         r.static_ds = _stage_store(
             r.stages, "static_model", static_ds, r.work / "static_model.zarr", r.active
         )
@@ -437,14 +450,16 @@ def _compare_warp(r: _Run) -> None:
         # the model PSF's sigma, once for the run: CompareWarp, the DCR-template reference
         # fit and a static-model start all take it
         r.psf_sigma = model_psf_sigma_px(
-            r.psf_matched_ds, r.config.modelPsf.defaultFwhm, r.matching
+            r.psf_matched_ds, r.compare.psf_matching.model_psf.default_fwhm_px, r.matching
         )
         if r.masks_done is None:
-            scale = warp_variance_scale(r.psf_matched_ds, r.static_ds, r.config, r.psf_sigma)
+            scale = warp_variance_scale(
+                r.psf_matched_ds, r.static_ds, r.compare.variance_scaling, r.psf_sigma
+            )
             r.found = find_artifacts(
                 r.psf_matched_ds,
                 r.static_ds,
-                r.config,
+                r.compare.artifacts,
                 variance_scale=scale,
                 psf_sigma_px=r.psf_sigma,
             )
@@ -524,7 +539,7 @@ def _starting_template(r: _Run) -> None:
             r.template_ds = _stage_store(
                 r.stages,
                 "direct_coadd",
-                direct_coadd(r.ingested_masked, r.config),
+                direct_coadd(r.ingested_masked, stacking(r.config)),
                 r.work / "direct_coadd.zarr",
                 r.active,
             )
@@ -536,7 +551,7 @@ def _fit_inputs_stage(r: _Run) -> None:
         masked = r.ingested_masked
         r.planes = MaskPlanes(masked.attrs["mask_planes"])
         good = good_pixels(masked, _fit_bad_planes(r.config))
-        weights = reference_visit_weights(masked, good, r.config)
+        weights = reference_visit_weights(masked, good, stacking(r.config))
         r.inputs, r.weights_np = _fit_inputs(
             masked, r.template_ds, good, weights, r.planes, r.config, r.template_sigma
         )
@@ -845,7 +860,7 @@ def _artifacts_against_dcr_templates(
     excluded = apply_artifact_masks(psf_matched, first)
     planes = MaskPlanes(excluded.attrs["mask_planes"])
     good = good_pixels(excluded, [*config.badMaskPlanes, "CLIPPED"])
-    weights = reference_visit_weights(excluded, good, config)
+    weights = reference_visit_weights(excluded, good, stacking(config))
     inputs, _ = _fit_inputs(excluded, static_ds, good, weights, planes, config, psf_sigma)
     scratch = work / "reference_model.zarr"
     _remove_own(scratch)
@@ -890,7 +905,7 @@ def _artifacts_against_dcr_templates(
     found = find_artifacts(
         psf_matched,
         reference,
-        config,
+        artifact_settings(config),
         template=static_ds,
         variance_scale=static_found["variance_scale"].values,
         psf_sigma_px=psf_sigma,
@@ -1090,7 +1105,7 @@ def _finish_coadd(
         ``interpolation`` and ``bright_objects`` records for the store's attributes.
     """
     records: dict[str, Any] = {}
-    interp = InterpSettings.from_config(config)
+    interp = interp_settings(config)
     if interp.enabled:
         holes = (mask & np.int32(planes.value(["NO_DATA"]))) != 0
         n_holes = int(compute(holes.sum(), client))
@@ -1203,7 +1218,7 @@ def _coadd_psf(
         np.asarray(image),
         np.asarray(variance),
         bad,
-        PsfMeasurement.from_config(config),
+        psf_measurement(config),
         centre_yx=combined.centre_yx,
     )
     if isinstance(measured, str):
@@ -1272,6 +1287,9 @@ def _detect_on_template(template_ds: xr.Dataset, config, psf_sigma_px: float) ->
     """Pixels of sources detected on the template, smoothed with its PSF, with the
     ``detectModelSources`` settings (lazy)."""
     detected = detect_sources(
-        template_ds, config.detectModelSources, psf_sigma_px=psf_sigma_px, smooth=True
+        template_ds,
+        source_detection(config.detectModelSources),
+        psf_sigma_px=psf_sigma_px,
+        smooth=True,
     )
     return detected.data.astype(bool)
