@@ -352,7 +352,15 @@ def test_reference_and_template_errors(result):
     found, _ = result
     config = _config()
     per_visit = found.psf_matched[["image", "variance"]]
-    with pytest.raises(ValueError, match="needs the static model as `template`"):
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("computed before the error")
+
+    # found before any pass over the data
+    with (
+        dask.config.set(scheduler=no_compute),
+        pytest.raises(ValueError, match="needs the static model as `template`"),
+    ):
         find_artifacts(found.psf_matched, per_visit, artifact_settings(config))
     wrong = per_visit.assign_coords(visit=per_visit.visit.values + 1)
     with pytest.raises(ValueError, match="per-visit reference has visits"):

@@ -403,11 +403,12 @@ def find_artifacts(
     compared = _compare(
         psf_matched, reference, image, matched_variance, mask, planes, scale, detection
     )
-    candidates, n_planes = _candidates(compared.signal, detection, same_sign_epochs)
-    labelled = _first_pass(candidates, compared, settings, n_planes)
+    # before the first eager pass: a missing template is an error found at once
     outside, template_grow = _template_sources(
         reference, template, settings, psf_sigma_px, compared.like
     )
+    candidates, n_planes = _candidates(compared.signal, detection, same_sign_epochs)
+    labelled = _first_pass(candidates, compared, settings, n_planes)
     tested = _second_pass(labelled, candidates, compared, settings, n_planes, outside)
     logger.info(
         "%d footprints, %d prefiltered, %d preserved by template sources, %d artifacts",
