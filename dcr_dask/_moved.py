@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
-__all__ = ["MOVED", "install", "moved_names"]
+__all__ = ["MOVED", "install", "moved_names", "new_name"]
 
 #: Old module name -> new module name.
 MOVED: dict[str, str] = {
@@ -55,25 +55,41 @@ MOVED: dict[str, str] = {
 }
 
 
+def new_name(name: str) -> str | None:
+    """The new home of an old module name, or None if it did not move.
+
+    A module inside a moved package moved with it: ``dcr_dask.cluster.spec`` is
+    ``dcr_dask.running.cluster.spec`` (else Python would load that file a second
+    time under the old name, as another module object).
+    """
+    if name in MOVED:
+        return MOVED[name]
+    for old, new in MOVED.items():
+        if name.startswith(old + "."):
+            return new + name[len(old) :]
+    return None
+
+
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Find an old module name and load it as the module at its new home."""
 
     def find_spec(
         self, fullname: str, path: object = None, target: object = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in MOVED:
+        if not fullname.startswith("dcr_dask.") or new_name(fullname) is None:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        new_name = MOVED[spec.name]
+        moved_to = new_name(spec.name)
+        assert moved_to is not None  # find_spec answers moved names only
         warnings.warn(
-            f"{spec.name} moved to {new_name}; import it from there "
+            f"{spec.name} moved to {moved_to}; import it from there "
             "(the old path will be removed in a future version)",
             DeprecationWarning,
             stacklevel=2,
         )
-        module = importlib.import_module(new_name)
+        module = importlib.import_module(moved_to)
         # The import machinery sets ``__spec__`` on what this returns; keep the real one.
         self._real_spec = module.__spec__
         return module
@@ -86,9 +102,13 @@ _FINDER = _MovedModuleFinder()
 
 
 def install() -> None:
-    """Put the finder of moved modules on :data:`sys.meta_path` (once)."""
+    """Put the finder of moved modules first on :data:`sys.meta_path` (once).
+
+    First, so that it answers a name inside a moved package before the path
+    finder loads the file again under that name.
+    """
     if _FINDER not in sys.meta_path:
-        sys.meta_path.append(_FINDER)
+        sys.meta_path.insert(0, _FINDER)
 
 
 def moved_names(module: str, names: Iterable[str], new_module: str) -> Callable[[str], object]:

@@ -35,6 +35,21 @@ def test_old_import_path_is_the_module_at_its_new_home(old: str, new: str) -> No
     assert module.__name__ == new
 
 
+def test_a_module_inside_a_moved_package_is_one_module() -> None:
+    """``dcr_dask.cluster`` became ``dcr_dask.running.cluster`` (a package): a name
+    inside it by the old path is the module at its new home, not a second copy."""
+    from dcr_dask.running.cluster import spec
+
+    sys.modules.pop("dcr_dask.cluster.spec", None)
+    sys.modules.pop("dcr_dask.cluster", None)
+    with pytest.warns(DeprecationWarning, match="dcr_dask.running.cluster.spec"):
+        old = importlib.import_module("dcr_dask.cluster.spec")
+    assert old is spec
+    assert old.load_cluster_spec is spec.load_cluster_spec
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("dcr_dask.running.cluster.no_such_module")
+
+
 def test_from_package_import_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
     # An earlier ``import dcr_dask.shift`` (the test above) leaves the name bound
     # on the package, and ``from`` would then find it without importing.
