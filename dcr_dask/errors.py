@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Self
+from typing import Self, cast
 
 
 class DcrDaskError(Exception):
@@ -133,7 +133,7 @@ def raise_collected(errors: Iterable[InputError]) -> None:
         raise InputErrors(errors)
 
 
-class ConfigErrors(ExceptionGroup, ConfigError):
+class ConfigErrors(ExceptionGroup[ConfigError], ConfigError):
     """Several problems with one configuration, raised together.
 
     It is a :class:`~dcr_dask.errors.ConfigError`, so ``except ConfigError``
@@ -163,7 +163,9 @@ class ConfigErrors(ExceptionGroup, ConfigError):
         return super().__new__(cls, "\n".join(lines), errors)
 
     def __init__(self, errors: Iterable[ConfigError]) -> None:
-        self.errors = list(self.exceptions)
+        # ``exceptions`` is typed as possibly holding nested groups (Self); a nested
+        # ConfigErrors is a ConfigError too.
+        self.errors: list[ConfigError] = list(cast(tuple[ConfigError, ...], self.exceptions))
         self.field = ", ".join(error.field for error in self.errors)
         self.value = tuple(error.value for error in self.errors)
 
@@ -174,7 +176,9 @@ class ConfigErrors(ExceptionGroup, ConfigError):
         """The same problems, each naming the configuration file its value came from."""
         return ConfigErrors(error.in_file(filename) for error in self.errors)
 
-    def derive(self, excs: Iterable[ConfigError]) -> ConfigErrors:
+    # Narrower than ExceptionGroup.derive (any exceptions): ``except*`` only ever
+    # passes a subset of this group's own exceptions, all of them ConfigError.
+    def derive(self, excs: Iterable[ConfigError]) -> ConfigErrors:  # type: ignore[override]
         """Return a ConfigErrors of a subset of the problems (``ExceptionGroup`` API)."""
         return ConfigErrors(excs)
 

@@ -6,10 +6,15 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
 __all__ = ["Panel", "colorbar_ticks", "image_panels", "panels_figure", "shift_diagram"]
 
@@ -51,7 +56,7 @@ def _robust_limits(images: Sequence[np.ndarray], symmetric: bool) -> tuple[float
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
-def colorbar_ticks(norm, lo: float, hi: float, n: int = 5) -> list[float]:
+def colorbar_ticks(norm: Normalize, lo: float, hi: float, n: int = 5) -> list[float]:
     """Ticks evenly spaced along a colour bar, rounded to 2 significant figures.
 
     Parameters
@@ -125,7 +130,7 @@ def panels_figure(
     shifts_px: np.ndarray | None = None,
     shift_labels: Sequence[str] | None = None,
     curves: Mapping[str, Sequence[float]] | None = None,
-) -> Any:
+) -> Figure:
     """Draw a grid of images (and optional shift and curve panels).
 
     Every colour bar has five ticks evenly spaced along it, labelled with
@@ -192,7 +197,7 @@ def panels_figure(
 
 
 def _draw_image_panel(
-    fig: Any, ax: Any, panel: Panel, limits: Mapping[str, tuple[float, float]]
+    fig: Figure, ax: Axes, panel: Panel, limits: Mapping[str, tuple[float, float]]
 ) -> None:
     """Draw one image with its colour bar: a shared diverging scale, or its own asinh one."""
     import matplotlib
@@ -216,7 +221,7 @@ def _draw_image_panel(
     bar.ax.tick_params(labelsize=8)
 
 
-def _draw_curves(ax: Any, curves: Mapping[str, Sequence[float]]) -> None:
+def _draw_curves(ax: Axes, curves: Mapping[str, Sequence[float]]) -> None:
     """Draw the convergence curves, one line per subregion, on a log scale."""
     import matplotlib
 
@@ -234,7 +239,7 @@ def _draw_curves(ax: Any, curves: Mapping[str, Sequence[float]]) -> None:
         ax.legend(fontsize=7)
 
 
-def shift_diagram(ax, shifts_px: np.ndarray, labels: Sequence[str] | None = None) -> None:
+def shift_diagram(ax: Axes, shifts_px: np.ndarray, labels: Sequence[str] | None = None) -> None:
     """Draw each visit's sub-band DCR shifts as points in the (dx, dy) plane.
 
     Parameters

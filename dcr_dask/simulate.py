@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import attrs
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "PSF_PROFILES",
     "RUBIN_OBSERVATORY",
     "SimulatedTile",
+    "SimulationPaths",
     "SimulationSpec",
     "Source",
     "default_demo_spec",
@@ -416,7 +418,7 @@ def _render(
     shape: tuple[int, int],
     y: np.ndarray,
     x: np.ndarray,
-    flux: np.ndarray,
+    flux: np.ndarray | Sequence[float],
     sigma: np.ndarray,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -663,7 +665,9 @@ def point_source_flux_at_snr(
     return snr * sky_sigma * math.sqrt(n_eff)
 
 
-def _draw_sources(spec: SimulationSpec, rng: np.random.Generator, samples, widths) -> list[Source]:
+def _draw_sources(
+    spec: SimulationSpec, rng: np.random.Generator, samples: np.ndarray, widths: np.ndarray
+) -> list[Source]:
     ny, nx = spec.shape
     margin = 8.0
     n = spec.n_stars + spec.n_galaxies
@@ -1052,7 +1056,7 @@ def _streak(
 
 def _cosmic_ray(
     image: np.ndarray, artifact: np.ndarray, rng: np.random.Generator, *, amplitude: float
-):
+) -> None:
     """A sharp hit of one to three pixels in a short line."""
     ny, nx = image.shape
     y, x = int(rng.integers(2, ny - 2)), int(rng.integers(2, nx - 2))
@@ -1063,9 +1067,18 @@ def _cosmic_ray(
         artifact[y + step * dy, x + step * dx] = True
 
 
+class SimulationPaths(TypedDict):
+    """What :func:`write_simulation` wrote: the warp files, and the truth files."""
+
+    warps: list[Path]
+    holdout: list[Path]
+    truth: Path
+    catalog: Path
+
+
 def write_simulation(
     tile: SimulatedTile, directory: str | Path, *, overwrite: bool = False
-) -> dict[str, object]:
+) -> SimulationPaths:
     """Write a simulated tile as warp files, with its truth.
 
     Layout::
@@ -1088,7 +1101,7 @@ def write_simulation(
 
     Returns
     -------
-    dict
+    SimulationPaths
         ``{"warps": [...], "holdout": [...], "truth": path, "catalog": path}``.
     """
     from dcr_dask.io.fits import write_warp
@@ -1118,9 +1131,10 @@ def write_simulation(
             overwrite=overwrite,
         )
         paths[kind].append(path)
+    # numpy's stub checks a ** mapping against allow_pickle (bool); this one holds WRITER_ATTR
     np.savez_compressed(
         truth,
-        **{WRITER_ATTR: np.array(writer())},
+        **{WRITER_ATTR: np.array(writer())},  # type: ignore[arg-type]
         true_subbands=tile.true_subbands,
         true_images=tile.true_images,
         artifacts=tile.artifacts,
@@ -1143,7 +1157,12 @@ def write_simulation(
             indent=1,
         )
     )
-    return {**paths, "truth": truth, "catalog": catalog}
+    return {
+        "warps": paths["warps"],
+        "holdout": paths["holdout"],
+        "truth": truth,
+        "catalog": catalog,
+    }
 
 
 def default_demo_spec(shape: Sequence[int] = (256, 256), seed: int = 1) -> SimulationSpec:
@@ -1172,6 +1191,7 @@ def default_demo_spec(shape: Sequence[int] = (256, 256), seed: int = 1) -> Simul
     )
 
 
+_R_AIRMASSES: tuple[float, ...]
 _R_AIRMASSES = (1.01, 1.04, 1.07, 1.1, 1.14, 1.18, 1.22, 1.27, 1.32, 1.38, 1.44, 1.5, 1.57)
 _R_AIRMASSES += (1.64, 1.72, 1.8)
 #: Bands :func:`realistic_spec` knows: effective wavelength and bandwidth (nm),

@@ -20,10 +20,13 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import numpy as np
+import xarray as xr
 
 from dcr_dask import truth
 from dcr_dask.commands._common import non_negative_int, positive_int, standard_band_name
@@ -37,7 +40,13 @@ from dcr_dask.plot import Panel, image_panels
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run as run_pipeline
 from dcr_dask.running.templates import matched_template
-from dcr_dask.simulate import simulate_tile, standard_band_spec, write_simulation
+from dcr_dask.simulate import (
+    SimulatedTile,
+    SimulationSpec,
+    simulate_tile,
+    standard_band_spec,
+    write_simulation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def demo_config(spec) -> DcrAssembleCoaddConfig:
+def demo_config(spec: SimulationSpec) -> DcrAssembleCoaddConfig:
     """The configuration the demo runs with: 128-pixel subregions and no band setting.
 
     The simulated warps carry a standard band (``spec.band``), which the run
@@ -155,7 +164,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _figure(tile, dataset, plain, templates, path):
+def _figure(
+    tile: SimulatedTile,
+    dataset: xr.Dataset,
+    plain: np.ndarray,
+    templates: Mapping[np.intp, np.ndarray],
+    path: Path,
+) -> tuple[Path, dict[str, Any]]:
     """The demo figure and the figures of merit it shows.
 
     Top row: the DCR-corrected coadd, and each sub-band model minus the mean
@@ -173,7 +188,7 @@ def _figure(tile, dataset, plain, templates, path):
         for label, plane in zip(labels, model, strict=True)
     ]
     stars = truth.bright_isolated_stars(tile, n=12)
-    summary = {"holdout": {}}
+    summary: dict[str, Any] = {"holdout": {}}
     for k, template in templates.items():
         visit = tile.visits[k]
         summary["holdout"][str(visit.visit)] = {

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import attrs
 
 from dcr_dask.commands._common import add_config_arguments, config_from_args, expand_inputs
+from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.warps import open_warps, tile_wcs, visit_infos
 from dcr_dask.physics.subbands import DcrShifts
 from dcr_dask.settings import config_for_warps, dcr_shifts
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object a visit")
 
 
-def inspect_warps(paths: list[str], config) -> list[dict]:
+def inspect_warps(paths: list[str], config: DcrAssembleCoaddConfig) -> list[dict[str, Any]]:
     """Describe the DCR geometry of each warp.
 
     Parameters
@@ -53,7 +55,7 @@ def inspect_warps(paths: list[str], config) -> list[dict]:
     chosen = shifts.at_centre()
     edge_options = attrs.evolve(shifts.options, mode="edges")
     edges = DcrShifts(visits, wcs, band, edge_options, shifts.centre).at_centre()
-    records = []
+    records: list[dict[str, Any]] = []
     for i, visit in enumerate(visits):
         geo = edges.geometry[i]
         weather = visit.weather

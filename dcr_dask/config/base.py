@@ -57,7 +57,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import CodeType, FrameType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Self
 
 import attrs
 
@@ -105,7 +105,7 @@ def _origin() -> tuple[str, str]:
     the operation under way (load, update...) or is ``"assignment"``, and the
     location is the first caller outside the config package (and attrs).
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     set_defaults_at = None
     while frame is not None and _is_internal(frame):
         if set_defaults_at is None and _in_set_defaults(frame):
@@ -174,6 +174,12 @@ class ConfigBase:
         Field values applied after the defaults, as with :meth:`update`.
     """
 
+    if TYPE_CHECKING:
+        # What attrs adds to the class (``_configclass`` is not a decorator mypy knows).
+        __attrs_attrs__: ClassVar[tuple[attrs.Attribute[Any], ...]]
+
+        def __attrs_init__(self) -> None: ...
+
     _frozen: bool = _internal(default=False)
     _history: dict[str, list[HistoryEntry]] = _internal(factory=dict)
     _path: str = _internal(default="")
@@ -207,7 +213,8 @@ class ConfigBase:
     # ------------------------------------------------------------ field metadata
     @classmethod
     def _specs(cls) -> dict[str, FieldSpec]:
-        return _class_specs(cls)
+        # mypy takes a class object for unhashable (its __hash__ unbound); it is hashable
+        return _class_specs(cls)  # type: ignore[arg-type]
 
     @classmethod
     def fields(cls, recursive: bool = False) -> list[FieldSpec]:
@@ -229,9 +236,10 @@ class ConfigBase:
         for name, spec in cls._specs().items():
             found.append(attrs.evolve(spec, name=name))
             if recursive and spec.kind == "config":
+                sub_config: type[ConfigBase] = spec.dtype
                 found += [
                     attrs.evolve(sub, name=f"{name}.{sub.name}")
-                    for sub in spec.dtype.fields(recursive=True)
+                    for sub in sub_config.fields(recursive=True)
                 ]
         return found
 
@@ -257,9 +265,10 @@ class ConfigBase:
         owner: type[ConfigBase] = cls
         parts = name.split(".")
         for depth, part in enumerate(parts):
-            spec = owner._specs().get(part)
-            if spec is None:
+            found = owner._specs().get(part)
+            if found is None:
                 raise _unknown_field(cls, name, None)
+            spec = found
             if depth < len(parts) - 1:
                 if spec.kind != "config":
                     raise ConfigError(name, None, f"{part!r} has no sub-fields")
@@ -346,9 +355,12 @@ class ConfigBase:
     def _container_changed(self, name: str, container: Any) -> None:
         """Type-check a list/dict field changed in place, and record it."""
         coerced = self._specs()[name].coerce(self._dotted(name), container)
-        base = list if isinstance(container, list) else dict
-        base.clear(container)
-        (base.extend if base is list else base.update)(container, coerced)
+        if isinstance(container, list):
+            list.clear(container)
+            list.extend(container, coerced)
+        else:
+            dict.clear(container)
+            dict.update(container, coerced)
         self._record(name, container)
 
     def _resolve(self, name: str) -> tuple[ConfigBase, str, FieldSpec]:

@@ -187,6 +187,16 @@ class FieldSpec:
             self.kind, _type_label(self.dtype)
         )
 
+    def _item_type(self) -> type:
+        """``itemtype`` of a list or dict field (``_list`` and ``_dict`` always set it)."""
+        assert self.itemtype is not None, f"{self.kind} field without an item type"
+        return self.itemtype
+
+    def _key_type(self) -> type:
+        """``keytype`` of a dict field (``_dict`` always sets it)."""
+        assert self.keytype is not None, f"{self.kind} field without a key type"
+        return self.keytype
+
     @property
     def is_config(self) -> bool:
         """True if the field holds a sub-configuration."""
@@ -239,9 +249,10 @@ class FieldSpec:
 
     def _expected(self) -> str:
         if self.kind == "list":
-            return f"a list of {_type_label(self.itemtype)}"
+            return f"a list of {_type_label(self._item_type())}"
         if self.kind == "dict":
-            return f"a dict of {_type_label(self.keytype)} to {_type_label(self.itemtype)}"
+            key, item = self._key_type(), self._item_type()
+            return f"a dict of {_type_label(key)} to {_type_label(item)}"
         return self.dtype.__name__ if self.kind == "config" else _type_label(self.dtype)
 
     def _coerce_list(self, value: Any) -> list[Any]:
@@ -250,7 +261,7 @@ class FieldSpec:
         items = []
         for index, item in enumerate(value):
             try:
-                items.append(_coerce_scalar(self.itemtype, item))
+                items.append(_coerce_scalar(self._item_type(), item))
             except TypeError as error:
                 raise TypeError(f"item {index} ({item!r}): {error}") from None
         return items
@@ -261,7 +272,8 @@ class FieldSpec:
         result = {}
         for key, item in value.items():
             try:
-                result[_coerce_scalar(self.keytype, key)] = _coerce_scalar(self.itemtype, item)
+                key_type, item_type = self._key_type(), self._item_type()
+                result[_coerce_scalar(key_type, key)] = _coerce_scalar(item_type, item)
             except TypeError as error:
                 raise TypeError(f"entry {key!r}: {error}") from None
         return result

@@ -83,7 +83,7 @@ def _where(frame: FrameType) -> str:
 def _external_stacklevel() -> int:
     """Return the ``stacklevel`` that makes a warning point at the first caller outside."""
     level = 1
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and _is_internal(frame):
         frame = frame.f_back
         level += 1
@@ -117,7 +117,9 @@ class _TrackedDict(dict):
         return dict, (dict(self),)
 
 
-def _tracked_method(base: type, method_name: str) -> Callable[..., Any]:
+def _tracked_method(
+    base: type[list[Any]] | type[dict[Any, Any]], method_name: str
+) -> Callable[..., Any]:
     base_method = getattr(base, method_name)
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -131,7 +133,10 @@ def _tracked_method(base: type, method_name: str) -> Callable[..., Any]:
             owner._container_changed(self._name, self)
         except ConfigError:
             base.clear(self)
-            (base.extend if base is list else base.update)(self, before)
+            if issubclass(base, list):
+                base.extend(self, before)
+            else:
+                base.update(self, before)
             raise
         return result
 

@@ -159,14 +159,14 @@ def _parse_value(spec: FieldSpec, text: str) -> Any:
     if blank:
         raise ValueError(f"item {', '.join(blank)} of {len(items)} is empty")
     if spec.kind == "list":
-        return [_parse_scalar(spec.itemtype, item) for item in items]
+        return [_parse_scalar(spec._item_type(), item) for item in items]
     pairs = [item.partition(":") for item in items]
     if any(not sep for _, sep, _ in pairs):
         raise ValueError("expected KEY:VALUE pairs separated by commas")
     if any(not key.strip() for key, _, _ in pairs):
         raise ValueError("a KEY before ':' is empty")
     return {
-        _parse_scalar(spec.keytype, key): _parse_scalar(spec.itemtype, value)
+        _parse_scalar(spec._key_type(), key): _parse_scalar(spec._item_type(), value)
         for key, _, value in pairs
     }
 
@@ -248,7 +248,8 @@ def apply_overrides(config: ConfigBase, overrides: Iterable[str]) -> ConfigBase:
             problems.append(_unknown_field(type(config), key, text))
             continue
         if spec.kind == "config":
-            example = next(iter(spec.dtype.fields()), None)
+            sub_config: type[ConfigBase] = spec.dtype
+            example = next(iter(sub_config.fields()), None)
             hint = f", e.g. {key}.{example.name}=..." if example is not None else ""
             problems.append(ConfigError(key, text, f"is a group of fields; set one of them{hint}"))
             continue

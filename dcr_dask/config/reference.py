@@ -1337,7 +1337,7 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         for name, (refused, instead) in REFUSED.items():
             if getattr(self, name) == refused:
                 problems.append(self._error(name, refused, f"is not supported: {instead}"))
-        detections = _RUN_DETECTIONS
+        detections: tuple[str, ...] = _RUN_DETECTIONS
         if self.doCalculatePsf:  # the PSF stars' detection runs only then
             detections = (*detections, "detectPsfSources")
         for detection in detections:

@@ -116,9 +116,10 @@ class _Archive:
             _column(table, "nrows"),
             _column(table, "name"),
         ]
-        if any(column is None for column in columns):
+        found = [column for column in columns if column is not None]
+        if len(found) != len(columns):
             return
-        ids, cat_archive, cat_persistable, row0, nrows, name = columns
+        ids, cat_archive, cat_persistable, row0, nrows, name = found
         for i in range(len(table)):
             self.index.append(
                 {
@@ -195,8 +196,9 @@ def archive_psf(hdul: fits.HDUList, headers: Sequence[fits.Header]) -> ArchivePs
     if name not in DECODED_PSF_CLASSES or len(rows) != 1:
         return ArchivePsf(name, None)
     if name == "DoubleGaussianPsf":
-        values = [_column(rows, key) for key in ("sigma1", "sigma2", "b")]
-        if any(v is None for v in values):
+        columns = [_column(rows, key) for key in ("sigma1", "sigma2", "b")]
+        values = [v for v in columns if v is not None]
+        if len(values) != len(columns):
             return ArchivePsf(name, None)
         sigma1, sigma2 = _positive(values[0][0]), _positive(values[1][0])
         b = float(values[2][0])

@@ -481,21 +481,21 @@ def _xy0_from_header(
     """``(x0, y0)`` from ``LTV1/2`` or afw's ``A`` WCS; None if the header states none."""
     ltv = None
     if "LTV1" in header or "LTV2" in header:
-        values = [_integral(header.get(key, 0)) for key in ("LTV1", "LTV2")]
-        if None in values:
+        ltv1, ltv2 = (_integral(header.get(key, 0)) for key in ("LTV1", "LTV2"))
+        if ltv1 is None or ltv2 is None:
             fail(
                 "LTV1/LTV2", f"must be integers, got {header.get('LTV1')!r}, {header.get('LTV2')!r}"
             )
             return None
-        ltv = (-values[0], -values[1])
+        ltv = (-ltv1, -ltv2)
     alt = None
     keys = ("CRPIX1A", "CRPIX2A", "CRVAL1A", "CRVAL2A")
     if all(key in header for key in keys) and header["CRPIX1A"] == 1 and header["CRPIX2A"] == 1:
-        values = [_integral(header[key]) for key in ("CRVAL1A", "CRVAL2A")]
-        if None in values:
+        crval1, crval2 = (_integral(header[key]) for key in ("CRVAL1A", "CRVAL2A"))
+        if crval1 is None or crval2 is None:
             fail("CRVAL1A/CRVAL2A", "the afw pixel origin must be integers")
             return None
-        alt = (values[0], values[1])
+        alt = (crval1, crval2)
     if ltv is not None and alt is not None and ltv != alt:
         fail("LTV1/LTV2", f"pixel origin {ltv} disagrees with CRVAL1A/CRVAL2A {alt}")
         return None
@@ -709,7 +709,11 @@ def _check_image_hdus(
             continue
         shapes[extname] = (int(header["NAXIS2"]), int(header["NAXIS1"]))
         if extname != "PSF":
-            xy0 = _xy0_from_header(header, lambda key, msg, e=extname: fail(f"{e} {key}", msg))
+
+            def fail_in(key: str, msg: str, e: str = extname) -> None:
+                fail(f"{e} {key}", msg)
+
+            xy0 = _xy0_from_header(header, fail_in)
             if xy0 is not None:
                 origins[extname] = xy0
     return shapes, origins

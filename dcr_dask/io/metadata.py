@@ -31,7 +31,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import erfa
 import numpy as np
@@ -100,13 +100,13 @@ def _mjd_in_range(mjd: float) -> bool:
     return _MJD_RANGE[0] <= mjd <= _MJD_RANGE[1]
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float | np.integer | np.floating]:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -316,8 +316,7 @@ def _read_pointing(
     airmass = reader.number("BORE-AIRMASS", check=lambda v: v >= 1.0, expect="airmass must be >= 1")
     has_alt, has_airmass = reader.has("BORE-ALT"), reader.has("BORE-AIRMASS")
     if not has_alt and not has_airmass:
-        known = (era, ra, dec, longitude, latitude)
-        if any(value is None for value in known):
+        if era is None or ra is None or dec is None or longitude is None or latitude is None:
             return None, None  # the missing time, pointing or site is reported already
         hour_angle = geometry.hour_angle_deg(era, longitude, ra)
         alt = float(geometry.altitude_deg(hour_angle, dec, latitude))
@@ -608,6 +607,7 @@ def visit_to_header(visit: VisitInfo) -> fits.Header:
         ("OBS-ELEV", visit.observatory.elevation_m, "Telescope elevation (m)"),
     ]
     weather = visit.weather
+    value: float | str | None
     for key, value, comment in (
         ("AIRTEMP", weather.temperature_c, "Outside air temperature (C)"),
         ("AIRPRESS", weather.pressure_pa, "Outdoor air pressure (Pa)"),

@@ -19,9 +19,13 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 from astropy.wcs import WCS
+
+if TYPE_CHECKING:
+    from regions import PixelRegion, Region
 
 from dcr_dask.errors import InputError
 
@@ -46,13 +50,13 @@ class BrightObjectRegions:
         Descriptions of the shapes that lie wholly off the tile.
     """
 
-    include: tuple
-    exclude: tuple
+    include: tuple[PixelRegion, ...]
+    exclude: tuple[PixelRegion, ...]
     path: str
     off_tile: tuple[str, ...] = ()
 
 
-def _describe(index: int, region) -> str:
+def _describe(index: int, region: Region) -> str:
     shape = type(region).__name__.removesuffix("PixelRegion").removesuffix("SkyRegion").lower()
     return f"region {index + 1} ({shape})"
 
@@ -108,7 +112,9 @@ def read_bright_object_regions(
     if not shapes:
         raise InputError("the region file holds no region", filename=where)
     ny, nx = shape
-    include, exclude, off_tile = [], [], []
+    include: list[PixelRegion] = []
+    exclude: list[PixelRegion] = []
+    off_tile: list[str] = []
     for index, region in enumerate(shapes):
         name = _describe(index, region)
         try:

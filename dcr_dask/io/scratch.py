@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask.array as da
 import numpy as np
@@ -55,7 +55,7 @@ class ScratchModel:
         for name, array in (("model", model.astype(np.float32)), ("n_image", n_image)):
             ds = xr.Dataset({name: (("subfilter", "y", "x"), array)})
             ds.attrs[WRITER_ATTR] = writer()
-            mode = "a" if (self.path / "zarr.json").exists() else "w"
+            mode: Literal["a", "w"] = "a" if (self.path / "zarr.json").exists() else "w"
             ds.to_zarr(self.path, mode=mode, zarr_format=3, consolidated=False)
 
     def write_windows(
@@ -81,7 +81,8 @@ class ScratchModel:
             where = (slice(None), slice(y0, y1), slice(x0, x1))
             sources += [model_piece.astype(np.float32), n_image_piece]
             targets += [_Region(root["model"], where), _Region(root["n_image"], where)]
-        da.store(sources, targets, lock=False)
+        # dask types ``targets`` as array-likes; it only needs their ``__setitem__``
+        da.store(sources, targets, lock=False)  # type: ignore[arg-type]
 
     def model(self) -> da.Array:
         """The stored ``(S, ny, nx)`` model planes, lazily."""

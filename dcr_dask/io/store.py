@@ -42,7 +42,7 @@ import time
 import warnings
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -88,9 +88,11 @@ OUTPUT_VARIABLES: dict[str, tuple[tuple[str, ...], np.dtype]] = {
     "mask": (("y", "x"), np.dtype(np.int32)),
     "n_image": (("subfilter", "y", "x"), np.dtype(np.uint16)),
 }
-_ARTIFACTS = ("artifacts", ("visit", "y", "x"), np.dtype(np.uint8))
-_TRANSMISSION = ("transmission", ("transmission_wavelength",), np.dtype(np.float64))
-_PSF = ("psf", ("psf_y", "psf_x"), np.dtype(np.float32))
+#: ``(name, dims, dtype)`` of an optional output variable.
+_Variable = tuple[str, tuple[str, ...], np.dtype]
+_ARTIFACTS: _Variable = ("artifacts", ("visit", "y", "x"), np.dtype(np.uint8))
+_TRANSMISSION: _Variable = ("transmission", ("transmission_wavelength",), np.dtype(np.float64))
+_PSF: _Variable = ("psf", ("psf_y", "psf_x"), np.dtype(np.float32))
 _OUTPUT_COORDS = ("subfilter", "wavelength_min", "wavelength_max", "y", "x")
 _OUTPUT_ATTRS = ("mask_planes", "wcs_header", "config", "inputs", "convergence", "dcr_dask_version")
 
@@ -256,7 +258,7 @@ def write_zarr_chunks(
     ds: xr.Dataset,
     path: str | os.PathLike[str],
     *,
-    mode: str = "w",
+    mode: Literal["w", "a"] = "w",
     client: Any = None,
 ) -> None:
     """Write a Dataset into a consolidated Zarr format-3 store, one task per chunk.
@@ -548,7 +550,10 @@ def make_output_dataset(
     psf_coords: dict[str, Any] = {}
     if psf is not None:
         variables["psf"], psf_coords = _psf_variable(psf, psf_attrs)
-    coords = {"y": np.arange(ny, dtype=np.int64), "x": np.arange(nx, dtype=np.int64)}
+    coords: dict[Hashable, np.ndarray] = {
+        "y": np.arange(ny, dtype=np.int64),
+        "x": np.arange(nx, dtype=np.int64),
+    }
     coords.update(_pixel_coords(list(variables.values())))
     _check_sizes(variables, {"subfilter": n_sub, "y": ny, "x": nx})
     wave_min, wave_max = _subband_edges(wavelength_min_nm, wavelength_max_nm, n_sub)

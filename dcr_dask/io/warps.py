@@ -77,7 +77,9 @@ RUN_PLANES = ("CLIPPED", "NO_DATA", "REJECTED")
 #: Largest allowed difference, pixels, between two warps' tile WCSs anywhere on the tile.
 WCS_TOLERANCE_PX = 0.01
 
-_RECORD = np.dtype([("image", "<f4"), ("mask", "<i4"), ("variance", "<f4")])
+#: The fields of ``_RECORD``, in order (NumPy types ``dtype.names`` as possibly None).
+_FIELDS = ("image", "mask", "variance")
+_RECORD = np.dtype({"names": list(_FIELDS), "formats": ["<f4", "<i4", "<f4"]})
 
 #: Per-visit float coordinates: name -> VisitInfo attribute path.
 _FLOAT_COORDS = {
@@ -177,7 +179,7 @@ class _StackReader:
                     slice(x0, x1),
                     mask_planes=self.planes,
                 )
-                for field, values in zip(_RECORD.names, planes, strict=True):
+                for field, values in zip(_FIELDS, planes, strict=True):
                     out[field][i] = values[pick]
         return out[tuple(0 if d else slice(None) for d in drop)]
 
@@ -223,7 +225,7 @@ def _pixel_arrays(
             meta=np.empty((0, 0, 0), dtype=_RECORD[field]),
             name=f"{field}-{token}",
         )
-        for field in _RECORD.names
+        for field in _FIELDS
     }
 
 
@@ -272,11 +274,11 @@ def _check_visit_set(checks: Sequence[fits_io.WarpCheck]) -> list[InputError]:
     by_id = collections.defaultdict(list)
     for visit in visits:
         by_id[visit.visit].append(str(visit.filename))
-    for visit, names in by_id.items():
+    for visit_id, names in by_id.items():
         if len(names) > 1:
             errors += [
                 InputError(
-                    f"visit {visit} appears {len(names)} times: {', '.join(names)}",
+                    f"visit {visit_id} appears {len(names)} times: {', '.join(names)}",
                     filename=name,
                     keyword="EXPID",
                 )

@@ -114,6 +114,7 @@ from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 from dcr_dask.physics.subbands import CoaddTransmission, DcrShifts
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.input_checks import (
+    VisitQuality,
     check_usable_visits,
     dcr_spread,
     reject_visits,
@@ -132,6 +133,7 @@ from dcr_dask.settings import (
     source_detection,
     stacking,
 )
+from dcr_dask.visit import VisitInfo
 
 __all__ = ["run"]
 
@@ -297,34 +299,35 @@ class _Run:
     running: list[str] = attrs.field(factory=lambda: ["starting the cluster"])
     timings: dict[str, float] = attrs.field(factory=dict)
     active: Any = None
-    ingested: xr.Dataset = None
-    quality: Any = None
-    compare: CompareWarpSettings = None
+    # attrs.field(default=None): None until its stage sets it, typed as what it is after
+    ingested: xr.Dataset = attrs.field(default=None)
+    quality: VisitQuality = attrs.field(default=None)
+    compare: CompareWarpSettings = attrs.field(default=None)
     matching: PsfMatching | None = None
-    static_ds: xr.Dataset = None
+    static_ds: xr.Dataset = attrs.field(default=None)
     masks_done: dict[str, Any] | None = None
-    found: xr.Dataset = None
-    grid: TileGrid = None
-    visits: list = attrs.field(factory=list)
+    found: xr.Dataset = attrs.field(default=None)
+    grid: TileGrid = attrs.field(default=None)
+    visits: list[VisitInfo] = attrs.field(factory=list)
     shifts: dict = attrs.field(factory=dict)
-    settings: FitSettings = None
+    settings: FitSettings = attrs.field(default=None)
     halo: int = 0
     direct_sigma: float = 0.0
     psf_sigma: float = 0.0
-    fit_plan: _FitPlan = None
-    reference_fits: list = attrs.field(factory=list)
-    stored: xr.Dataset = None
-    ingested_masked: xr.Dataset = None
+    fit_plan: _FitPlan = attrs.field(default=None)
+    reference_fits: list[BlockFit] = attrs.field(factory=list)
+    stored: xr.Dataset = attrs.field(default=None)
+    ingested_masked: xr.Dataset = attrs.field(default=None)
     template_sigma: float = 0.0
-    planes: MaskPlanes = None
-    weights_np: np.ndarray = None
-    inputs: FitInputs = None
-    scratch: Path = None
-    model: da.Array = None
-    n_image: da.Array = None
-    fits: list = attrs.field(factory=list)
-    amplified: da.Array = None
-    coadd_psf: CoaddPsf = None
+    planes: MaskPlanes = attrs.field(default=None)
+    weights_np: np.ndarray = attrs.field(default=None)
+    inputs: FitInputs = attrs.field(default=None)
+    scratch: Path = attrs.field(default=None)
+    model: da.Array = attrs.field(default=None)
+    n_image: da.Array = attrs.field(default=None)
+    fits: list[BlockFit] = attrs.field(factory=list)
+    amplified: da.Array = attrs.field(default=None)
+    coadd_psf: CoaddPsf = attrs.field(default=None)
 
     @contextlib.contextmanager
     def stage(self, timing: str, running: str | None = None) -> Iterator[None]:
@@ -373,7 +376,8 @@ def _open_inputs(
         else None
     )
     bright = (
-        read_bright_object_regions(config.brightObjectMaskFile, tile_wcs(direct), tile_shape)
+        # validate() requires brightObjectMaskFile with doMaskBrightObjects
+        read_bright_object_regions(config.brightObjectMaskFile, tile_wcs(direct), tile_shape)  # type: ignore[arg-type]
         if config.doMaskBrightObjects
         else None
     )
@@ -505,7 +509,7 @@ def _artifact_masks(r: _Run) -> None:
         if r.config.artifactReference == "dcrTemplate":
             with r.stage("dcr_reference_s", "the DCR-template artifact reference"):
                 found, r.reference_fits = _artifacts_against_dcr_templates(
-                    r.psf_matched_ds,
+                    r.psf_matched_ds,  # type: ignore[arg-type]  # set by _compare_warp
                     r.found,
                     r.static_ds,
                     r.config,
@@ -553,7 +557,13 @@ def _fit_inputs_stage(r: _Run) -> None:
         good = good_pixels(masked, _fit_bad_planes(r.config))
         weights = reference_visit_weights(masked, good, stacking(r.config))
         r.inputs, r.weights_np = _fit_inputs(
-            masked, r.template_ds, good, weights, r.planes, r.config, r.template_sigma
+            masked,
+            r.template_ds,  # type: ignore[arg-type]  # set by _starting_template
+            good,
+            weights,
+            r.planes,
+            r.config,
+            r.template_sigma,
         )
 
 
@@ -594,15 +604,17 @@ def _coadd_psf_stage(r: _Run) -> None:
     """The amplified sub-band models and the coadd's PSF."""
     with r.stage("coadd_psf_s", "the coadd PSF"):
         accelerate = r.settings.accelerate
-        r.amplified = r.model.map_blocks(
-            lambda m: kernels.amplify(m, accelerate).astype(np.float32), dtype=np.float32
+        # dask's Array.map_blocks (functools.wraps of da.map_blocks) reads as unbound to mypy
+        r.amplified = r.model.map_blocks(  # type: ignore[call-arg]
+            lambda m: kernels.amplify(m, accelerate).astype(np.float32),  # type: ignore[arg-type]
+            dtype=np.float32,
         )
         r.coadd_psf = _coadd_psf(
             r.ingested,
             r.weights_np,
             r.quality.rejected,
             r.amplified,
-            r.template_ds,
+            r.template_ds,  # type: ignore[arg-type]  # set by _starting_template
             r.planes,
             r.config,
             r.active,
@@ -645,8 +657,9 @@ def _write(r: _Run) -> dict[str, Any]:
         }
         model_out, variance_out, mask_out, planes_out, finishing = _finish_coadd(
             r.amplified,
-            r.template_ds["variance"].data.astype(np.float32),
-            r.template_ds["mask"].data.astype(np.int32),
+            # r.template_ds is set by _starting_template
+            r.template_ds["variance"].data.astype(np.float32),  # type: ignore[index]
+            r.template_ds["mask"].data.astype(np.int32),  # type: ignore[index]
             r.planes,
             config,
             r.bright,
@@ -751,7 +764,14 @@ def write_metadata_json(metadata: dict[str, Any], output: str | os.PathLike[str]
 
 
 def _run_metadata(
-    visits, rejections, matching, artifact_pixels, timings, fits, reference_fits, grid
+    visits: Sequence[VisitInfo],
+    rejections: Mapping[int, str],
+    matching: PsfMatching | None,
+    artifact_pixels: Mapping[int, int],
+    timings: Mapping[str, float],
+    fits: Sequence[BlockFit],
+    reference_fits: Sequence[BlockFit],
+    grid: TileGrid,
 ) -> dict[str, Any]:
     """The ``saveMetadata`` record of a run (the store's ``metadata`` attribute and JSON);
     ``rejections`` maps the visits left out (:func:`dcr_dask.running.input_checks.visit_quality`)
@@ -1168,7 +1188,9 @@ def _transmission_variable(curve: CoaddTransmission | None) -> xr.DataArray | No
     )
 
 
-def _median_psf_sigma(warps: xr.Dataset, config, matching=None) -> float:
+def _median_psf_sigma(
+    warps: xr.Dataset, config: DcrAssembleCoaddConfig, matching: PsfMatching | None = None
+) -> float:
     """Gaussian sigma of the direct warps' median PSF FWHM: measured on their PSF stamps
     when they were PSF-matched here, else from their headers, else ``modelPsf.defaultFwhm``."""
     if matching is not None:
@@ -1237,7 +1259,15 @@ def _coadd_psf(
     return measured.with_record(inputs_fwhm_px=combined.fwhm_px)
 
 
-def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_px):
+def _fit_inputs(
+    ingested: xr.Dataset,
+    template_ds: xr.Dataset,
+    good: xr.DataArray,
+    weights: xr.DataArray,
+    planes: MaskPlanes,
+    config: DcrAssembleCoaddConfig,
+    psf_sigma_px: float,
+) -> tuple[FitInputs, np.ndarray]:
     """Lazy arrays of :class:`FitInputs` on the tile, and the visit weights.
 
     Without any ``convergenceMaskPlanes`` pixel in the warps (many users' warps
@@ -1283,7 +1313,9 @@ def _fit_inputs(ingested, template_ds, good, weights, planes, config, psf_sigma_
     return inputs, weights_np
 
 
-def _detect_on_template(template_ds: xr.Dataset, config, psf_sigma_px: float) -> da.Array:
+def _detect_on_template(
+    template_ds: xr.Dataset, config: DcrAssembleCoaddConfig, psf_sigma_px: float
+) -> da.Array:
     """Pixels of sources detected on the template, smoothed with its PSF, with the
     ``detectModelSources`` settings (lazy)."""
     detected = detect_sources(

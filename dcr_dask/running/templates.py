@@ -10,6 +10,7 @@ This is what image differencing subtracts.
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import numpy as np
 import xarray as xr
@@ -19,6 +20,7 @@ from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import InputError, raise_collected
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.fits import wcs_from_header_text
+from dcr_dask.kernels.shift import ShiftMethod
 from dcr_dask.settings import dcr_shifts
 from dcr_dask.visit import VisitInfo
 
@@ -135,7 +137,7 @@ def matched_template(
         lambda y, x: shifts.at(x, y).shifts_px,
         max_shift_px=float(np.abs(shifts.at_centre().shifts_px).max()),
         accelerate=1.0,
-        method=str(config.shiftMethod),
+        method=cast(ShiftMethod, str(config.shiftMethod)),  # the config allows only these
         order=int(config.imageInterpOrder),
         precision=str(config.shiftPrecision),
     )[0]
