@@ -17,6 +17,7 @@ __all__ = [
     "centroid",
     "centroid_offsets",
     "centroid_rms_error",
+    "matched_difference",
     "subband_correlations",
     "subband_flux_shares",
     "weighted_centroid",
@@ -226,6 +227,71 @@ def centroid_rms_error(
         image, truth, np.array([(s.y, s.x) for s in stars]), sigma_px=sigma_px
     )
     return float(np.sqrt(np.nanmean(offsets**2)))
+
+
+def matched_difference(
+    template: np.ndarray, image: np.ndarray, *, kernel_size: int = 11
+) -> tuple[np.ndarray, np.ndarray]:
+    """What image differencing leaves: ``image − K ⊗ template − b`` for the best ``K`` and ``b``.
+
+    Difference imaging convolves the template with a kernel fitted to the
+    science image (Alard & Lupton; Rubin's ``ip_diffim``), so a template is
+    judged by what remains after that kernel, not by its pixels as they are:
+    a difference of PSFs or one shift of the whole tile is absorbed, while
+    what varies from source to source (DCR of different colours) is not. Here
+    one spatially constant kernel and a constant background are fitted by
+    linear least squares over every pixel at least ``kernel_size // 2`` from
+    the edge, unweighted (for noise-free images: the bright sources dominate,
+    as they do in a variance-weighted fit to real data).
+
+    Parameters
+    ----------
+    template : numpy.ndarray
+        ``(ny, nx)`` the template (e.g. a DCR-matched template or a plain coadd).
+    image : numpy.ndarray
+        ``(ny, nx)`` the image it is subtracted from (e.g. a visit's noise-free truth).
+    kernel_size : int
+        Odd width of the kernel, pixels.
+
+    Returns
+    -------
+    difference : numpy.ndarray of float64
+        ``(ny, nx)``; NaN within ``kernel_size // 2`` of the edge.
+    kernel : numpy.ndarray of float64
+        ``(kernel_size, kernel_size)``: ``(K ⊗ T)[y, x] = Σ K[i, j] T[y + h − i, x + h − j]``
+        with ``h = kernel_size // 2`` (a delta at the centre leaves the template as it is).
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, ``kernel_size`` is not a positive odd number, or
+        the images are smaller than the kernel.
+    """
+    template = np.asarray(template, dtype=np.float64)
+    image = np.asarray(image, dtype=np.float64)
+    if template.shape != image.shape or template.ndim != 2:
+        raise ValueError(
+            f"template {template.shape} and image {image.shape} must be 2-d of one shape"
+        )
+    if kernel_size < 1 or kernel_size % 2 != 1:
+        raise ValueError(f"kernel_size = {kernel_size!r} must be a positive odd number")
+    half = kernel_size // 2
+    ny, nx = image.shape
+    if ny <= 2 * half or nx <= 2 * half:
+        raise ValueError(f"images of {image.shape} are too small for a {kernel_size}-px kernel")
+    offsets = [(i, j) for i in range(kernel_size) for j in range(kernel_size)]
+    columns = [
+        template[kernel_size - 1 - i : ny - i, kernel_size - 1 - j : nx - j].ravel()
+        for i, j in offsets
+    ]
+    design = np.column_stack([*columns, np.ones(columns[0].size)])
+    target = image[half : ny - half, half : nx - half].ravel()
+    solution = np.linalg.lstsq(design, target, rcond=None)[0]
+    difference = np.full(image.shape, np.nan)
+    difference[half : ny - half, half : nx - half] = (target - design @ solution).reshape(
+        ny - 2 * half, nx - 2 * half
+    )
+    return difference, solution[:-1].reshape(kernel_size, kernel_size)
 
 
 def subband_correlations(model: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:

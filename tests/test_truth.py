@@ -58,3 +58,54 @@ def test_a_centre_captured_by_another_peak_counts_as_unmeasured():
     assert truth.centroid_offsets(elsewhere, sky, positions, max_offset_px=20.0)[0] > 9.0
     near = _star(0.8, 23.37 + 2.0, 24.81)  # a DCR-sized offset is measured
     assert truth.centroid_offsets(near, sky, positions)[0] == pytest.approx(2.0, abs=0.05)
+
+
+def test_matched_difference_absorbs_one_kernel_and_a_background():
+    """A PSF change and a shift of the whole image (one kernel) leave nothing."""
+    from scipy import ndimage, signal
+
+    from dcr_dask.truth import matched_difference
+
+    rng = np.random.default_rng(0)
+    template = ndimage.gaussian_filter(rng.normal(size=(64, 64)), 1.5)
+    kernel = np.zeros((7, 7))
+    kernel[3, 3], kernel[2, 4], kernel[4, 3] = 0.5, 0.3, 0.2
+    image = signal.convolve2d(template, kernel, mode="same") + 0.7
+    difference, fitted = matched_difference(template, image, kernel_size=7)
+    np.testing.assert_allclose(fitted, kernel, atol=1e-10)
+    assert np.isnan(difference[:3]).all() and np.isnan(difference[:, -3:]).all()
+    assert np.nanmax(np.abs(difference)) < 1e-10
+
+
+def test_matched_difference_keeps_shifts_that_differ_between_sources():
+    """Two stars shifted opposite ways (DCR of opposite colours): no one kernel
+    absorbs both, so a dipole remains; the same shift for both leaves nothing."""
+    from dcr_dask.kernels.psf import gaussian_psf_image
+    from dcr_dask.truth import matched_difference
+
+    def stars(shift_a, shift_b):
+        image = np.zeros((48, 48))
+        for (y, x), shift in (((14, 14), shift_a), ((34, 34), shift_b)):
+            stamp = ndimage_shift(gaussian_psf_image(15, 3.0), (shift, 0.0))
+            image[y - 7 : y + 8, x - 7 : x + 8] += 1000.0 * stamp
+        return image
+
+    from scipy.ndimage import shift as ndimage_shift
+
+    template = stars(0.0, 0.0)
+    same, _ = matched_difference(template, stars(0.6, 0.6), kernel_size=5)
+    opposite, _ = matched_difference(template, stars(0.6, -0.6), kernel_size=5)
+    # (the spline shift is not exactly a convolution: a trace is left)
+    assert np.nanmax(np.abs(same)) < 0.03 * np.nanmax(np.abs(opposite))
+    assert np.nanmax(np.abs(opposite)) > 10.0
+
+
+def test_matched_difference_refuses_bad_shapes_and_kernels():
+    from dcr_dask.truth import matched_difference
+
+    with pytest.raises(ValueError, match="one shape"):
+        matched_difference(np.zeros((8, 8)), np.zeros((8, 9)))
+    with pytest.raises(ValueError, match="kernel_size = 4"):
+        matched_difference(np.zeros((8, 8)), np.zeros((8, 8)), kernel_size=4)
+    with pytest.raises(ValueError, match="too small"):
+        matched_difference(np.zeros((8, 8)), np.zeros((8, 8)), kernel_size=9)
