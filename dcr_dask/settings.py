@@ -21,7 +21,7 @@ import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 from astropy.wcs import WCS
 
@@ -50,6 +50,7 @@ from dcr_dask.physics.subbands import (
     DcrShifts,
     RunShifts,
     ShiftOptions,
+    SubbandShiftMode,
 )
 from dcr_dask.physics.transmission import (
     bandwidth_nm,
@@ -80,8 +81,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_ShiftMode = Literal["edges", "throughput"]
 
 
 def band_from_config(config: DcrAssembleCoaddConfig) -> Band:
@@ -569,7 +568,9 @@ def interp_settings(config: DcrAssembleCoaddConfig) -> InterpSettings:
     )
 
 
-def shift_options(config: DcrAssembleCoaddConfig, mode: _ShiftMode | None = None) -> ShiftOptions:
+def shift_options(
+    config: DcrAssembleCoaddConfig, mode: SubbandShiftMode | None = None
+) -> ShiftOptions:
     """The shift options of a validated config; ``mode`` overrides ``subbandShiftMode``.
 
     Parameters
@@ -589,7 +590,7 @@ def shift_options(config: DcrAssembleCoaddConfig, mode: _ShiftMode | None = None
     return ShiftOptions(
         split=bool(config.splitSubfilters),
         split_threshold_px=float(config.splitThreshold),
-        mode=mode or cast(_ShiftMode, config.subbandShiftMode),
+        mode=mode or cast(SubbandShiftMode, config.subbandShiftMode),
         local=bool(config.useLocalGeometry),
     )
 
@@ -600,7 +601,7 @@ def dcr_shifts(
     config: DcrAssembleCoaddConfig,
     tile_shape: tuple[int, int],
     *,
-    mode: _ShiftMode | None = None,
+    mode: SubbandShiftMode | None = None,
 ) -> DcrShifts:
     """The DCR shifts of a run on a tile of ``tile_shape`` ``(ny, nx)`` pixels (one per run).
 
@@ -640,7 +641,7 @@ def run_shifts(
     *,
     x: float,
     y: float,
-    mode: _ShiftMode | None = None,
+    mode: SubbandShiftMode | None = None,
 ) -> RunShifts:
     """Evaluate the DCR shifts of all visits at tile pixel ``(x, y)``, once.
 

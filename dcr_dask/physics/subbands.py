@@ -33,11 +33,13 @@ __all__ = [
     "DcrShifts",
     "RunShifts",
     "ShiftOptions",
+    "SubbandShiftMode",
 ]
 
 log = logging.getLogger(__name__)
 
-_ShiftMode = Literal["edges", "throughput"]
+#: How a sub-band's shift is taken (``subbandShiftMode``).
+SubbandShiftMode = Literal["edges", "throughput"]
 
 
 class _BandShiftArgs(TypedDict):
@@ -47,7 +49,7 @@ class _BandShiftArgs(TypedDict):
     bandwidth_nm: float
     n_subfilters: int
     local: bool
-    mode: _ShiftMode
+    mode: SubbandShiftMode
     transmission: Transmission | None
 
 
@@ -148,7 +150,7 @@ class ShiftOptions:
 
     split: bool
     split_threshold_px: float
-    mode: _ShiftMode
+    mode: SubbandShiftMode
     local: bool
 
 

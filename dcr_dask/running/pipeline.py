@@ -61,7 +61,12 @@ from distributed.scheduler import KilledWorker
 from dcr_dask._version import __version__
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import ClusterLostError
-from dcr_dask.graph.artifacts import apply_artifact_masks, find_artifacts, warp_variance_scale
+from dcr_dask.graph.artifacts import (
+    ArtifactSettings,
+    apply_artifact_masks,
+    find_artifacts,
+    warp_variance_scale,
+)
 from dcr_dask.graph.assemble import (
     BlockFit,
     FitInputs,
@@ -71,6 +76,7 @@ from dcr_dask.graph.assemble import (
 )
 from dcr_dask.graph.bright_objects import bright_object_mask
 from dcr_dask.graph.coadd import (
+    Stacking,
     assemble_static_sky_model,
     direct_coadd,
     good_pixels,
@@ -122,7 +128,6 @@ from dcr_dask.running.input_checks import (
 )
 from dcr_dask.running.memory import cluster_memory_budget
 from dcr_dask.settings import (
-    artifact_settings,
     coadd_transmission,
     compare_warp_settings,
     config_for_warps,
@@ -303,6 +308,7 @@ class _Run:
     ingested: xr.Dataset = attrs.field(default=None)
     quality: VisitQuality = attrs.field(default=None)
     compare: CompareWarpSettings = attrs.field(default=None)
+    stacking: Stacking = attrs.field(default=None)  # the main config's (direct coadd, weights)
     matching: PsfMatching | None = None
     static_ds: xr.Dataset = attrs.field(default=None)
     masks_done: dict[str, Any] | None = None
@@ -403,6 +409,9 @@ def _open_inputs(
         curve=curve,
         bright=bright,
         input_warnings=input_warnings,
+        # what the graph reads of the config, once per run
+        compare=compare_warp_settings(config),
+        stacking=stacking(config),
     )
 
 
@@ -433,7 +442,6 @@ def _compare_warp(r: _Run) -> None:
     """PSF-matched warps and the static sky model (each computed once into the work
     directory: they are read several times), and CompareWarp's artifacts, lazily,
     unless a resumed run has its masks."""
-    r.compare = compare_warp_settings(r.config)
     with r.stage("compare_warp_s", "CompareWarp"):
         if r.psf_matched_ds is None:
             # eager and small: made again on resume
@@ -513,6 +521,8 @@ def _artifact_masks(r: _Run) -> None:
                     r.found,
                     r.static_ds,
                     r.config,
+                    r.compare.artifacts,
+                    r.stacking,
                     r.fit_plan,
                     r.work,
                     r.active,
@@ -543,7 +553,7 @@ def _starting_template(r: _Run) -> None:
             r.template_ds = _stage_store(
                 r.stages,
                 "direct_coadd",
-                direct_coadd(r.ingested_masked, stacking(r.config)),
+                direct_coadd(r.ingested_masked, r.stacking),
                 r.work / "direct_coadd.zarr",
                 r.active,
             )
@@ -555,7 +565,7 @@ def _fit_inputs_stage(r: _Run) -> None:
         masked = r.ingested_masked
         r.planes = MaskPlanes(masked.attrs["mask_planes"])
         good = good_pixels(masked, _fit_bad_planes(r.config))
-        weights = reference_visit_weights(masked, good, stacking(r.config))
+        weights = reference_visit_weights(masked, good, r.stacking)
         r.inputs, r.weights_np = _fit_inputs(
             masked,
             r.template_ds,  # type: ignore[arg-type]  # set by _starting_template
@@ -843,6 +853,8 @@ def _artifacts_against_dcr_templates(
     static_found: xr.Dataset,
     static_ds: xr.Dataset,
     config: DcrAssembleCoaddConfig,
+    artifacts: ArtifactSettings,
+    stack: Stacking,
     plan: _FitPlan,
     work: Path,
     client: Any,
@@ -880,7 +892,7 @@ def _artifacts_against_dcr_templates(
     excluded = apply_artifact_masks(psf_matched, first)
     planes = MaskPlanes(excluded.attrs["mask_planes"])
     good = good_pixels(excluded, [*config.badMaskPlanes, "CLIPPED"])
-    weights = reference_visit_weights(excluded, good, stacking(config))
+    weights = reference_visit_weights(excluded, good, stack)
     inputs, _ = _fit_inputs(excluded, static_ds, good, weights, planes, config, psf_sigma)
     scratch = work / "reference_model.zarr"
     _remove_own(scratch)
@@ -925,7 +937,7 @@ def _artifacts_against_dcr_templates(
     found = find_artifacts(
         psf_matched,
         reference,
-        artifact_settings(config),
+        artifacts,
         template=static_ds,
         variance_scale=static_found["variance_scale"].values,
         psf_sigma_px=psf_sigma,
