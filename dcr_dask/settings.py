@@ -38,6 +38,7 @@ from dcr_dask.graph.assemble import FitSettings
 from dcr_dask.graph.coadd import Stacking
 from dcr_dask.graph.coadd_psf import PsfMeasurement
 from dcr_dask.graph.compare_warp import CompareWarpSettings
+from dcr_dask.graph.cosmic_rays import CosmicRaySettings
 from dcr_dask.graph.detect import SourceDetection
 from dcr_dask.graph.interp import InterpSettings
 from dcr_dask.graph.psf_matching import ModelPsf, PsfMatchingSettings
@@ -65,6 +66,7 @@ __all__ = [
     "coadd_transmission",
     "compare_warp_settings",
     "config_for_warps",
+    "cosmic_ray_settings",
     "dcr_shifts",
     "detection_settings",
     "fit_settings",
@@ -509,6 +511,29 @@ def compare_warp_settings(config: CompareWarpAssembleCoaddConfig) -> CompareWarp
         static_model=stacking(config.assembleStaticSkyModel),
         variance_scaling=variance_scaling(config),
         artifacts=artifact_settings(config),
+    )
+
+
+def cosmic_ray_settings(config: DcrAssembleCoaddConfig) -> CosmicRaySettings:
+    """What the cosmic-ray search reads (:func:`~dcr_dask.graph.cosmic_rays.find_cosmic_rays`).
+
+    Parameters
+    ----------
+    config : DcrAssembleCoaddConfig
+        Supplies ``doFindCosmicRays``, ``cosmicRayMinSigma``, ``cosmicRayCond3Fac``,
+        ``cosmicRayCond3Fac2``, ``cosmicRayGrow`` and ``badMaskPlanes``.
+
+    Returns
+    -------
+    CosmicRaySettings
+    """
+    return CosmicRaySettings(
+        enabled=bool(config.doFindCosmicRays),
+        min_sigma=float(config.cosmicRayMinSigma),
+        cond3_fac=float(config.cosmicRayCond3Fac),
+        cond3_fac2=float(config.cosmicRayCond3Fac2),
+        grow=int(config.cosmicRayGrow),
+        bad_mask_planes=tuple(config.badMaskPlanes),
     )
 
 

@@ -74,7 +74,9 @@ def reference_overrides() -> dict[str, Any]:
     - ``dcrNumSubfilters = 3``: three sub-bands (dcr_dask's default is four);
     - ``minNumIter = None``, ``maxNumIter = None`` (``dcrNumSubfilters`` and
       ``3 * dcrNumSubfilters``) and ``convergenceThreshold = 0.001``: the
-      reference's iteration limits.
+      reference's iteration limits;
+    - ``doFindCosmicRays = False``: no cosmic-ray search on the direct warps
+      (the reference leaves them to single-visit processing and CompareWarp).
 
     Extensions that the reference has no counterpart of keep their defaults,
     which equal the reference's behaviour (``subbandShiftMode = "edges"``,
@@ -104,6 +106,7 @@ def reference_overrides() -> dict[str, Any]:
         "minNumIter": None,
         "maxNumIter": None,
         "convergenceThreshold": 0.001,
+        "doFindCosmicRays": False,
     }
 
 

@@ -1089,6 +1089,52 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         extension=True,
     )
 
+    doFindCosmicRays: bool = _scalar(
+        bool,
+        True,
+        "dcr_dask extension. Find cosmic rays on each direct warp as single-visit processing "
+        "does (pixels sharper than the visit's PSF allows: cosmicRayMinSigma, "
+        "cosmicRayCond3Fac, cosmicRayCond3Fac2, cosmicRayGrow) and clip them with "
+        "CompareWarp's artifacts. CompareWarp compares PSF-matched warps, where a one-pixel "
+        "cosmic ray is spread over the PSF, and preserves those lying on sources; the "
+        "reference has no such step (reference_overrides() turns it off).",
+        extension=True,
+    )
+    cosmicRayMinSigma: float = _scalar(
+        float,
+        6.0,
+        "dcr_dask extension. With doFindCosmicRays: a cosmic-ray pixel is at least this many "
+        "sigmas (sqrt(variance)) above zero.",
+        bounds=Range(0.0, None, min_inclusive=False),
+        extension=True,
+    )
+    cosmicRayCond3Fac: float = _scalar(
+        float,
+        2.5,
+        "dcr_dask extension. With doFindCosmicRays: sigmas taken off a pixel, and added to the "
+        "mean of its two neighbours, before their ratio is compared with the PSF's.",
+        bounds=_NON_NEGATIVE,
+        extension=True,
+    )
+    cosmicRayCond3Fac2: float = _scalar(
+        float,
+        0.6,
+        "dcr_dask extension. With doFindCosmicRays: margin on the PSF's contrast; a pixel is a "
+        "cosmic ray when it is sharper than 1/cosmicRayCond3Fac2 times the visit's PSF (peak "
+        "over the mean of its two neighbours) along one of four directions. 0.8 clipped the "
+        "cores of bright stars on GalSim tiles; 0.6 none (benchmarks/README.md).",
+        bounds=Range(0.0, 1.0, min_inclusive=False),
+        extension=True,
+    )
+    cosmicRayGrow: int = _scalar(
+        int,
+        1,
+        "dcr_dask extension. With doFindCosmicRays: pixels the cosmic rays are grown by "
+        "(3x3 per pixel), for the charge beside the track.",
+        bounds=Range(min=0),
+        extension=True,
+    )
+
     detectModelSources: SourceDetectionConfig = _sub(
         SourceDetectionConfig,
         "dcr_dask extension. Detection of the sources that the convergence metric "

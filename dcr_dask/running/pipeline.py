@@ -91,6 +91,7 @@ from dcr_dask.graph.coadd_psf import (
     measurement_window,
 )
 from dcr_dask.graph.compare_warp import CompareWarpSettings
+from dcr_dask.graph.cosmic_rays import CosmicRaySettings, find_cosmic_rays
 from dcr_dask.graph.detect import detect_sources
 from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import fallback_value, interpolate_holes
@@ -131,6 +132,7 @@ from dcr_dask.settings import (
     coadd_transmission,
     compare_warp_settings,
     config_for_warps,
+    cosmic_ray_settings,
     dcr_shifts,
     fit_settings,
     interp_settings,
@@ -309,6 +311,7 @@ class _Run:
     quality: VisitQuality = attrs.field(default=None)
     compare: CompareWarpSettings = attrs.field(default=None)
     stacking: Stacking = attrs.field(default=None)  # the main config's (direct coadd, weights)
+    cosmic_rays: CosmicRaySettings = attrs.field(default=None)
     matching: PsfMatching | None = None
     static_ds: xr.Dataset = attrs.field(default=None)
     masks_done: dict[str, Any] | None = None
@@ -412,6 +415,7 @@ def _open_inputs(
         # what the graph reads of the config, once per run
         compare=compare_warp_settings(config),
         stacking=stacking(config),
+        cosmic_rays=cosmic_ray_settings(config),
     )
 
 
@@ -513,6 +517,9 @@ def _artifact_masks(r: _Run) -> None:
         # CompareWarp (and the DCR-template reference fit) wrote the masks before
         r.reference_fits = [BlockFit.from_dict(f) for f in r.masks_done["reference_fits"]]
     else:
+        if r.cosmic_rays.enabled:
+            # before the DCR-template reference, whose fit leaves the artifacts out
+            r.found = _with_cosmic_rays(r.found, r.ingested, r.cosmic_rays, r.direct_sigma)
         found = r.found
         if r.config.artifactReference == "dcrTemplate":
             with r.stage("dcr_reference_s", "the DCR-template artifact reference"):
@@ -539,6 +546,19 @@ def _artifact_masks(r: _Run) -> None:
     # the masks have their own store: the ingest store is never written after the ingest
     r.stored = xr.open_zarr(r.work / ARTIFACT_MASKS_STORE, zarr_format=3, consolidated=False)
     r.ingested_masked = apply_artifact_masks(r.ingested, r.stored[list(ARTIFACT_VARIABLES)])
+
+
+def _with_cosmic_rays(
+    found: xr.Dataset, warps: xr.Dataset, settings: CosmicRaySettings, sigma_px: float
+) -> xr.Dataset:
+    """CompareWarp's artifacts with the direct warps' cosmic rays added (lazy)."""
+    cosmic = find_cosmic_rays(warps, settings, sigma_px).transpose(*found["artifacts"].dims)
+    if not np.array_equal(cosmic["visit"].values, found["visit"].values):
+        raise ValueError("the cosmic rays and CompareWarp's artifacts have different visits")
+    artifacts = found["artifacts"].data.astype(bool) | cosmic.data.rechunk(
+        found["artifacts"].data.chunks
+    )
+    return found.assign(artifacts=found["artifacts"].copy(data=artifacts.astype(np.uint8)))
 
 
 def _starting_template(r: _Run) -> None:
