@@ -104,6 +104,8 @@ VARIANTS = {
     "DETECTED on": Variant(inputs="detected"),
     "given template": Variant(static_template=True),
     "truth ceiling": Variant(inputs="noise_free"),
+    # the defaults without the direct warps' cosmic-ray search (CompareWarp alone)
+    "no cosmic-ray search": Variant(config={"doFindCosmicRays": False}),
     # the defaults' fit with the reference's sub-bands and iteration limits, one step at a time
     "three sub-bands": Variant(config={"dcrNumSubfilters": 3}),
     # how the frequency regularization bounds the colours (frequencyClamp), at two factors

@@ -95,7 +95,7 @@ def test_compare_warp_finds_the_artifacts_and_spares_the_sources(galsim_run):
         f"bright source pixels clipped {clipped[bright].mean():.4%}"
     )
     assert clipped[streak].mean() >= 0.95
-    assert clipped[cosmic].mean() >= 0.85
+    assert clipped[cosmic].mean() >= 0.95  # CompareWarp and the direct warps' cosmic-ray search
     assert clipped[bright].mean() < 0.01
 
 

@@ -14,7 +14,9 @@ neighbours in that direction and ``σ_m`` the noise of that mean,
     ``cond3Fac2 · (I − cond3Fac · σ) > R_d · (m + cond3Fac · σ_m)``,
 
 where ``R_d`` is the visit PSF's peak over the mean of its two neighbours in
-direction ``d`` (:func:`psf_contrast`). A star, however bright, is never sharper
+direction ``d`` (:func:`psf_contrast`); a direction is tested only where both
+neighbours are valid: at the tile's edges only along the edge, so that a track
+along an edge and a pixel in a corner are not found. A star, however bright, is never sharper
 than its PSF (off centre it is smoother still), so ``R_d`` bounds its contrast;
 ``cond3Fac2 < 1`` leaves a margin for noise and for a PSF model slightly broader
 than the stars. The flagged pixels are then grown by ``grow`` pixels (3x3 per
@@ -169,14 +171,12 @@ def find_cosmic_rays(
     for k, (dy, dx) in enumerate(DIRECTIONS):
         ahead, behind = _neighbour(flux, dy, dx), _neighbour(flux, -dy, -dx)
         var_ahead, var_behind = _neighbour(var, dy, dx), _neighbour(var, -dy, -dx)
-        count = np.isfinite(ahead).astype(np.float32) + np.isfinite(behind)
-        mean = (np.nan_to_num(ahead) + np.nan_to_num(behind)) / np.maximum(count, 1)
-        mean_var = (np.nan_to_num(var_ahead) + np.nan_to_num(var_behind)) / np.maximum(
-            count, 1
-        ) ** 2
+        # both neighbours or none: one alone may be the faint side of a steep profile
+        mean = 0.5 * (ahead + behind)
+        mean_sigma = 0.5 * np.sqrt(var_ahead + var_behind)
         ratio = contrast[:, k].astype(np.float32)[:, None, None]
         with np.errstate(invalid="ignore"):
-            sharp |= (count > 0) & (lowered > ratio * (mean + cond3_fac * np.sqrt(mean_var)))
+            sharp |= lowered > ratio * (mean + cond3_fac * mean_sigma)
     found &= sharp
     if grow > 0 and found.any():
         structure = np.zeros((3, 3, 3), dtype=bool)
