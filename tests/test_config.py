@@ -61,6 +61,11 @@ EXTENSIONS = {
     "detectModelSources": SourceDetectionConfig(apply_defaults=False),
     "startingModel": "directCoadd",
     "frequencyClamp": "planes",
+    "doFindCosmicRays": True,
+    "cosmicRayMinSigma": 6.0,
+    "cosmicRayCond3Fac": 2.5,
+    "cosmicRayCond3Fac2": 0.6,
+    "cosmicRayGrow": 1,
 }
 DEPRECATED = ("doApplyUberCal", "doPsfMatch", "doSigmaClip", "useMeasMosaic")
 
