@@ -316,3 +316,25 @@ def test_bad_values_are_refused_by_name(field, value):
     setattr(config, field, value)
     with pytest.raises(ConfigError, match=field):
         config.validate()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("doFindCosmicRays", False),
+        ("cosmicRayMinSigma", 60.0),
+        ("cosmicRayCond3Fac", 60.0),
+        ("cosmicRayCond3Fac2", 0.2),
+        ("cosmicRayGrow", 0),
+    ],
+)
+def test_each_field_changes_what_is_found(field, value):
+    """Through the config, as the pipeline reads it (running.pipeline._with_cosmic_rays)."""
+    warps, _, _ = _warps(n_visits=1)
+    config = DcrAssembleCoaddConfig()
+    default = find_cosmic_rays(warps, cosmic_ray_settings(config), 1.3).values
+    setattr(config, field, value)
+    config.validate()
+    changed = find_cosmic_rays(warps, cosmic_ray_settings(config), 1.3).values
+    assert default.sum() > 0
+    assert changed.sum() < default.sum()

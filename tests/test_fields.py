@@ -130,6 +130,17 @@ ACTS: dict[str, str] = {
             "doScaleWarpVariance",
         )
     },
+    # the direct warps' cosmic-ray search (settings.cosmic_ray_settings)
+    **{
+        name: "tests/test_cosmic_rays.py::test_each_field_changes_what_is_found"
+        for name in (
+            "doFindCosmicRays",
+            "cosmicRayMinSigma",
+            "cosmicRayCond3Fac",
+            "cosmicRayCond3Fac2",
+            "cosmicRayGrow",
+        )
+    },
     # kernels and runs, tested where the feature is (not toggled through the config here)
     "maxFractionEpochsHigh": (
         "tests/test_artifacts.py::test_effective_max_epochs_is_the_broken_line"
