@@ -6,6 +6,8 @@ import pytest
 from scipy import ndimage
 
 from dcr_dask.kernels.regularize import (
+    _opening_structure,
+    _surviving,
     apply_thresholds,
     background_noise,
     regularize_frequency,
@@ -181,3 +183,14 @@ def test_the_smoothed_clamp_bounds_the_smoothed_colour():
 def test_an_unknown_clamp_is_refused():
     with pytest.raises(ValueError, match="clamp"):
         regularize_frequency(np.ones((2, 8, 8)), np.ones((2, 8, 8)), 4.0, 2, 0.0, clamp="x")
+
+
+@pytest.mark.parametrize("shape", [(4, 64, 48), (3, 17, 9), (1, 2, 5), (2, 1, 7), (1, 3, 3)])
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_surviving_equals_binary_opening_by_the_diamond(shape, width):
+    # the shifted-view opening is ndimage.binary_opening by the diamond, borders included
+    rng = np.random.default_rng(width)
+    for share in (0.3, 0.6, 0.9):
+        flags = rng.random(shape) < share
+        expected = ndimage.binary_opening(flags, structure=_opening_structure(width))
+        np.testing.assert_array_equal(_surviving(flags, width), expected)

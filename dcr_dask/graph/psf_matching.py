@@ -37,6 +37,7 @@ import attrs
 import dask.array as da
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from dcr_dask.errors import expect_settings
 from dcr_dask.graph.halos import psf_matching_halo
@@ -371,30 +372,36 @@ def psf_matching(
     too_wide = needed > core_fwhm * (1.0 + 1e-9)
     kernels = np.empty((len(stamps), size, size))
     residuals = np.zeros(len(stamps))
-    for i, stamp in enumerate(stamps):
-        if too_wide[i]:
-            logger.warning(
-                "visit %s: PSF (FWHM %.3f px) is wider than the model PSF (core FWHM %.3f px; "
-                "it needs at least %.3f px); the warp is left unconvolved (not sharpened) and "
-                "flagged psf_too_wide",
-                visits[i],
-                input_fwhm[i],
-                core_fwhm,
-                needed[i],
-            )
-            kernels[i] = psf_kernels.delta_kernel(size)
-            continue
-        kernels[i] = psf_kernels.matching_kernel(stamp, model, size)
-        residuals[i] = psf_kernels.matching_residual(stamp, kernels[i], model)
-        if residuals[i] > MATCHING_RESIDUAL_WARN:
-            logger.warning(
-                "visit %s: its PSF-matching kernel misses the model PSF by %.1f %% (relative "
-                "L2); differences with this warp keep residuals at every source. A larger "
-                "matchingKernelSize (now %d) may help",
-                visits[i],
-                100 * residuals[i],
-                size,
-            )
+    # One BLAS thread: each kernel is a size² × size² solve (441² by default), far too
+    # small for threads. With two OpenBLAS threads on a loaded machine their
+    # spin-waiting made each solve cost 0.4-0.7 CPU s instead of 0.006 (the run's
+    # client process, unlike Dask's workers, has multithreaded BLAS;
+    # benchmarks/README.md, "bench_end_to_end.py").
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i, stamp in enumerate(stamps):
+            if too_wide[i]:
+                logger.warning(
+                    "visit %s: PSF (FWHM %.3f px) is wider than the model PSF (core FWHM %.3f px; "
+                    "it needs at least %.3f px); the warp is left unconvolved (not sharpened) and "
+                    "flagged psf_too_wide",
+                    visits[i],
+                    input_fwhm[i],
+                    core_fwhm,
+                    needed[i],
+                )
+                kernels[i] = psf_kernels.delta_kernel(size)
+                continue
+            kernels[i] = psf_kernels.matching_kernel(stamp, model, size)
+            residuals[i] = psf_kernels.matching_residual(stamp, kernels[i], model)
+            if residuals[i] > MATCHING_RESIDUAL_WARN:
+                logger.warning(
+                    "visit %s: its PSF-matching kernel misses the model PSF by %.1f %% (relative "
+                    "L2); differences with this warp keep residuals at every source. A larger "
+                    "matchingKernelSize (now %d) may help",
+                    visits[i],
+                    100 * residuals[i],
+                    size,
+                )
     logger.info(
         "model PSF: core FWHM %.3f px%s (defaultFwhm %.3f px; widest input %.3f px, needing "
         "a core of %.3f px); matching residuals %.2f-%.2f %%",

@@ -55,11 +55,48 @@ def _opening_structure(width: int) -> np.ndarray:
     return ndimage.iterate_structure(cross, width)[None, :, :]
 
 
+def _erode_cross(flags: np.ndarray) -> np.ndarray:
+    """Erosion of the last two axes by the 3×3 cross; pixels outside count as unflagged."""
+    out = flags.copy()
+    out[..., 1:, :] &= flags[..., :-1, :]
+    out[..., :-1, :] &= flags[..., 1:, :]
+    out[..., :, 1:] &= flags[..., :, :-1]
+    out[..., :, :-1] &= flags[..., :, 1:]
+    out[..., 0, :] = out[..., -1, :] = False
+    out[..., :, 0] = out[..., :, -1] = False
+    return out
+
+
+def _dilate_cross(flags: np.ndarray) -> np.ndarray:
+    """Dilation of the last two axes by the 3×3 cross."""
+    out = flags.copy()
+    out[..., 1:, :] |= flags[..., :-1, :]
+    out[..., :-1, :] |= flags[..., 1:, :]
+    out[..., :, 1:] |= flags[..., :, :-1]
+    out[..., :, :-1] |= flags[..., :, 1:]
+    return out
+
+
 def _surviving(flags: np.ndarray, width: int) -> np.ndarray:
-    """Flags of a ``(S, ny, nx)`` stack that survive a per-plane opening of radius ``width``."""
+    """Flags of a ``(S, ny, nx)`` stack that survive a per-plane opening of radius ``width``.
+
+    The opening by the diamond of radius ``width`` (:func:`_opening_structure`,
+    as ``ndimage.binary_opening`` with border value 0) done as ``width`` erosions,
+    then ``width`` dilations, by the cross in shifted boolean views: the same
+    flags, ~10x faster than ``ndimage.binary_opening`` (which took a fifth of
+    a model update on a 512² tile, benchmarks/README.md, ``bench_end_to_end``).
+    """
     if width <= 0:
         return flags
-    return ndimage.binary_opening(flags, structure=_opening_structure(width))
+    flags = np.asarray(flags, dtype=bool)
+    if flags.shape[-1] < 2 or flags.shape[-2] < 2:  # no pixel has all four neighbours
+        return ndimage.binary_opening(flags, structure=_opening_structure(width))
+    out = flags
+    for _ in range(width):
+        out = _erode_cross(out)
+    for _ in range(width):
+        out = _dilate_cross(out)
+    return out
 
 
 def apply_thresholds(
