@@ -325,9 +325,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  peak total {results[-1]['total'] / GIB:.2f} GiB, wall {results[-1]['wall']:.0f} s",
             flush=True,
         )
-    report(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        # each size's figures as soon as they are measured (a long run may be cut short)
+        report(results[-1:])
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+    if len(results) > 1:
+        print("all sizes, side by side:")
+        report(results)
     return 0
 
 
