@@ -1,18 +1,22 @@
-"""Memory: the fit plans its groups of subregions from what the workers have left,
-and a tile whose fit does not fit in the workers' memory is done in groups by
-workers that really have a memory limit, without any of them being restarted."""
+"""Memory: the fit plans its groups of subregions from what the workers have left
+and from how many subregions the cluster computes at once, a tile whose fit does
+not fit in the workers' memory is done in groups by workers that really have a
+memory limit, without any of them being restarted, and what a run holds on its
+workers does not grow with the tile."""
 
 import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from dask.utils import key_split
 from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 import dcr_dask
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.graph.assemble import TileGrid, block_memory_bytes, plan_groups
-from dcr_dask.running.memory import cluster_memory_budget
+from dcr_dask.running.memory import cluster_blocks_in_flight, cluster_memory_budget
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 MiB = 2**20
@@ -37,6 +41,27 @@ def test_no_budget_without_limits_or_workers_and_bad_fractions_refused():
     assert cluster_memory_budget(_client()) is None
     with pytest.raises(ValueError, match="fraction"):
         cluster_memory_budget(_client(), fraction=0.0)
+
+
+def test_blocks_in_flight_are_two_per_worker_thread():
+    client = _client({"nthreads": 1}, {"nthreads": 3})
+    assert cluster_blocks_in_flight(client) == 8
+    assert cluster_blocks_in_flight(client, per_thread=1) == 4
+    assert cluster_blocks_in_flight(_client()) is None
+    with pytest.raises(ValueError, match="per_thread"):
+        cluster_blocks_in_flight(client, per_thread=0)
+
+
+def test_groups_hold_at_most_max_blocks_whatever_the_budget():
+    grid = TileGrid.from_subregion_size((256, 256), (64, 64))  # 16 blocks
+    blocks = list(grid.blocks())
+    assert plan_groups(grid, 10.0, None, max_blocks=4) == [blocks[k : k + 4] for k in (0, 4, 8, 12)]
+    assert plan_groups(grid, 10.0, 1e12, max_blocks=4) == plan_groups(grid, 10.0, None, 4)
+    # the budget still bounds the groups when it is the tighter bound
+    assert plan_groups(grid, 10.0, 25.0, max_blocks=4) == [
+        blocks[k : k + 2] for k in range(0, 16, 2)
+    ]
+    assert plan_groups(grid, 10.0, None) == [blocks]
 
 
 def test_block_memory_grows_with_visits_subbands_and_halo():
@@ -91,8 +116,94 @@ def test_a_fit_larger_than_worker_memory_runs_in_groups(tmp_path):
     need = block_memory_bytes(grid, record["halo_px"], 6, 3)
     budget = record["memory_budget_bytes"]
     assert budget is not None and need * len(blocks) > budget, (need / MiB, budget / MiB)
-    assert record["groups"] == len(plan_groups(grid, need, budget)) > 1
+    cap = record["max_blocks_per_group"]
+    assert cap == 4  # two workers of one thread
+    assert record["groups"] == len(plan_groups(grid, need, budget, cap)) > 1
     assert record["groups"] == len({b["group"] for b in blocks})
     assert all(b["iterations"] >= 1 for b in blocks)
     model = dataset["dcr_model"].values
     assert np.all(np.isfinite(model)) and math.isfinite(float(model.sum()))
+
+
+class _PeakHeld(SchedulerPlugin):
+    """On the scheduler: the largest total size of the task results held on the workers at
+    once (each result counted once, however many workers have a copy), and the size of the
+    largest ``_prepare_block`` result (one subregion's fit inputs)."""
+
+    name = "dcr-dask-test-peak-held"
+
+    def __init__(self):
+        self.held = {}
+        self.total = 0
+        self.peak = 0
+        self.block_inputs = 0
+
+    def start(self, scheduler):
+        self.scheduler = scheduler
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if start == "memory":
+            self.total -= self.held.pop(key, 0)
+        if finish == "memory":
+            nbytes = self.scheduler.tasks[key].nbytes
+            self.held[key] = nbytes
+            self.total += nbytes
+            self.peak = max(self.peak, self.total)
+            if "prepare_block" in key_split(key):
+                self.block_inputs = max(self.block_inputs, nbytes)
+
+
+@pytest.mark.slow
+def test_what_the_workers_hold_does_not_grow_with_the_tile(tmp_path):
+    """A tile of 4x4 subregions on two workers of one thread with memory to spare: the
+    task results held at once (counted by the scheduler, not sampled) stay below eight
+    subregions' fit inputs. A fit that put every subregion of the tile in one group,
+    what the budget alone allows here, held all 16 at once: its memory grew with the
+    tile."""
+    size, n, visits = 48, 4, (1.02, 1.3, 1.7, 2.0)
+    config = DcrAssembleCoaddConfig()
+    config.update(
+        effectiveWavelength=478.0,
+        bandwidth=147.0,
+        subregionSize=[size, size],
+        minNumIter=1,
+        maxNumIter=1,
+    )
+    spec = SimulationSpec(
+        shape=(n * size, n * size),
+        airmasses=visits,
+        holdout_airmasses=(),
+        n_stars=4 * n * n,
+        n_galaxies=n * n,
+        seed=3,
+    )
+    paths = write_simulation(simulate_tile(spec), tmp_path / "sim")
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            memory_limit="4GiB",  # a budget far above what this tile needs
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.register_plugin(_PeakHeld())
+        dataset = dcr_dask.run(config, paths["warps"], output=tmp_path / "out.zarr", client=client)
+        peak, block_inputs = client.run_on_scheduler(
+            lambda dask_scheduler: (
+                dask_scheduler.plugins[_PeakHeld.name].peak,
+                dask_scheduler.plugins[_PeakHeld.name].block_inputs,
+            )
+        )
+    record = dataset.attrs["convergence"]
+    assert len(record["blocks"]) == n * n
+    # the precondition: the budget alone would put all 16 blocks in one group
+    grid = TileGrid.from_subregion_size(spec.shape, (size, size))
+    assert record["memory_budget_bytes"] > n * n * block_memory_bytes(
+        grid, record["halo_px"], len(visits), config.dcrNumSubfilters
+    )
+    assert block_inputs > 0
+    assert peak < 8 * block_inputs, (peak / MiB, block_inputs / MiB)
+    assert record["max_blocks_per_group"] == 4
+    assert record["groups"] == 4

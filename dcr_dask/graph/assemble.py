@@ -392,7 +392,10 @@ def block_memory_bytes(grid: TileGrid, halo: int, n_visits: int, n_subfilters: i
 
 
 def plan_groups(
-    grid: TileGrid, bytes_per_block: float, memory_budget_bytes: float | None
+    grid: TileGrid,
+    bytes_per_block: float,
+    memory_budget_bytes: float | None,
+    max_blocks: int | None = None,
 ) -> list[list[tuple[int, int]]]:
     """Split the blocks into groups whose inputs fit in a memory budget.
 
@@ -406,7 +409,12 @@ def plan_groups(
     bytes_per_block : float
         Memory one grown block's inputs take while it is fitted, bytes.
     memory_budget_bytes : float or None
-        What a group may take; None puts every block in one group.
+        What a group may take; None sets no memory bound.
+    max_blocks : int, optional
+        At most this many blocks in a group, whatever the budget (a run passes
+        what its cluster fits at once, so that the fit's memory follows the
+        cluster, not the tile); None sets no such bound. Without either bound,
+        every block is in one group.
 
     Returns
     -------
@@ -414,9 +422,12 @@ def plan_groups(
         The groups, in processing order.
     """
     blocks = list(grid.blocks())
-    if memory_budget_bytes is None:
-        return [blocks]
-    per_group = max(1, int(memory_budget_bytes // max(bytes_per_block, 1.0)))
+    per_group = len(blocks)
+    if memory_budget_bytes is not None:
+        per_group = min(per_group, int(memory_budget_bytes // max(bytes_per_block, 1.0)))
+    if max_blocks is not None:
+        per_group = min(per_group, int(max_blocks))
+    per_group = max(1, per_group)
     return [blocks[start : start + per_group] for start in range(0, len(blocks), per_group)]
 
 
@@ -493,6 +504,7 @@ def fit_tile(
     *,
     halo: int,
     memory_budget_bytes: float | None = None,
+    max_blocks_per_group: int | None = None,
     groups: Sequence[Sequence[tuple[int, int]]] | None = None,
     finished: Mapping[int, Sequence[BlockFit]] | None = None,
     on_group_done: Callable[[int, list[list[tuple[int, int]]], list[BlockFit]], None] | None = None,
@@ -516,7 +528,10 @@ def fit_tile(
     halo : int
         Halo of every block, pixels (:func:`dcr_dask.graph.halos.halo_px`).
     memory_budget_bytes : float, optional
-        Memory a group of blocks may use; None fits all blocks together.
+        Memory a group of blocks may use; None sets no memory bound.
+    max_blocks_per_group : int, optional
+        At most this many blocks in a group (:func:`plan_groups`); with neither
+        bound, all blocks are fitted together.
     groups : sequence of sequence of (int, int), optional
         The groups of blocks, in the order they are fitted; default
         :func:`plan_groups` with ``memory_budget_bytes``. A resumed run gives
@@ -546,7 +561,7 @@ def fit_tile(
     n_visits = inputs.images.shape[0]
     if groups is None:
         bytes_per_block = block_memory_bytes(grid, halo, n_visits, S)
-        groups = plan_groups(grid, bytes_per_block, memory_budget_bytes)
+        groups = plan_groups(grid, bytes_per_block, memory_budget_bytes, max_blocks_per_group)
     plan: list[list[tuple[int, int]]] = [[(int(i), int(j)) for i, j in group] for group in groups]
     if sorted(b for group in plan for b in group) != sorted(grid.blocks()):
         raise ValueError("the groups do not hold every block of the grid exactly once")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["cluster_memory_budget"]
+__all__ = ["BLOCKS_PER_THREAD", "cluster_blocks_in_flight", "cluster_memory_budget"]
+
+#: Blocks of the fit per worker thread in one group (:func:`cluster_blocks_in_flight`):
+#: two keep every thread busy while the slower blocks of an iteration finish.
+BLOCKS_PER_THREAD = 2
 
 
 def cluster_memory_budget(client: Any, fraction: float = 0.5) -> float | None:
@@ -41,3 +45,32 @@ def cluster_memory_budget(client: Any, fraction: float = 0.5) -> float | None:
         used = float(info.get("metrics", {}).get("memory", 0) or 0)
         total += max(0.0, fraction * float(limit) - used)
     return total
+
+
+def cluster_blocks_in_flight(client: Any, per_thread: int = BLOCKS_PER_THREAD) -> int | None:
+    """How many subregions the fit keeps on a Dask cluster at once: ``per_thread`` per
+    worker thread.
+
+    A group of subregions holds its inputs (every visit of every subregion, grown by
+    the halo) in the workers' memory until it is written. More subregions than the
+    cluster computes at once do not make the fit faster, only its memory larger, and
+    a budget alone lets that memory grow with the tile up to what the workers have.
+    This bound makes it follow the cluster, not the tile.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The run's client.
+    per_thread : int
+        Subregions per worker thread, >= 1.
+
+    Returns
+    -------
+    int or None
+        Subregions; None if there are no workers (then no bound).
+    """
+    if per_thread < 1:
+        raise ValueError(f"per_thread must be >= 1, got {per_thread!r}")
+    workers = client.scheduler_info()["workers"]
+    threads = sum(int(info.get("nthreads") or 1) for info in workers.values())
+    return per_thread * threads if threads else None

@@ -127,7 +127,7 @@ from dcr_dask.running.input_checks import (
     reject_visits,
     visit_quality,
 )
-from dcr_dask.running.memory import cluster_memory_budget
+from dcr_dask.running.memory import cluster_blocks_in_flight, cluster_memory_budget
 from dcr_dask.settings import (
     coadd_transmission,
     compare_warp_settings,
@@ -191,9 +191,11 @@ def run(
         Memory one group of subregions may use on the cluster. None (the
         default) takes what the workers have left
         (:func:`dcr_dask.running.memory.cluster_memory_budget`: half of each
-        worker's memory limit minus what it uses), or fits all subregions
-        together when the workers have no memory limit; ``math.inf`` fits all
-        subregions together.
+        worker's memory limit minus what it uses), and puts at most two
+        subregions per worker thread in a group
+        (:func:`dcr_dask.running.memory.cluster_blocks_in_flight`), so that the
+        fit's memory follows the cluster, not the tile; a budget given here is
+        the only bound (``math.inf`` fits all subregions together).
     cluster_options : mapping, optional
         Keywords of :func:`dcr_dask.running.cluster.dask_client` for the cluster started
         when no ``client`` is given (the command line's cluster options).
@@ -303,6 +305,7 @@ class _Run:
     input_warnings: list[dict[str, Any]]
     stages: _Stages = attrs.field(default=None)
     memory_budget_bytes: float | None = None
+    max_blocks_per_group: int | None = None
     running: list[str] = attrs.field(factory=lambda: ["starting the cluster"])
     timings: dict[str, float] = attrs.field(factory=dict)
     active: Any = None
@@ -498,6 +501,9 @@ def _plan_fit(r: _Run) -> None:
     # given template)
     r.direct_sigma = _median_psf_sigma(r.ingested, config, r.matching)
     if r.memory_budget_bytes is None:
+        # a group holds its subregions' inputs until it is written: no more of them
+        # than the cluster computes at once, else the fit's memory grows with the tile
+        r.max_blocks_per_group = cluster_blocks_in_flight(r.active)
         r.memory_budget_bytes = cluster_memory_budget(r.active)
         if r.memory_budget_bytes is not None:
             log.info(
@@ -506,7 +512,9 @@ def _plan_fit(r: _Run) -> None:
             )
     if r.memory_budget_bytes is not None and not math.isfinite(r.memory_budget_bytes):
         r.memory_budget_bytes = None
-    r.fit_plan = _FitPlan(r.grid, r.shifts, r.settings, r.halo, r.memory_budget_bytes)
+    r.fit_plan = _FitPlan(
+        r.grid, r.shifts, r.settings, r.halo, r.memory_budget_bytes, r.max_blocks_per_group
+    )
 
 
 def _artifact_masks(r: _Run) -> None:
@@ -624,6 +632,7 @@ def _fit(r: _Run) -> None:
             ScratchModel(r.scratch),
             halo=r.halo,
             memory_budget_bytes=r.memory_budget_bytes,
+            max_blocks_per_group=r.max_blocks_per_group,
             groups=fit_done["groups"] if fit_done else None,
             finished=finished,
             on_group_done=group_done,
@@ -710,6 +719,7 @@ def _write(r: _Run) -> dict[str, Any]:
                 "halo_px": r.halo,
                 "buffer_px": int(max(s.buffer_px for s in r.shifts.values())),
                 "memory_budget_bytes": r.memory_budget_bytes,
+                "max_blocks_per_group": r.max_blocks_per_group,
                 "groups": len({f.group for f in r.fits}),
                 "artifact_reference": str(config.artifactReference),
                 "reference_blocks": [f.as_dict(grid) for f in r.reference_fits],
@@ -844,6 +854,7 @@ class _FitPlan:
     settings: FitSettings
     halo: int
     memory_budget_bytes: float | None
+    max_blocks_per_group: int | None
 
 
 #: The DCR fit behind ``artifactReference="dcrTemplate"`` may run up to this many
@@ -932,6 +943,7 @@ def _artifacts_against_dcr_templates(
         ScratchModel(scratch),
         halo=plan.halo,
         memory_budget_bytes=plan.memory_budget_bytes,
+        max_blocks_per_group=plan.max_blocks_per_group,
     )
     templates = forward_model_tile(
         model,
