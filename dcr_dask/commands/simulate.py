@@ -9,12 +9,7 @@ import argparse
 import logging
 
 from dcr_dask.commands._common import non_negative_int, positive_int, standard_band_name
-from dcr_dask.simulate import (
-    default_demo_spec,
-    simulate_tile,
-    standard_band_spec,
-    write_simulation,
-)
+from dcr_dask.simulate import default_demo_spec, standard_band_spec, write_simulation
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
         spec = default_demo_spec(shape=args.size, seed=args.seed)
     else:
         spec = standard_band_spec(args.band, shape=args.size, seed=args.seed)
-    tile = simulate_tile(spec)
-    paths = write_simulation(tile, args.output, overwrite=args.overwrite)
+    # written visit by visit: the tile may be larger than memory
+    paths = write_simulation(spec, args.output, overwrite=args.overwrite)
     print(f"wrote {len(paths['warps'])} warps to {args.output}/warps")
     if paths["holdout"]:
         print(f"wrote {len(paths['holdout'])} held-out visits to {args.output}/holdout")
