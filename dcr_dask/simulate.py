@@ -979,13 +979,15 @@ def _simulate_visits(
             plan.seeing_fwhm_px[v] / FWHM_PER_SIGMA,
             streak=v in spec.streak_visits,
         )
-        yield (
+        visit = (
             image.astype(np.float32),
             variance.astype(np.float32),
             mask,
             true.astype(np.float32),
             artifact,
         )
+        del true, image, variance  # the float64 copies, before the next visit is drawn
+        yield visit
 
 
 def _simulation_planes(spec: SimulationSpec) -> MaskPlanes:
@@ -1100,8 +1102,15 @@ def _observe_visit(
         observed += _streak(shape, rng, artifact, peak=20.0 * spec.sky_sigma, sigma=psf_sigma)
     for _ in range(spec.cosmic_rays_per_visit):
         _cosmic_ray(observed, artifact, rng, amplitude=40.0 * spec.sky_sigma)
-    variance = spec.sky_sigma**2 + np.clip(true, 0.0, None) / spec.gain
-    image = observed + rng.standard_normal(shape) * np.sqrt(variance)
+    # sky_sigma² + clip(true) / gain and observed + noise · sqrt(variance), in place
+    variance = np.clip(true, 0.0, None)
+    variance /= spec.gain
+    variance += spec.sky_sigma**2
+    noise = rng.standard_normal(shape)
+    noise *= np.sqrt(variance)
+    image = observed
+    image += noise
+    del noise
     mask = np.zeros(shape, dtype=np.int32)
     if spec.detected_plane:
         footprints = true > spec.detection_sigma * spec.sky_sigma
@@ -1204,7 +1213,7 @@ def _streak(
 ) -> np.ndarray:
     """A straight satellite trail across the tile with a Gaussian cross-section."""
     ny, nx = shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
+    yy, xx = np.ogrid[0:ny, 0:nx]
     angle = rng.uniform(0.0, math.pi)
     cy, cx = rng.uniform(0.3, 0.7) * ny, rng.uniform(0.3, 0.7) * nx
     distance = (yy - cy) * math.cos(angle) - (xx - cx) * math.sin(angle)

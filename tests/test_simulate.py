@@ -2,6 +2,7 @@
 
 import math
 
+import attrs
 import numpy as np
 import pytest
 
@@ -468,3 +469,51 @@ def test_fourier_blocks_match_the_whole_tile_rendering(profile, monkeypatch):
                 np.hypot(fwhm[v][None, :] / FWHM_PER_SIGMA, sigma[:, None]).reshape(-1),
             )
             np.testing.assert_allclose(blocks[v], exact, rtol=0, atol=2e-6 * exact.max())
+
+
+def test_writing_a_spec_holds_about_one_visit_in_memory(tmp_path):
+    import tracemalloc
+
+    spec = SimulationSpec(
+        **{**_spec_kwargs(SMALL), "shape": (128, 128), "airmasses": tuple(np.linspace(1.01, 2, 24))}
+    )
+    write_simulation(attrs.evolve(spec, shape=(32, 32)), tmp_path / "warm-up")  # astropy's tables
+    float64_visit = 8 * 128 * 128
+    peaks = {}
+    for name, tile in (("streamed", lambda: spec), ("in memory", lambda: simulate_tile(spec))):
+        tracemalloc.start()
+        try:
+            write_simulation(tile(), tmp_path / name)
+            peaks[name] = tracemalloc.get_traced_memory()[1] / float64_visit
+        finally:
+            tracemalloc.stop()
+    # streamed: a visit's float64 temporaries and the float32 visit being written (about
+    # 11 float64 visits); in memory, the 25 visits take 25 × 17 bytes a pixel (images,
+    # variances, masks, noise-free images, artifacts), 53 float64 visits
+    assert peaks["streamed"] < 16 < 50 < peaks["in memory"], peaks
+
+
+def test_the_fourier_renderer_draws_a_large_tile_block_by_block_onto_disk(tmp_path, monkeypatch):
+    import dcr_dask.simulate as simulate
+
+    monkeypatch.setattr(simulate, "_RENDER_BLOCK", 48)
+    rendered, stacks = [], []
+    render_fourier, render_blocks = simulate._render_fourier, simulate._render_fourier_blocks
+
+    def fourier(shape, *args, **kwargs):
+        rendered.append(shape)
+        return render_fourier(shape, *args, **kwargs)
+
+    def blocks(*args):
+        stacks.append(args[-1])
+        return render_blocks(*args)
+
+    monkeypatch.setattr(simulate, "_render_fourier", fourier)
+    monkeypatch.setattr(simulate, "_render_fourier_blocks", blocks)
+    spec = _moffat_spec(shape=(96, 80), airmasses=(1.0, 1.3, 1.6), psf_stamp_size=25)
+    paths = write_simulation(spec, tmp_path)
+    stamps = (spec.psf_stamp_size, spec.psf_stamp_size)
+    assert sorted(set(rendered)) == sorted({stamps, (48, 48), (48, 32)})
+    assert [type(s).__name__ for s in stacks] == ["_DiskStack"]
+    assert not stacks[0].path.exists()  # the scratch folder is gone
+    assert len(paths["warps"]) == 3
