@@ -17,6 +17,11 @@ pixel grid, by FFT. The PSF may widen toward the blue (chromatic seeing). The
 engine instead shifts whole sub-band images, so agreement between the two is
 a real check. :func:`default_demo_spec` is the idealised tile the package was
 first tuned on; :func:`realistic_spec` is closer to real warps.
+
+:func:`simulate_tile` returns a tile in memory; ``write_simulation(spec,
+directory)`` writes the same files visit by visit as it simulates them, so
+that a tile may be larger than memory (benchmarks/README.md,
+"bench_simulate.py").
 """
 
 from __future__ import annotations

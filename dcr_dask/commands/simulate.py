@@ -1,6 +1,12 @@
 """Write a synthetic DCR tile: warps in the FITS layout dcr_dask reads, plus the truth.
 
-The files are described in docs/file-formats.md, "Simulated tiles".
+The files are described in docs/file-formats.md, "Simulated tiles". The tile
+is simulated visit by visit as it is written, so it may be larger than memory:
+24 visits of 4096² pixels (idealised, 4.5 GiB of files) took 1.1 GiB at peak,
+against 2.5 GiB for 2048² before (benchmarks/README.md, "bench_simulate.py").
+With Moffat PSFs (the default, realistic tile) every visit's noise-free image
+first goes to a scratch file (8 bytes a pixel a visit) in a hidden folder of
+the output directory, deleted when done.
 """
 
 from __future__ import annotations
