@@ -2,8 +2,9 @@
 
 The files are described in docs/file-formats.md, "Simulated tiles". The tile
 is simulated visit by visit as it is written, so it may be larger than memory:
-24 visits of 4096² pixels (idealised, 4.5 GiB of files) took 1.1 GiB at peak,
-against 2.5 GiB for 2048² before (benchmarks/README.md, "bench_simulate.py").
+24 visits of 4096² pixels (idealised, 4.5 GiB of files) took 1.1 GiB at peak
+and 8192² (18 GiB of files) 3.3 GiB, against 2.5 GiB for 2048² when the tile
+was held in memory (benchmarks/README.md, "bench_simulate.py").
 With Moffat PSFs (the default, realistic tile) every visit's noise-free image
 first goes to a scratch file (8 bytes a pixel a visit) in a hidden folder of
 the output directory, deleted when done.
