@@ -17,6 +17,11 @@ pixel grid, by FFT. The PSF may widen toward the blue (chromatic seeing). The
 engine instead shifts whole sub-band images, so agreement between the two is
 a real check. :func:`default_demo_spec` is the idealised tile the package was
 first tuned on; :func:`realistic_spec` is closer to real warps.
+
+:func:`simulate_tile` returns a tile in memory; ``write_simulation(spec,
+directory)`` writes the same files visit by visit as it simulates them, so
+that a tile may be larger than memory (benchmarks/README.md,
+"bench_simulate.py").
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 import attrs
 import numpy as np
@@ -41,6 +47,9 @@ from dcr_dask.masks import MaskPlanes, run_layout
 from dcr_dask.physics import geometry, refraction
 from dcr_dask.physics.bands import standard_band
 from dcr_dask.visit import Observatory, VisitInfo, Weather
+
+if TYPE_CHECKING:
+    from dcr_dask.io.npz import NpzWriter
 
 __all__ = [
     "PSF_PROFILES",
@@ -544,6 +553,8 @@ def _render_fourier(
     beta: np.ndarray,
     shifts: np.ndarray,
     profile: str,
+    *,
+    pad: int = 0,
 ) -> np.ndarray:
     """Noise-free images of several visits of one catalogue, through radial PSFs.
 
@@ -559,8 +570,8 @@ def _render_fourier(
     function is above ``_OTF_FLOOR``. Sampling that transform on a grid padded
     beyond the tile and inverting it by FFT gives the pixel values without
     truncating any stamp; light wraps around the padded grid only where the
-    PSF is below ``_WRAP_LEVEL`` of its peak. The source sums are matrix
-    products, shared by all visits.
+    PSF is below ``_WRAP_LEVEL`` of its peak, or farther than ``pad`` more
+    pixels. The source sums are matrix products, shared by all visits.
 
     Returns
     -------
@@ -568,9 +579,8 @@ def _render_fourier(
         ``(visit, ny, nx)`` float64 images.
     """
     n_visits, n_samples = fwhm.shape
-    widest = int(np.argmin(beta)) if profile == "moffat" else 0
-    margin = math.ceil(_wrap_radius(profile, float(fwhm.max()), float(beta[widest])))
-    padded = [sp_fft.next_fast_len(n + margin, real=True) for n in shape]
+    margin = _fourier_margin(profile, fwhm, beta)
+    padded = [sp_fft.next_fast_len(n + margin + pad, real=True) for n in shape]
     qy = np.fft.fftfreq(padded[0])
     qx = np.fft.rfftfreq(padded[1])
     q_max = np.array(
@@ -604,6 +614,67 @@ def _render_fourier(
                 spectra[v] += _otf(profile, rho, fwhm[v, sample], beta[v]) * phase * sources
     images = sp_fft.irfft2(spectra, s=padded, axes=(1, 2))
     return images[:, : shape[0], : shape[1]]
+
+
+def _fourier_margin(profile: str, fwhm: np.ndarray, beta: np.ndarray) -> int:
+    """Padding (pixels) of the Fourier renderer's grid: the widest PSF's wrap radius."""
+    widest = int(np.argmin(beta)) if profile == "moffat" else 0
+    return math.ceil(_wrap_radius(profile, float(fwhm.max()), float(beta[widest])))
+
+
+#: Side (pixels) of the blocks in which the Fourier renderer draws a tile larger
+#: than one block, so that its memory is bounded by a block and its time grows
+#: with the tile's area (whole, with the number of sources times the area).
+_RENDER_BLOCK = 512
+
+
+def _render_fourier_blocks(
+    shape: tuple[int, int],
+    catalogue: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    fwhm: np.ndarray,
+    beta: np.ndarray,
+    shifts: np.ndarray,
+    profile: str,
+    out: _VisitStack,
+) -> None:
+    """:func:`_render_fourier` into ``out[visit, y, x]``, block by block.
+
+    ``catalogue`` is ``(y, x, sigma, sample_flux)``. A tile of at most
+    ``_RENDER_BLOCK`` pixels a side is rendered whole. A larger one is cut
+    into blocks of that side; each is rendered from the sources within
+    ``reach`` of it (the widest PSF's wrap radius, plus six galaxy sigmas and
+    the largest DCR shift) on a grid padded by ``reach`` more, so that none
+    of their light wraps onto the block. What is left out (the light of
+    farther sources, and a nearer source's beyond ``reach``) is below
+    ``_WRAP_LEVEL`` of a PSF's peak, the level at which a whole tile wraps.
+    """
+    y, x, sigma, sample_flux = catalogue
+    block = _RENDER_BLOCK
+    if max(shape) <= block:
+        out[:, :, :] = _render_fourier(shape, y, x, sigma, sample_flux, fwhm, beta, shifts, profile)
+        return
+    reach = (
+        _fourier_margin(profile, fwhm, beta)
+        + math.ceil(6.0 * float(sigma.max(initial=0.0)))
+        + math.ceil(float(np.abs(shifts).max(initial=0.0)))
+    )
+    for y0 in range(0, shape[0], block):
+        for x0 in range(0, shape[1], block):
+            h, w = min(block, shape[0] - y0), min(block, shape[1] - x0)
+            near = (y >= y0 - reach) & (y < y0 + h + reach)
+            near &= (x >= x0 - reach) & (x < x0 + w + reach)
+            out[:, y0 : y0 + h, x0 : x0 + w] = _render_fourier(
+                (h, w),
+                y[near] - y0,
+                x[near] - x0,
+                sigma[near],
+                sample_flux[near],
+                fwhm,
+                beta,
+                shifts,
+                profile,
+                pad=reach,
+            )
 
 
 def _wavelength_grid(spec: SimulationSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -739,70 +810,189 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     -------
     SimulatedTile
         Warps, metadata and truth, in memory.
+
+    Notes
+    -----
+    The whole tile is held in memory, every visit at once; ``write_simulation(spec,
+    directory)`` writes the same files from the spec visit by visit, for tiles
+    larger than memory.
     """
-    spec = spec or SimulationSpec()
+    plan, rng = _plan_tile(spec or SimulationSpec())
+    stack_shape = (len(plan.visits), *plan.spec.shape)
+    images = np.zeros(stack_shape, dtype=np.float32)
+    variances = np.zeros_like(images)
+    true_images = np.zeros_like(images)
+    masks = np.zeros(stack_shape, dtype=np.int32)
+    artifacts = np.zeros(stack_shape, dtype=bool)
+    for v, visit in enumerate(_simulate_visits(plan, rng, np.zeros)):
+        images[v], variances[v], masks[v], true_images[v], artifacts[v] = visit
+    return SimulatedTile(
+        spec=plan.spec,
+        wcs=plan.wcs,
+        mask_planes=plan.mask_planes,
+        visits=plan.visits,
+        holdout=plan.holdout,
+        images=images,
+        variances=variances,
+        masks=masks,
+        psfs=plan.psfs,
+        psf_fwhm_px=plan.psf_fwhm_px,
+        seeing_fwhm_px=plan.seeing_fwhm_px,
+        psf_beta=plan.psf_beta,
+        psf_stamp_flux=plan.psf_stamp_flux,
+        shifts_px=plan.shifts_px,
+        true_images=true_images,
+        true_subbands=np.stack(list(_true_subband_images(plan))),
+        artifacts=artifacts,
+        sources=plan.sources,
+        wavelength_edges_nm=plan.wavelength_edges_nm,
+        truth_psf_fwhm_px=plan.truth_psf_fwhm_px,
+    )
+
+
+@attrs.frozen
+class _TilePlan:
+    """A tile before its pixels: what :class:`SimulatedTile` holds but the images.
+
+    The attributes of the same names as :class:`SimulatedTile`'s are the
+    same; ``catalogue`` is ``(y, x, sigma, sample_flux)`` with
+    ``sample_flux`` of shape ``(source, sample)``, and ``sample_fwhm`` and
+    ``sample_shifts`` the PSF FWHM and the ``(dy, dx)`` DCR displacement of
+    each visit and wavelength sample.
+    """
+
+    spec: SimulationSpec
+    wcs: WCS
+    mask_planes: MaskPlanes
+    visits: list[VisitInfo]
+    holdout: np.ndarray
+    psfs: np.ndarray
+    psf_fwhm_px: np.ndarray
+    seeing_fwhm_px: np.ndarray
+    psf_beta: np.ndarray
+    psf_stamp_flux: np.ndarray
+    shifts_px: np.ndarray
+    sources: list[Source]
+    wavelength_edges_nm: np.ndarray
+    truth_psf_fwhm_px: float
+    catalogue: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    sample_fwhm: np.ndarray
+    sample_shifts: np.ndarray
+
+
+def _plan_tile(spec: SimulationSpec) -> tuple[_TilePlan, np.random.Generator]:
+    """Draw the sources, the visits and their PSFs; the generator continues with the noise."""
     rng = np.random.default_rng(spec.seed)
-    shape = spec.shape
-    wcs = make_tile_wcs(shape, spec.ra_deg, spec.dec_deg, spec.pixel_scale_arcsec)
-    planes = _simulation_planes(spec)
+    wcs = make_tile_wcs(spec.shape, spec.ra_deg, spec.dec_deg, spec.pixel_scale_arcsec)
     edges, samples, widths = _wavelength_grid(spec)
     sources = _draw_sources(spec, rng, samples, widths)
     airmasses = list(spec.airmasses) + list(spec.holdout_airmasses)
-    n_visits = len(airmasses)
-    holdout = np.arange(n_visits) >= len(spec.airmasses)
-    seeing, beta = _draw_seeing(spec, rng, n_visits)
+    holdout = np.arange(len(airmasses)) >= len(spec.airmasses)
+    seeing, beta = _draw_seeing(spec, rng, len(airmasses))
     truth_fwhm = float(spec.truth_psf_fwhm_px or np.median(seeing[~holdout]))
     # PSF FWHM of each visit and wavelength sample (chromatic seeing), and the
     # flat-spectrum weight of each sample.
     chromatic = (samples.ravel() / spec.effective_wavelength_nm) ** spec.seeing_wavelength_exponent
     sample_fwhm = seeing[:, None] * chromatic[None, :]
     flat_weight = widths.ravel() / widths.sum()
-
     src_y, src_x, src_sigma, sample_flux = _source_arrays(spec, sources, samples, widths)
-    true_subbands = _true_subbands(spec, sources, (src_y, src_x, src_sigma), truth_fwhm)
     visits, psf_fwhm, sample_shifts, shifts = _simulated_visits(
         spec, wcs, airmasses, samples, seeing, (sample_fwhm, flat_weight, beta)
     )
-    true_images, psfs = _render_visits(
-        spec,
-        (src_y, src_x, src_sigma, sample_flux.reshape(len(sources), -1)),
-        sample_fwhm,
-        beta,
-        sample_shifts,
-        flat_weight,
-    )
-    psf_stamp_flux = psfs.sum(axis=(1, 2))
-    psfs = (psfs / psf_stamp_flux[:, None, None]).astype(np.float32)
-    images, variances, masks, artifacts = _observe_visits(spec, rng, planes, true_images, seeing)
-    log.info(
-        "simulated %d visits of %dx%d pixels with %d sources",
-        n_visits,
-        shape[0],
-        shape[1],
-        len(sources),
-    )
-    return SimulatedTile(
+    stamps = _psf_stamps(spec, sample_fwhm, beta, flat_weight)
+    psf_stamp_flux = stamps.sum(axis=(1, 2))
+    plan = _TilePlan(
         spec=spec,
         wcs=wcs,
-        mask_planes=planes,
+        mask_planes=_simulation_planes(spec),
         visits=visits,
         holdout=holdout,
-        images=images,
-        variances=variances,
-        masks=masks,
-        psfs=psfs,
+        psfs=(stamps / psf_stamp_flux[:, None, None]).astype(np.float32),
         psf_fwhm_px=psf_fwhm,
         seeing_fwhm_px=seeing,
         psf_beta=beta,
         psf_stamp_flux=psf_stamp_flux,
         shifts_px=shifts,
-        true_images=true_images.astype(np.float32),
-        true_subbands=true_subbands,
-        artifacts=artifacts,
         sources=sources,
         wavelength_edges_nm=edges,
         truth_psf_fwhm_px=truth_fwhm,
+        catalogue=(src_y, src_x, src_sigma, sample_flux.reshape(len(sources), -1)),
+        sample_fwhm=sample_fwhm,
+        sample_shifts=sample_shifts,
     )
+    log.info(
+        "simulating %d visits of %dx%d pixels with %d sources",
+        len(visits),
+        spec.shape[0],
+        spec.shape[1],
+        len(sources),
+    )
+    return plan, rng
+
+
+class _VisitStack(Protocol):
+    """A ``(visit, y, x)`` float64 stack, written in blocks and read a visit at a time."""
+
+    def __getitem__(self, visit: int, /) -> np.ndarray: ...
+
+    def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray, /) -> None: ...
+
+
+class _DiskStack:
+    """A :class:`_VisitStack` in a scratch file, for a tile larger than memory."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int]) -> None:
+        self.path, self.shape = path, shape
+        with path.open("wb") as scratch:
+            scratch.truncate(math.prod(shape) * np.dtype(np.float64).itemsize)
+
+    def __getitem__(self, visit: int, /) -> np.ndarray:
+        size = self.shape[1] * self.shape[2]
+        offset = visit * size * np.dtype(np.float64).itemsize
+        return np.fromfile(self.path, dtype=np.float64, count=size, offset=offset).reshape(
+            self.shape[1:]
+        )
+
+    def __setitem__(self, key: tuple[slice, slice, slice], value: np.ndarray, /) -> None:
+        # mapped for one block only: the pages written are the page cache's, not the process's
+        stack = np.memmap(self.path, dtype=np.float64, mode="r+", shape=self.shape)
+        stack[key] = value
+        stack.flush()
+        del stack
+
+
+def _simulate_visits(
+    plan: _TilePlan,
+    rng: np.random.Generator,
+    stack: Callable[[tuple[int, int, int]], _VisitStack],
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each visit in turn: image, variance (float32), mask, noise-free image (float32), artifacts.
+
+    Only one visit is in memory at a time, but for the Fourier renderer's
+    noise-free images of every visit, drawn block by block into
+    ``stack((visit, y, x))`` first.
+    """
+    spec = plan.spec
+    true_image = _true_image_renderer(plan, stack)
+    for v in range(len(plan.visits)):
+        true = true_image(v)
+        image, variance, mask, artifact = _observe_visit(
+            spec,
+            rng,
+            plan.mask_planes,
+            true,
+            plan.seeing_fwhm_px[v] / FWHM_PER_SIGMA,
+            streak=v in spec.streak_visits,
+        )
+        visit = (
+            image.astype(np.float32),
+            variance.astype(np.float32),
+            mask,
+            true.astype(np.float32),
+            artifact,
+        )
+        del true, image, variance  # the float64 copies, before the next visit is drawn
+        yield visit
 
 
 def _simulation_planes(spec: SimulationSpec) -> MaskPlanes:
@@ -843,21 +1033,14 @@ def _source_arrays(
     return src_y, src_x, src_sigma, sample_flux
 
 
-def _true_subbands(
-    spec: SimulationSpec,
-    sources: Sequence[Source],
-    positions: tuple[np.ndarray, np.ndarray, np.ndarray],
-    truth_fwhm: float,
-) -> np.ndarray:
-    """The true sky of each sub-band ``(S, ny, nx)`` float32, seen with the truth PSF."""
-    src_y, src_x, src_sigma = positions
-    truth_sigma = np.hypot(truth_fwhm / FWHM_PER_SIGMA, src_sigma)
-    return np.stack(
-        [
-            _render(spec.shape, src_y, src_x, [s.subband_flux[b] for s in sources], truth_sigma)
-            for b in range(spec.n_subfilters)
-        ]
-    ).astype(np.float32)
+def _true_subband_images(plan: _TilePlan) -> Iterator[np.ndarray]:
+    """The true sky of each sub-band ``(ny, nx)`` float32 in turn, seen with the truth PSF."""
+    spec = plan.spec
+    src_y, src_x, src_sigma, _ = plan.catalogue
+    truth_sigma = np.hypot(plan.truth_psf_fwhm_px / FWHM_PER_SIGMA, src_sigma)
+    for b in range(spec.n_subfilters):
+        flux = [s.subband_flux[b] for s in plan.sources]
+        yield _render(spec.shape, src_y, src_x, flux, truth_sigma).astype(np.float32)
 
 
 def _simulated_visits(
@@ -907,32 +1090,6 @@ def _simulated_visits(
     return visits, psf_fwhm, sample_shifts, shifts
 
 
-def _observe_visits(
-    spec: SimulationSpec,
-    rng: np.random.Generator,
-    planes: MaskPlanes,
-    true_images: np.ndarray,
-    seeing: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Observed images, variances, masks and artifact masks of every visit, in visit order."""
-    shape = spec.shape
-    n_visits = len(true_images)
-    images = np.zeros(true_images.shape, dtype=np.float32)
-    variances = np.zeros_like(images)
-    masks = np.zeros((n_visits, *shape), dtype=np.int32)
-    artifacts = np.zeros((n_visits, *shape), dtype=bool)
-    for v in range(n_visits):
-        images[v], variances[v], masks[v], artifacts[v] = _observe_visit(
-            spec,
-            rng,
-            planes,
-            true_images[v],
-            seeing[v] / FWHM_PER_SIGMA,
-            streak=v in spec.streak_visits,
-        )
-    return images, variances, masks, artifacts
-
-
 def _observe_visit(
     spec: SimulationSpec,
     rng: np.random.Generator,
@@ -950,8 +1107,15 @@ def _observe_visit(
         observed += _streak(shape, rng, artifact, peak=20.0 * spec.sky_sigma, sigma=psf_sigma)
     for _ in range(spec.cosmic_rays_per_visit):
         _cosmic_ray(observed, artifact, rng, amplitude=40.0 * spec.sky_sigma)
-    variance = spec.sky_sigma**2 + np.clip(true, 0.0, None) / spec.gain
-    image = observed + rng.standard_normal(shape) * np.sqrt(variance)
+    # sky_sigma² + clip(true) / gain and observed + noise · sqrt(variance), in place
+    variance = np.clip(true, 0.0, None)
+    variance /= spec.gain
+    variance += spec.sky_sigma**2
+    noise = rng.standard_normal(shape)
+    noise *= np.sqrt(variance)
+    image = observed
+    image += noise
+    del noise
     mask = np.zeros(shape, dtype=np.int32)
     if spec.detected_plane:
         footprints = true > spec.detection_sigma * spec.sky_sigma
@@ -970,39 +1134,59 @@ def _observe_visit(
     return image, variance, mask, artifact
 
 
-def _render_visits(
-    spec: SimulationSpec,
-    catalogue: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    sample_fwhm: np.ndarray,
-    beta: np.ndarray,
-    sample_shifts: np.ndarray,
-    flat_weight: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free visit images and PSF stamps.
+def _true_image_renderer(
+    plan: _TilePlan, stack: Callable[[tuple[int, int, int]], _VisitStack]
+) -> Callable[[int], np.ndarray]:
+    """``visit -> (ny, nx)`` float64 noise-free image of that visit.
 
-    ``catalogue`` is ``(y, x, sigma, sample_flux)`` with ``sample_flux`` of
-    shape ``(source, sample)``; ``sample_fwhm`` and ``sample_shifts`` give the
-    PSF FWHM and the ``(dy, dx)`` DCR displacement of each visit and
-    wavelength sample. Gaussian PSFs are separable and rendered stamp by
-    stamp with exact pixel integrals (:func:`_render`); other profiles through
-    their transfer function (:func:`_render_fourier`). The stamps are the
-    flat-spectrum (``flat_weight``) band average of the PSF without DCR,
-    centred on the central pixel, not yet normalised.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(visit, ny, nx)`` images and ``(visit, n, n)`` stamps, float64.
+    Gaussian PSFs are separable: a visit is rendered when asked for, stamp by
+    stamp with exact pixel integrals (:func:`_render`). Other profiles go
+    through their transfer function (:func:`_render_fourier`), whose source
+    sums are shared by all visits: every visit is rendered at once, block by
+    block (:func:`_render_fourier_blocks`), into ``stack((visit, y, x))``.
     """
-    y, x, sigma, sample_flux = catalogue
-    n_visits, n_samples = sample_fwhm.shape
+    spec = plan.spec
+    y, x, sigma, sample_flux = plan.catalogue
+    n_visits, n_samples = plan.sample_fwhm.shape
+    if spec.psf_profile != "gaussian":
+        images = stack((n_visits, *spec.shape))
+        _render_fourier_blocks(
+            spec.shape,
+            plan.catalogue,
+            plan.sample_fwhm,
+            plan.psf_beta,
+            plan.sample_shifts,
+            spec.psf_profile,
+            images,
+        )
+        return images.__getitem__
+
+    def render(v: int) -> np.ndarray:
+        psf_sigma = plan.sample_fwhm[v] / FWHM_PER_SIGMA
+        return _render(
+            spec.shape,
+            np.repeat(y, n_samples) + np.tile(plan.sample_shifts[v, :, 0], len(y)),
+            np.repeat(x, n_samples) + np.tile(plan.sample_shifts[v, :, 1], len(x)),
+            sample_flux.reshape(-1),
+            np.hypot(psf_sigma[None, :], sigma[:, None]).reshape(-1),
+        )
+
+    return render
+
+
+def _psf_stamps(
+    spec: SimulationSpec, sample_fwhm: np.ndarray, beta: np.ndarray, flat_weight: np.ndarray
+) -> np.ndarray:
+    """``(visit, n, n)`` float64 PSF stamps, not yet normalised.
+
+    The flat-spectrum (``flat_weight``) band average of each visit's PSF
+    without DCR, centred on the central pixel, rendered as the images are.
+    """
+    n_visits = sample_fwhm.shape[0]
     size = spec.psf_stamp_size
     if spec.psf_profile != "gaussian":
-        images = _render_fourier(
-            spec.shape, y, x, sigma, sample_flux, sample_fwhm, beta, sample_shifts, spec.psf_profile
-        )
         centre = np.array([size // 2], dtype=np.float64)
-        stamps = _render_fourier(
+        return _render_fourier(
             (size, size),
             centre,
             centre,
@@ -1010,29 +1194,18 @@ def _render_visits(
             flat_weight[None, :],
             sample_fwhm,
             beta,
-            np.zeros_like(sample_shifts),
+            np.zeros((*sample_fwhm.shape, 2)),
             spec.psf_profile,
         )
-        return images, stamps
-    images = np.zeros((n_visits, *spec.shape))
     stamps = np.zeros((n_visits, size, size))
     stamp_edges = np.arange(-(size // 2), size // 2 + 2) - 0.5
     for v in range(n_visits):
-        psf_sigma = sample_fwhm[v] / FWHM_PER_SIGMA
-        _render(
-            spec.shape,
-            np.repeat(y, n_samples) + np.tile(sample_shifts[v, :, 0], len(y)),
-            np.repeat(x, n_samples) + np.tile(sample_shifts[v, :, 1], len(x)),
-            sample_flux.reshape(-1),
-            np.hypot(psf_sigma[None, :], sigma[:, None]).reshape(-1),
-            out=images[v],
-        )
         # One stamp per distinct PSF width, weighted by its share of the band.
-        widths, inverse = np.unique(psf_sigma, return_inverse=True)
+        widths, inverse = np.unique(sample_fwhm[v] / FWHM_PER_SIGMA, return_inverse=True)
         weight = np.bincount(inverse, weights=flat_weight)
         profiles = _pixel_integrated_gaussian(stamp_edges, np.zeros(widths.size), widths)
         stamps[v] = np.einsum("u,uy,ux->yx", weight / weight.sum(), profiles, profiles)
-    return images, stamps
+    return stamps
 
 
 def _streak(
@@ -1045,7 +1218,7 @@ def _streak(
 ) -> np.ndarray:
     """A straight satellite trail across the tile with a Gaussian cross-section."""
     ny, nx = shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
+    yy, xx = np.ogrid[0:ny, 0:nx]
     angle = rng.uniform(0.0, math.pi)
     cy, cx = rng.uniform(0.3, 0.7) * ny, rng.uniform(0.3, 0.7) * nx
     distance = (yy - cy) * math.cos(angle) - (xx - cx) * math.sin(angle)
@@ -1077,7 +1250,7 @@ class SimulationPaths(TypedDict):
 
 
 def write_simulation(
-    tile: SimulatedTile, directory: str | Path, *, overwrite: bool = False
+    tile: SimulatedTile | SimulationSpec, directory: str | Path, *, overwrite: bool = False
 ) -> SimulationPaths:
     """Write a simulated tile as warp files, with its truth.
 
@@ -1090,8 +1263,15 @@ def write_simulation(
 
     Parameters
     ----------
-    tile : SimulatedTile
-        The simulation.
+    tile : SimulatedTile or SimulationSpec
+        The simulation, or what to simulate. A spec is simulated as it is
+        written, one visit at a time, so that the tile may be larger than
+        memory: the files are those ``write_simulation(simulate_tile(spec))``
+        writes, array for array. What is in memory at once is one visit's
+        float64 temporaries (about 50 bytes a pixel), or, with Moffat PSFs,
+        the Fourier renderer's blocks of every visit; that renderer first
+        draws every visit's noise-free image into a scratch file (8 bytes a
+        pixel a visit) in a hidden folder of ``directory``, deleted when done.
     directory : str or Path
         Where to write; created if needed.
     overwrite : bool
@@ -1104,65 +1284,123 @@ def write_simulation(
     SimulationPaths
         ``{"warps": [...], "holdout": [...], "truth": path, "catalog": path}``.
     """
-    from dcr_dask.io.fits import write_warp
+    from dcr_dask.io.atomic import atomic_file
+    from dcr_dask.io.npz import NpzWriter
     from dcr_dask.io.ownership import WRITER_ATTR, check_output, writer
 
     directory = Path(directory)
+    meta: SimulatedTile | _TilePlan
+    if isinstance(tile, SimulationSpec):
+        meta, rng = _plan_tile(tile)
+    else:
+        meta, rng = tile, None
     targets = [
         directory / ("holdout" if held else "warps") / f"visit_{info.visit}.fits"
-        for info, held in zip(tile.visits, tile.holdout, strict=True)
+        for info, held in zip(meta.visits, meta.holdout, strict=True)
     ]
     truth, catalog = directory / "truth.npz", directory / "truth.json"
     for target in [*targets, truth, catalog]:
         check_output(target, overwrite=overwrite)
-    paths: dict[str, list[Path]] = {"warps": [], "holdout": []}
-    for v, (info, path) in enumerate(zip(tile.visits, targets, strict=True)):
-        kind = path.parent.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_warp(
-            path,
-            tile.images[v],
-            tile.masks[v],
-            tile.variances[v],
-            mask_planes=tile.mask_planes,
-            wcs=tile.wcs,
-            visit=info,
-            psf=tile.psfs[v],
-            overwrite=overwrite,
-        )
-        paths[kind].append(path)
-    # numpy's stub checks a ** mapping against allow_pickle (bool); this one holds WRITER_ATTR
-    np.savez_compressed(
-        truth,
-        **{WRITER_ATTR: np.array(writer())},  # type: ignore[arg-type]
-        true_subbands=tile.true_subbands,
-        true_images=tile.true_images,
-        artifacts=tile.artifacts,
-        shifts_px=tile.shifts_px,
-        wavelength_edges_nm=tile.wavelength_edges_nm,
-        visit=np.array([v.visit for v in tile.visits]),
-        holdout=tile.holdout,
-    )
+    directory.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix=".simulate-scratch-", dir=directory) as scratch,
+        atomic_file(truth, overwrite=overwrite) as truth_tmp,
+        NpzWriter(truth_tmp) as npz,
+    ):
+        npz.add(WRITER_ATTR, np.array(writer()))
+        subbands: Iterable[np.ndarray]
+        visits: Iterable[tuple[np.ndarray, ...]]
+        if isinstance(meta, SimulatedTile):
+            subbands = meta.true_subbands
+            visits = zip(
+                meta.images,
+                meta.variances,
+                meta.masks,
+                meta.true_images,
+                meta.artifacts,
+                strict=True,
+            )
+        else:
+            assert rng is not None
+            subbands = _true_subband_images(meta)
+            visits = _simulate_visits(
+                meta, rng, lambda shape: _DiskStack(Path(scratch) / "true_images.f64", shape)
+            )
+        _write_truth_subbands(npz, meta, subbands)
+        _write_visits(npz, meta, visits, targets, Path(scratch), overwrite=overwrite)
+        npz.add("shifts_px", meta.shifts_px)
+        npz.add("wavelength_edges_nm", meta.wavelength_edges_nm)
+        npz.add("visit", np.array([v.visit for v in meta.visits]))
+        npz.add("holdout", meta.holdout)
     catalog.write_text(
         json.dumps(
             {
                 WRITER_ATTR: writer(),
-                "spec": attrs.asdict(tile.spec),
-                "truth_psf_fwhm_px": tile.truth_psf_fwhm_px,
-                "visits": [v.visit for v in tile.visits],
-                "holdout": tile.holdout.tolist(),
-                "psf_fwhm_px": tile.psf_fwhm_px.tolist(),
-                "sources": [attrs.asdict(s) for s in tile.sources],
+                "spec": attrs.asdict(meta.spec),
+                "truth_psf_fwhm_px": meta.truth_psf_fwhm_px,
+                "visits": [v.visit for v in meta.visits],
+                "holdout": meta.holdout.tolist(),
+                "psf_fwhm_px": meta.psf_fwhm_px.tolist(),
+                "sources": [attrs.asdict(s) for s in meta.sources],
             },
             indent=1,
         )
     )
     return {
-        "warps": paths["warps"],
-        "holdout": paths["holdout"],
+        "warps": [t for t in targets if t.parent.name == "warps"],
+        "holdout": [t for t in targets if t.parent.name == "holdout"],
         "truth": truth,
         "catalog": catalog,
     }
+
+
+def _write_truth_subbands(
+    npz: NpzWriter, meta: SimulatedTile | _TilePlan, subbands: Iterable[np.ndarray]
+) -> None:
+    """The ``true_subbands`` member of ``truth.npz``, a sub-band at a time."""
+    shape = (meta.spec.n_subfilters, *meta.spec.shape)
+    with npz.member("true_subbands", shape, np.float32) as write:
+        for image in subbands:
+            write(image)
+
+
+def _write_visits(
+    npz: NpzWriter,
+    meta: SimulatedTile | _TilePlan,
+    visits: Iterable[tuple[np.ndarray, ...]],
+    targets: Sequence[Path],
+    scratch: Path,
+    *,
+    overwrite: bool,
+) -> None:
+    """Each visit's warp file, and the ``true_images`` and ``artifacts`` members of ``truth.npz``.
+
+    One member of an archive is written at a time: the artifact masks wait in
+    a scratch file until the noise-free images are written.
+    """
+    from dcr_dask.io.fits import write_warp
+
+    stack_shape = (len(meta.visits), *meta.spec.shape)
+    held = scratch / "artifacts.bool"
+    with npz.member("true_images", stack_shape, np.float32) as write_true, held.open("wb") as out:
+        for v, (image, variance, mask, true, artifact) in enumerate(visits):
+            targets[v].parent.mkdir(parents=True, exist_ok=True)
+            write_warp(
+                targets[v],
+                image,
+                mask,
+                variance,
+                mask_planes=meta.mask_planes,
+                wcs=meta.wcs,
+                visit=meta.visits[v],
+                psf=meta.psfs[v],
+                overwrite=overwrite,
+            )
+            write_true(true)
+            np.ascontiguousarray(artifact, dtype=bool).tofile(out)
+    with npz.member("artifacts", stack_shape, bool) as write, held.open("rb") as artifacts:
+        for _ in range(stack_shape[0]):
+            write(np.fromfile(artifacts, dtype=bool, count=math.prod(stack_shape[1:])))
 
 
 def default_demo_spec(shape: Sequence[int] = (256, 256), seed: int = 1) -> SimulationSpec:

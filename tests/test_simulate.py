@@ -2,9 +2,11 @@
 
 import math
 
+import attrs
 import numpy as np
 import pytest
 
+from dcr_dask.kernels.psf import FWHM_PER_SIGMA
 from dcr_dask.physics import geometry
 from dcr_dask.simulate import SimulationSpec, default_demo_spec, simulate_tile, write_simulation
 
@@ -376,3 +378,142 @@ def test_fourier_renderer_matches_exact_gaussian_pixel_integrals():
             np.hypot(fwhm[v][None, :] / _FWHM_PER_SIGMA, sigma[:, None]).reshape(-1),
         )
         np.testing.assert_allclose(images[v], exact, atol=1e-8 * exact.max())
+
+
+def _assert_same_files(first, second):
+    """Two simulation folders hold the same files: FITS HDUs, npz members, JSON."""
+    import json
+
+    from astropy.io import fits
+
+    names = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert len([n for n in names if n.suffix == ".fits"]) > 1
+    for name in names:
+        if name.suffix == ".fits":
+            with fits.open(first / name) as one, fits.open(second / name) as two:
+                assert [h.name for h in one] == [h.name for h in two]
+                for a, b in zip(one, two, strict=True):
+                    assert a.header == b.header
+                    if a.data is not None:
+                        assert a.data.dtype == b.data.dtype
+                        np.testing.assert_array_equal(a.data, b.data)
+        elif name.suffix == ".npz":
+            with np.load(first / name) as one, np.load(second / name) as two:
+                assert sorted(one.files) == sorted(two.files)
+                for key in one.files:
+                    assert one[key].dtype == two[key].dtype
+                    np.testing.assert_array_equal(one[key], two[key])
+        else:
+            assert json.loads((first / name).read_text()) == json.loads((second / name).read_text())
+
+
+@pytest.mark.parametrize("profile", ["gaussian", "moffat"])
+def test_a_spec_written_visit_by_visit_gives_the_files_of_the_tile_in_memory(
+    profile, tmp_path, monkeypatch
+):
+    import dcr_dask.simulate as simulate
+
+    # several Fourier blocks, partial ones at the edges, so the streamed stack is written in parts
+    monkeypatch.setattr(simulate, "_RENDER_BLOCK", 40)
+    spec = SimulationSpec(
+        **{**_spec_kwargs(SMALL), "shape": (96, 72), "saturation": 2000.0, "bad_columns": 2}
+    )
+    if profile == "moffat":
+        spec = _moffat_spec(**{**_spec_kwargs(spec), "psf_profile": "moffat"})
+    tile = simulate_tile(spec)
+    write_simulation(tile, tmp_path / "memory")
+    paths = write_simulation(spec, tmp_path / "streamed")
+    _assert_same_files(tmp_path / "memory", tmp_path / "streamed")
+    assert sorted(p.name for p in (tmp_path / "streamed").iterdir()) == [
+        "holdout", "truth.json", "truth.npz", "warps",
+    ]  # fmt: skip
+    with np.load(paths["truth"]) as truth:
+        np.testing.assert_array_equal(truth["true_images"], tile.true_images)
+        np.testing.assert_array_equal(truth["artifacts"], tile.artifacts)
+        np.testing.assert_array_equal(truth["true_subbands"], tile.true_subbands)
+
+
+@pytest.mark.parametrize("profile", ["gaussian", "moffat"])
+def test_fourier_blocks_match_the_whole_tile_rendering(profile, monkeypatch):
+    import dcr_dask.simulate as simulate
+
+    rng = np.random.default_rng(9)
+    n = 60
+    catalogue = (
+        rng.uniform(-3, 99, n),  # some sources just off the tile
+        rng.uniform(-3, 123, n),
+        np.where(np.arange(n) < 50, 0.0, rng.uniform(1.0, 2.5, n)),
+        rng.uniform(100, 1e4, (n, 3)),
+    )
+    fwhm = np.array([[3.0, 3.2, 3.5], [4.5, 4.7, 5.0]])
+    beta = np.array([2.5, 4.0])
+    shifts = rng.normal(0.0, 1.5, (2, 3, 2))
+    # the whole tile on a grid padded so far that no light wraps onto it
+    unwrapped = simulate._render_fourier(
+        (96, 120), *catalogue, fwhm, beta, shifts, profile, pad=300
+    )
+    monkeypatch.setattr(simulate, "_RENDER_BLOCK", 32)
+    blocks = np.full(unwrapped.shape, np.nan)
+    simulate._render_fourier_blocks((96, 120), catalogue, fwhm, beta, shifts, profile, blocks)
+    # each block leaves out light below _WRAP_LEVEL = 1e-6 of a peak
+    np.testing.assert_allclose(blocks, unwrapped, rtol=0, atol=2e-6 * unwrapped.max())
+    if profile == "gaussian":  # and both are the exact pixel integrals
+        y, x, sigma, flux = catalogue
+        for v in range(2):
+            exact = simulate._render(
+                (96, 120),
+                np.repeat(y, 3) + np.tile(shifts[v, :, 0], n),
+                np.repeat(x, 3) + np.tile(shifts[v, :, 1], n),
+                flux.reshape(-1),
+                np.hypot(fwhm[v][None, :] / FWHM_PER_SIGMA, sigma[:, None]).reshape(-1),
+            )
+            np.testing.assert_allclose(blocks[v], exact, rtol=0, atol=2e-6 * exact.max())
+
+
+def test_writing_a_spec_holds_about_one_visit_in_memory(tmp_path):
+    import tracemalloc
+
+    spec = SimulationSpec(
+        **{**_spec_kwargs(SMALL), "shape": (128, 128), "airmasses": tuple(np.linspace(1.01, 2, 24))}
+    )
+    write_simulation(attrs.evolve(spec, shape=(32, 32)), tmp_path / "warm-up")  # astropy's tables
+    float64_visit = 8 * 128 * 128
+    peaks = {}
+    for name, tile in (("streamed", lambda: spec), ("in memory", lambda: simulate_tile(spec))):
+        tracemalloc.start()
+        try:
+            write_simulation(tile(), tmp_path / name)
+            peaks[name] = tracemalloc.get_traced_memory()[1] / float64_visit
+        finally:
+            tracemalloc.stop()
+    # streamed: a visit's float64 temporaries and the float32 visit being written (about
+    # 11 float64 visits); in memory, the 25 visits take 25 × 17 bytes a pixel (images,
+    # variances, masks, noise-free images, artifacts), 53 float64 visits
+    assert peaks["streamed"] < 16 < 50 < peaks["in memory"], peaks
+
+
+def test_the_fourier_renderer_draws_a_large_tile_block_by_block_onto_disk(tmp_path, monkeypatch):
+    import dcr_dask.simulate as simulate
+
+    monkeypatch.setattr(simulate, "_RENDER_BLOCK", 48)
+    rendered, stacks = [], []
+    render_fourier, render_blocks = simulate._render_fourier, simulate._render_fourier_blocks
+
+    def fourier(shape, *args, **kwargs):
+        rendered.append(shape)
+        return render_fourier(shape, *args, **kwargs)
+
+    def blocks(*args):
+        stacks.append(args[-1])
+        return render_blocks(*args)
+
+    monkeypatch.setattr(simulate, "_render_fourier", fourier)
+    monkeypatch.setattr(simulate, "_render_fourier_blocks", blocks)
+    spec = _moffat_spec(shape=(96, 80), airmasses=(1.0, 1.3, 1.6), psf_stamp_size=25)
+    paths = write_simulation(spec, tmp_path)
+    stamps = (spec.psf_stamp_size, spec.psf_stamp_size)
+    assert sorted(set(rendered)) == sorted({stamps, (48, 48), (48, 32)})
+    assert [type(s).__name__ for s in stacks] == ["_DiskStack"]
+    assert not stacks[0].path.exists()  # the scratch folder is gone
+    assert len(paths["warps"]) == 3

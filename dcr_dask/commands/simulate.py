@@ -1,6 +1,13 @@
 """Write a synthetic DCR tile: warps in the FITS layout dcr_dask reads, plus the truth.
 
-The files are described in docs/file-formats.md, "Simulated tiles".
+The files are described in docs/file-formats.md, "Simulated tiles". The tile
+is simulated visit by visit as it is written, so it may be larger than memory:
+24 visits of 4096² pixels (idealised, 4.5 GiB of files) took 1.1 GiB at peak
+and 8192² (18 GiB of files) 3.3 GiB, against 2.5 GiB for 2048² when the tile
+was held in memory (benchmarks/README.md, "bench_simulate.py").
+With Moffat PSFs (the default, realistic tile) every visit's noise-free image
+first goes to a scratch file (8 bytes a pixel a visit) in a hidden folder of
+the output directory, deleted when done.
 """
 
 from __future__ import annotations
@@ -9,12 +16,7 @@ import argparse
 import logging
 
 from dcr_dask.commands._common import non_negative_int, positive_int, standard_band_name
-from dcr_dask.simulate import (
-    default_demo_spec,
-    simulate_tile,
-    standard_band_spec,
-    write_simulation,
-)
+from dcr_dask.simulate import default_demo_spec, standard_band_spec, write_simulation
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         spec = default_demo_spec(shape=args.size, seed=args.seed)
     else:
         spec = standard_band_spec(args.band, shape=args.size, seed=args.seed)
-    tile = simulate_tile(spec)
-    paths = write_simulation(tile, args.output, overwrite=args.overwrite)
+    # written visit by visit: the tile may be larger than memory
+    paths = write_simulation(spec, args.output, overwrite=args.overwrite)
     print(f"wrote {len(paths['warps'])} warps to {args.output}/warps")
     if paths["holdout"]:
         print(f"wrote {len(paths['holdout'])} held-out visits to {args.output}/holdout")
