@@ -2,7 +2,7 @@
 
 This follows the *cost structure* of Rubin's ``DcrAssembleCoaddTask`` (with
 the ``CompareWarpAssembleCoaddTask`` steps it inherits) as
-/work/shared/ALGORITHM.md states it, written for the benchmark in our own words:
+docs/algorithm.md describes it, written for the benchmark in our own words:
 it is the yardstick the whole ``dcr-dask run`` is measured against, not a
 port. Every stage runs in this one process, serially, as Rubin's task does:
 
@@ -115,7 +115,7 @@ def apply_dcr(image: np.ndarray, points: np.ndarray, order: int) -> np.ndarray:
 
 
 def amplify(model: np.ndarray, accelerate: float) -> np.ndarray:
-    """``A_s = (M_s − ref)·accelerate + ref`` (ALGORITHM.md §3.1)."""
+    """``A_s = (M_s − ref)·accelerate + ref`` (docs/algorithm.md, "The iteration")."""
     if accelerate <= 1:
         return model
     reference = model.mean(axis=0)
@@ -467,7 +467,7 @@ def regularize_frequency(
 def progressive_gain(
     metrics: list[float], gains: list[float], base: float, progressive: bool
 ) -> float:
-    """The gain of ALGORITHM.md §4 (progressive when at least three metrics are known)."""
+    """The gain of docs/algorithm.md, "Gain" (progressive when at least three metrics are known)."""
     if not progressive or len(metrics) < 3 or not gains:
         return base
     estimates = []
@@ -487,7 +487,7 @@ def progressive_gain(
 
 @dataclasses.dataclass
 class _SubregionFit:
-    """The iterative DCR model of one subregion grown by its buffer (ALGORITHM.md §3-4)."""
+    """The iterative DCR model of one subregion grown by its buffer (docs/algorithm.md)."""
 
     config: DcrAssembleCoaddConfig
     shifts: object  # RunShifts
@@ -640,7 +640,7 @@ def reference_run(
     iteration_cpu: list[float] = []
     with stage("fit"):
         bad = planes.value(list(config.badMaskPlanes))
-        good = (masks & bad) == 0  # CLIPPED is not a bad plane (ALGORITHM.md §6)
+        good = (masks & bad) == 0  # CLIPPED is not a bad plane (docs/algorithm.md)
         centre = ((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0)
         shifts = run_shifts(warps.visits, warps.wcs, config, x=centre[0], y=centre[1])
         buffer = int(shifts.buffer_px)
