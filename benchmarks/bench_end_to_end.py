@@ -47,17 +47,15 @@ from pathlib import Path
 import attrs
 import numpy as np
 import psutil
-from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import galsim_tile as gt
 from _common import machine_summary
 from _realistic_scoring import Truth, artifact_scores, centroid_rms, difference_rms, star_classes
 from _reference_structure import ReferenceResult, reference_run, shift_model
-from bench_realistic import BAD_PLANES, snr_cuts
+from bench_realistic import BAD_PLANES, sim_truth, snr_cuts
 
 from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig
 from dcr_dask.graph.coadd import plain_coadd
@@ -109,30 +107,7 @@ def make_case(size: int, visits: int, seed: int, directory: Path) -> Case:
         spec = attrs.evolve(spec, airmasses=airmasses)
     tile = simulate_tile(spec)
     paths = write_simulation(tile, directory)
-    fitted = ~tile.holdout
-    artifacts = tile.artifacts[fitted]
-    streak = np.zeros_like(artifacts)
-    for v in spec.streak_visits:  # the streak is the largest artifact of its visit
-        if v >= len(artifacts):
-            continue
-        labels, _ = ndimage.label(artifacts[v], structure=np.ones((3, 3)))
-        if labels.max():
-            streak[v] = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    n_eff = [1.0 / np.sum(p.astype(float) ** 2) for p in tile.psfs[fitted]]
-    typical = tile.psfs[fitted][int(np.argsort(n_eff)[len(n_eff) // 2])]
-    star_index = np.flatnonzero([s.is_star for s in tile.sources])
-    flux = np.array([tile.sources[k].flux for k in star_index])
-    truth = Truth(
-        holdout_true=tile.true_images[tile.holdout],
-        fitted_true=tile.true_images[fitted],
-        fitted_visits=[v.visit for v, h in zip(tile.visits, tile.holdout, strict=True) if not h],
-        streak=streak,
-        cosmic_rays=artifacts & ~streak,
-        sources=np.array([(s.x, s.y, s.flux) for s in tile.sources]),
-        star_index=star_index,
-        star_snr=gt.point_source_snr(flux, typical, spec.sky_sigma, spec.gain),
-        sky_sigma=spec.sky_sigma,
-    )
+    truth = sim_truth(tile)
     return Case(
         warps=list(paths["warps"]),
         holdout=list(paths["holdout"]),

@@ -191,16 +191,15 @@ def _galsim_case(seed: int, size: int, band: str, directory: Path) -> Case:
     )
 
 
-def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
-    spec = realistic_spec((size, size), seed, band)
-    tile = simulate_tile(spec)
-    base = write_simulation(tile, directory / "base")
-    detected = simulate_tile(attrs.evolve(spec, detected_plane=True))
-    clean = attrs.evolve(tile, images=tile.true_images.copy())
+def sim_truth(tile) -> Truth:
+    """The scores' truth of a tile of the package's simulator (``simulate_tile``)."""
+    spec = tile.spec
     fitted = ~tile.holdout
     artifacts = tile.artifacts[fitted]
     streak = np.zeros_like(artifacts)
     for v in spec.streak_visits:  # the streak is the largest artifact of its visit
+        if v >= len(artifacts):
+            continue
         labels, _ = ndimage.label(artifacts[v], structure=np.ones((3, 3)))
         if labels.max():
             streak[v] = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
@@ -208,7 +207,7 @@ def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
     typical = tile.psfs[fitted][int(np.argsort(n_eff)[len(n_eff) // 2])]
     star_index = np.flatnonzero([s.is_star for s in tile.sources])
     flux = np.array([tile.sources[k].flux for k in star_index])
-    truth = Truth(
+    return Truth(
         holdout_true=tile.true_images[tile.holdout],
         fitted_true=tile.true_images[fitted],
         fitted_visits=[v.visit for v, h in zip(tile.visits, tile.holdout, strict=True) if not h],
@@ -219,6 +218,15 @@ def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
         star_snr=gt.point_source_snr(flux, typical, spec.sky_sigma, spec.gain),
         sky_sigma=spec.sky_sigma,
     )
+
+
+def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
+    spec = realistic_spec((size, size), seed, band)
+    tile = simulate_tile(spec)
+    base = write_simulation(tile, directory / "base")
+    detected = simulate_tile(attrs.evolve(spec, detected_plane=True))
+    clean = attrs.evolve(tile, images=tile.true_images.copy())
+    truth = sim_truth(tile)
     return Case(
         warps={
             "base": base["warps"],
