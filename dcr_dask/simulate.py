@@ -826,27 +826,20 @@ def simulate_tile(spec: SimulationSpec | None = None) -> SimulatedTile:
     artifacts = np.zeros(stack_shape, dtype=bool)
     for v, visit in enumerate(_simulate_visits(plan, rng, np.zeros)):
         images[v], variances[v], masks[v], true_images[v], artifacts[v] = visit
+    # the plan holds every attribute of the tile but its pixels, under the same names
+    planned = {
+        field.name: getattr(plan, field.name)
+        for field in attrs.fields(SimulatedTile)
+        if hasattr(plan, field.name)
+    }
     return SimulatedTile(
-        spec=plan.spec,
-        wcs=plan.wcs,
-        mask_planes=plan.mask_planes,
-        visits=plan.visits,
-        holdout=plan.holdout,
+        **planned,
         images=images,
         variances=variances,
         masks=masks,
-        psfs=plan.psfs,
-        psf_fwhm_px=plan.psf_fwhm_px,
-        seeing_fwhm_px=plan.seeing_fwhm_px,
-        psf_beta=plan.psf_beta,
-        psf_stamp_flux=plan.psf_stamp_flux,
-        shifts_px=plan.shifts_px,
         true_images=true_images,
         true_subbands=np.stack(list(_true_subband_images(plan))),
         artifacts=artifacts,
-        sources=plan.sources,
-        wavelength_edges_nm=plan.wavelength_edges_nm,
-        truth_psf_fwhm_px=plan.truth_psf_fwhm_px,
     )
 
 
