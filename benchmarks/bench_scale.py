@@ -18,12 +18,22 @@ and of every process below it (nannies and workers), and reports per size:
 - ``wall``, ``s/Mpx``: the run's wall time, and per megapixel of the tile;
 - per stage (the pipeline's ``timings_s``): its seconds and the peak total RSS
   while it ran (the stage is read from the pipeline's ``_Run.stage``);
+- ``scheduler CPU``: the CPU seconds of this process's event-loop threads
+  (``IO loop``: the scheduler, and the client's communication with it) during
+  the run, as a share of the wall time;
+- ``tasks computing``: the seconds the workers spent computing tasks (the
+  scheduler's record of each task's ``compute`` interval, summed), as a share of
+  wall time x worker threads; the rest is transfers, the scheduler, work done
+  in the client (eager steps, graph building) and idle threads;
 
-then the ratios between consecutive sizes, side by side. RSS is sampled, so a
+then the ratios between consecutive columns, side by side. With several
+``--workers`` counts each size runs once per count (``2048²/1w``, ``2048²/2w``),
+and the speed-up of each count over the first is printed. RSS is sampled, so a
 peak shorter than the interval can be missed; the sum over processes counts
 shared pages once per process.
 
-Run: ``python benchmarks/bench_scale.py --sizes 1024 2048 --visits 24 --subregion 1024``.
+Run: ``python benchmarks/bench_scale.py --sizes 1024 2048 --visits 24 --subregion 1024``;
+``--sizes 2048 --workers 1 2`` for the parallel efficiency.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -147,6 +158,30 @@ class RssSampler:
         self._sample()
 
 
+class ComputeTime(SchedulerPlugin):
+    """A scheduler plugin summing the workers' compute seconds of every finished task."""
+
+    name = "bench-scale-compute-time"
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.tasks = 0
+
+    def transition(self, key: object, start: str, finish: str, *args: object, **kwargs) -> None:
+        if start == "processing" and finish == "memory":
+            self.tasks += 1
+            for interval in kwargs.get("startstops", ()):
+                if interval.get("action") == "compute":
+                    self.seconds += interval["stop"] - interval["start"]
+
+
+def loop_thread_cpu() -> float:
+    """CPU seconds so far of this process's ``IO loop`` threads (scheduler and client
+    communication of a LocalCluster)."""
+    ids = {t.native_id for t in threading.enumerate() if t.name == "IO loop"}
+    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ids)
+
+
 @contextlib.contextmanager
 def stage_labels(sampler: RssSampler) -> Iterator[None]:
     """Label the sampler's samples with the pipeline stage that runs (``_Run.stage``)."""
@@ -171,7 +206,7 @@ def stage_labels(sampler: RssSampler) -> Iterator[None]:
         pipeline._Run.stage = original  # type: ignore[method-assign]
 
 
-def measure(size: int, warps: list[Path], args: argparse.Namespace) -> dict:
+def measure(size: int, workers_n: int, warps: list[Path], args: argparse.Namespace) -> dict:
     """One pipeline run on a fresh LocalCluster, with its memory sampled."""
     from dcr_dask.config import DcrAssembleCoaddConfig, apply_overrides
     from dcr_dask.running.cluster import dask_client
@@ -185,7 +220,7 @@ def measure(size: int, warps: list[Path], args: argparse.Namespace) -> dict:
         with (
             RssSampler(args.interval) as sampler,
             dask_client(
-                n_workers=args.workers,
+                n_workers=workers_n,
                 threads_per_worker=args.threads,
                 memory_limit=args.memory_limit,
             ) as client,
@@ -193,7 +228,10 @@ def measure(size: int, warps: list[Path], args: argparse.Namespace) -> dict:
             workers = client.run(os.getpid)
             baseline = sampler.me.memory_info().rss
             sampler.stage = "other"
+            compute = ComputeTime()
+            client.cluster.scheduler.add_plugin(compute)
             with stage_labels(sampler):
+                loop_cpu = loop_thread_cpu()
                 start = time.perf_counter()
                 dataset = run(
                     config,
@@ -204,6 +242,8 @@ def measure(size: int, warps: list[Path], args: argparse.Namespace) -> dict:
                     memory_budget_bytes=args.memory_budget,
                 )
                 wall = time.perf_counter() - start
+                loop_cpu = loop_thread_cpu() - loop_cpu
+            threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
             timings = dict(dataset.attrs["timings_s"])
             groups = dataset.attrs["convergence"]["groups"]
             sampler.stage = "teardown"
@@ -211,6 +251,11 @@ def measure(size: int, warps: list[Path], args: argparse.Namespace) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "size": size,
+        "workers": workers_n,
+        "threads": threads,
+        "scheduler_cpu": loop_cpu,
+        "compute": compute.seconds,
+        "tasks": compute.tasks,
         "total": sampler.peak_total,
         "client": sampler.peak_client,
         "client_baseline": baseline,
@@ -223,18 +268,20 @@ def measure(size: int, warps: list[Path], args: argparse.Namespace) -> dict:
     }
 
 
-def report(results: list[dict]) -> None:
-    """Print the per-size figures and the ratios between consecutive sizes."""
-    names = [f"{r['size']}²" for r in results]
+def report(results: list[dict], by_workers: bool = False) -> None:
+    """Print the per-size figures and the ratios between consecutive columns."""
+    names = [f"{r['size']}²" + (f"/{r['workers']}w" if by_workers else "") for r in results]
     ratio_names = [f"{b}/{a}" for a, b in itertools.pairwise(names)]
-    header = f"{'':24s}" + "".join(f"{n:>10s}" for n in names + ratio_names)
+    width = max(10, *(len(n) + 2 for n in names + ratio_names))
+    header = f"{'':24s}" + "".join(f"{n:>{width}s}" for n in names + ratio_names)
     print(header)
 
     def row(label: str, values: list[float], fmt: str, ratios: bool = True) -> None:
-        cells = "".join(f"{format(v, fmt):>10s}" for v in values)
+        cells = "".join(f"{format(v, fmt):>{width}s}" for v in values)
         if ratios:
             cells += "".join(
-                f"{(b / a if a else float('nan')):>10.2f}" for a, b in itertools.pairwise(values)
+                f"{(b / a if a else float('nan')):>{width}.2f}"
+                for a, b in itertools.pairwise(values)
             )
         print(f"{label:24s}{cells}")
 
@@ -244,6 +291,29 @@ def report(results: list[dict]) -> None:
     row("client at start, GiB", [r["client_baseline"] / GIB for r in results], ".2f", False)
     row("wall, s", [r["wall"] for r in results], ".1f")
     row("wall per Mpx, s", [r["per_mpx"] for r in results], ".1f")
+    row(
+        "scheduler CPU, % wall",
+        [100 * r["scheduler_cpu"] / r["wall"] for r in results],
+        ".1f",
+        False,
+    )
+    row(
+        "tasks computing, %",
+        [100 * r["compute"] / (r["wall"] * r["threads"]) for r in results],
+        ".1f",
+        False,
+    )
+    row("tasks", [r["tasks"] for r in results], "d", False)
+    if by_workers:
+        row(
+            "speed-up over first",
+            [
+                results[0]["wall"] / r["wall"] if r["size"] == results[0]["size"] else float("nan")
+                for r in results
+            ],
+            ".2f",
+            False,
+        )
     row("fit groups", [r["groups"] for r in results], "d", False)
     print("per stage: seconds")
     for stage in STAGES:
@@ -267,7 +337,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048], metavar="N")
     parser.add_argument("--visits", type=int, default=24)
     parser.add_argument("--subregion", type=int, default=1024, help="subregionSize, px")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="workers of the LocalCluster; several counts run each size once per count",
+    )
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument(
         "--memory-limit", default="auto", help="memory limit per worker (default auto)"
@@ -317,21 +393,24 @@ def main(argv: list[str] | None = None) -> int:
     tiles = {
         size: simulated_tile(size, args.visits, args.seed, args.data_dir) for size in args.sizes
     }
+    by_workers = len(args.workers) > 1
     results = []
     for size in args.sizes:
-        print(f"running {size}x{size} ...", flush=True)
-        results.append(measure(size, tiles[size], args))
-        print(
-            f"  peak total {results[-1]['total'] / GIB:.2f} GiB, wall {results[-1]['wall']:.0f} s",
-            flush=True,
-        )
-        # each size's figures as soon as they are measured (a long run may be cut short)
-        report(results[-1:])
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=1))
+        for workers_n in args.workers:
+            print(f"running {size}x{size} on {workers_n} workers ...", flush=True)
+            results.append(measure(size, workers_n, tiles[size], args))
+            print(
+                f"  peak total {results[-1]['total'] / GIB:.2f} GiB, "
+                f"wall {results[-1]['wall']:.0f} s, load average {os.getloadavg()}",
+                flush=True,
+            )
+            # each run's figures as soon as they are measured (a long run may be cut short)
+            report(results[-1:], by_workers)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
     if len(results) > 1:
-        print("all sizes, side by side:")
-        report(results)
+        print(f"all runs, side by side (load average now {os.getloadavg()}):")
+        report(results, by_workers)
     return 0
 
 
