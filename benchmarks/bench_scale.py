@@ -28,9 +28,11 @@ and of every process below it (nannies and workers), and reports per size:
 
 then the ratios between consecutive columns, side by side. With several
 ``--workers`` counts each size runs once per count (``2048²/1w``, ``2048²/2w``),
-and the speed-up of each count over the first is printed. RSS is sampled, so a
-peak shorter than the interval can be missed; the sum over processes counts
-shared pages once per process.
+and the speed-up of each count over the first count of the same size is
+printed. RSS is sampled, so a peak shorter than the interval can be missed; the
+sum over processes counts shared pages once per process. The runs share this
+process, which does not give back all its memory between them: the client's
+RSS at the start of each run is printed.
 
 Run: ``python benchmarks/bench_scale.py --sizes 1024 2048 --visits 24 --subregion 1024``;
 ``--sizes 2048 --workers 1 2`` for the parallel efficiency.
@@ -305,12 +307,13 @@ def report(results: list[dict], by_workers: bool = False) -> None:
     )
     row("tasks", [r["tasks"] for r in results], "d", False)
     if by_workers:
+        # against the first worker count of the same size
+        first = {}
+        for r in results:
+            first.setdefault(r["size"], r)
         row(
             "speed-up over first",
-            [
-                results[0]["wall"] / r["wall"] if r["size"] == results[0]["size"] else float("nan")
-                for r in results
-            ],
+            [first[r["size"]]["wall"] / r["wall"] for r in results],
             ".2f",
             False,
         )
