@@ -74,7 +74,7 @@ def test_grouped_visits_give_the_same_masks_and_output_as_one_visit_per_chunk(
     assert one == [(1,) * n] and every == [(n,)]  # the precondition: the chunks differed
 
     masks = [
-        xr.open_zarr(f"{outputs[name]}.work/artifact_masks.zarr", zarr_format=3)
+        xr.open_zarr(f"{outputs[name]}.work/artifact_masks.zarr", zarr_format=3, consolidated=False)
         for name in ("one", "all")
     ]
     assert int(masks[0]["artifacts"].sum()) > 0
