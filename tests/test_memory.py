@@ -74,6 +74,41 @@ def test_visits_per_chunk_fill_the_byte_budget_between_one_and_all_visits():
     assert visits_per_chunk(5, (1, 1), CHUNK_BUDGET_BYTES) == 5
 
 
+def test_visits_per_chunk_leave_a_chunk_to_every_thread():
+    # 12 visits, room for all of them: two chunks of 6 for two threads, 5 chunks of 2 (and
+    # one more) for five, one visit per chunk when there are more threads than visits
+    assert visits_per_chunk(12, (100, 100), None, min_visit_chunks=2) == 6
+    assert visits_per_chunk(12, (100, 100), math.inf, min_visit_chunks=5) == 2
+    assert visits_per_chunk(12, (100, 100), None, min_visit_chunks=20) == 1
+    # the budget still decides when it is the tighter bound
+    assert visits_per_chunk(12, (100, 100), 300_000, 10, min_visit_chunks=2) == 3
+    with pytest.raises(ValueError, match="min_visit_chunks"):
+        visits_per_chunk(12, (100, 100), min_visit_chunks=0)
+
+
+def test_a_run_groups_visits_from_the_budget_the_tile_and_the_threads():
+    from dcr_dask.running.pipeline import _artifact_visits_per_chunk
+
+    def run(tile, chunks, n_visits, *workers):
+        return SimpleNamespace(
+            chunks=chunks,
+            tile_shape=tile,
+            ingested=SimpleNamespace(sizes={"visit": n_visits}),
+            active=_client(*workers),
+        )
+
+    big = {"memory_limit": 12 * 1024 * MiB, "nthreads": 1}
+    # one 512^2 chunk (subregionSize 2000 clipped to the tile), two threads: 2 x 6 visits
+    assert _artifact_visits_per_chunk(run((512, 512), (2000, 2000), 12, big, big)) == 6
+    # four chunks already keep both threads busy: all 12 visits in each
+    assert _artifact_visits_per_chunk(run((512, 512), (256, 256), 12, big, big)) == 12
+    # the default subregionSize on a large tile: one visit per chunk
+    assert _artifact_visits_per_chunk(run((4000, 4000), (2000, 2000), 30, big, big)) == 1
+    # small workers: a tenth of 1 GiB a task, 64 bytes a pixel of a 256^2 chunk: 25 visits
+    small = {"memory_limit": 1024 * MiB, "nthreads": 1}
+    assert _artifact_visits_per_chunk(run((1024, 1024), (256, 256), 30, small)) == 25
+
+
 def test_visits_per_chunk_defaults_keep_large_subregions_one_visit_a_chunk():
     # the default subregionSize keeps one visit per chunk, small subregions group them
     assert visits_per_chunk(30, (2000, 2000)) == 1

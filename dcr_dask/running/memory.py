@@ -112,14 +112,18 @@ def visits_per_chunk(
     chunk_shape: tuple[int, int],
     budget_bytes: float | None = CHUNK_BUDGET_BYTES,
     bytes_per_pixel: float = COMPARE_BYTES_PER_PIXEL,
+    *,
+    min_visit_chunks: int = 1,
 ) -> int:
     """How many visits one ``(y, x)`` chunk of a ``(visit, y, x)`` graph holds, from a byte budget.
 
     Each visit of a chunk costs ``bytes_per_pixel`` per pixel of the chunk; as many
     visits as fit in ``budget_bytes`` are grouped, at least one (a chunk larger than
-    the budget keeps one visit) and at most ``n_visits``. Fewer, larger chunks mean
-    fewer tasks: CompareWarp's artifact passes run some 180 small tasks per chunk,
-    whose overhead dominates their arithmetic on small subregions.
+    the budget keeps one visit) and at most ``n_visits``, nor so many that the visits
+    make fewer than ``min_visit_chunks`` chunks (while one visit per chunk gives that
+    many). Fewer, larger chunks mean fewer tasks: CompareWarp's artifact passes run
+    some 180 small tasks per chunk, whose overhead dominates their arithmetic on
+    small subregions.
 
     Parameters
     ----------
@@ -133,6 +137,10 @@ def visits_per_chunk(
     bytes_per_pixel : float
         Working memory per pixel of one visit, bytes (default
         :data:`COMPARE_BYTES_PER_PIXEL`), > 0.
+    min_visit_chunks : int
+        Chunks the visits of one ``(y, x)`` chunk are split in at least (as far as
+        the visits go), >= 1: e.g. so that every worker thread has a chunk of a tile
+        of one subregion.
 
     Returns
     -------
@@ -143,23 +151,26 @@ def visits_per_chunk(
     ------
     ValueError
         For ``n_visits < 1``, an empty chunk, a negative or NaN budget, or
-        ``bytes_per_pixel <= 0``.
+        ``bytes_per_pixel <= 0`` or ``min_visit_chunks < 1``.
     """
     if n_visits < 1:
         raise ValueError(f"n_visits must be >= 1, got {n_visits!r}")
+    if min_visit_chunks < 1:
+        raise ValueError(f"min_visit_chunks must be >= 1, got {min_visit_chunks!r}")
+    most = max(1, int(n_visits) // int(min_visit_chunks))
     pixels = int(chunk_shape[0]) * int(chunk_shape[1])
     if pixels < 1:
         raise ValueError(f"the chunk must have pixels, got shape {tuple(chunk_shape)!r}")
     if not bytes_per_pixel > 0:
         raise ValueError(f"bytes_per_pixel must be > 0, got {bytes_per_pixel!r}")
     if budget_bytes is None:
-        return int(n_visits)
+        return most
     if not budget_bytes >= 0:
         raise ValueError(f"budget_bytes must be >= 0 or None, got {budget_bytes!r}")
     if math.isinf(budget_bytes):
-        return int(n_visits)
+        return most
     fits = int(budget_bytes // (pixels * bytes_per_pixel))
-    return max(1, min(int(n_visits), fits))
+    return max(1, min(most, fits))
 
 
 def cluster_chunk_budget(

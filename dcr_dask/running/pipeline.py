@@ -504,10 +504,19 @@ def _artifact_visits_per_chunk(r: _Run) -> int:
     """Visits per chunk of CompareWarp's graphs (the PSF-matched warps, the variance
     scale, the artifacts and the cosmic rays): as many as one task's byte
     budget (:func:`dcr_dask.running.memory.cluster_chunk_budget`) allows for the
-    largest chunk of the tile (:func:`dcr_dask.running.memory.visits_per_chunk`)."""
+    largest chunk of the tile (:func:`dcr_dask.running.memory.visits_per_chunk`),
+    and no more than leave a chunk to every worker thread."""
     chunk = (min(r.chunks[0], r.tile_shape[0]), min(r.chunks[1], r.tile_shape[1]))
     n_visits = int(r.ingested.sizes["visit"])
-    per_chunk = visits_per_chunk(n_visits, chunk, cluster_chunk_budget(r.active))
+    # every worker thread gets a chunk, as with one visit per chunk
+    threads = cluster_blocks_in_flight(r.active, per_thread=1) or 1
+    spatial = math.prod(-(-size // step) for size, step in zip(r.tile_shape, chunk, strict=True))
+    per_chunk = visits_per_chunk(
+        n_visits,
+        chunk,
+        cluster_chunk_budget(r.active),
+        min_visit_chunks=-(-threads // spatial),
+    )
     log.info("CompareWarp's graphs: %d of %d visits per chunk", per_chunk, n_visits)
     return per_chunk
 
