@@ -16,7 +16,14 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 import dcr_dask
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.graph.assemble import TileGrid, block_memory_bytes, plan_groups
-from dcr_dask.running.memory import cluster_blocks_in_flight, cluster_memory_budget
+from dcr_dask.running.memory import (
+    CHUNK_BUDGET_BYTES,
+    COMPARE_BYTES_PER_PIXEL,
+    cluster_blocks_in_flight,
+    cluster_chunk_budget,
+    cluster_memory_budget,
+    visits_per_chunk,
+)
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
 MiB = 2**20
@@ -50,6 +57,96 @@ def test_blocks_in_flight_are_two_per_worker_thread():
     assert cluster_blocks_in_flight(_client()) is None
     with pytest.raises(ValueError, match="per_thread"):
         cluster_blocks_in_flight(client, per_thread=0)
+
+
+def test_visits_per_chunk_fill_the_byte_budget_between_one_and_all_visits():
+    # one visit of a 100 x 100 chunk at 10 bytes a pixel: 100_000 bytes
+    assert visits_per_chunk(12, (100, 100), 350_000, bytes_per_pixel=10) == 3
+    assert visits_per_chunk(12, (100, 100), 400_000, bytes_per_pixel=10) == 4  # exactly 4
+    assert visits_per_chunk(12, (100, 100), 399_999, bytes_per_pixel=10) == 3
+    # capped at the number of visits, at least one however small the budget
+    assert visits_per_chunk(12, (100, 100), 1e12, bytes_per_pixel=10) == 12
+    assert visits_per_chunk(12, (100, 100), math.inf, bytes_per_pixel=10) == 12
+    assert visits_per_chunk(12, (100, 100), None, bytes_per_pixel=10) == 12
+    assert visits_per_chunk(12, (100, 100), 99_999, bytes_per_pixel=10) == 1
+    assert visits_per_chunk(12, (100, 100), 0, bytes_per_pixel=10) == 1
+    assert visits_per_chunk(1, (100, 100), 1e12) == 1
+    assert visits_per_chunk(5, (1, 1), CHUNK_BUDGET_BYTES) == 5
+
+
+def test_visits_per_chunk_leave_a_chunk_to_every_thread():
+    # 12 visits, room for all of them: two chunks of 6 for two threads, 5 chunks of 2 (and
+    # one more) for five, one visit per chunk when there are more threads than visits
+    assert visits_per_chunk(12, (100, 100), None, min_visit_chunks=2) == 6
+    assert visits_per_chunk(12, (100, 100), math.inf, min_visit_chunks=5) == 2
+    assert visits_per_chunk(12, (100, 100), None, min_visit_chunks=20) == 1
+    # the budget still decides when it is the tighter bound
+    assert visits_per_chunk(12, (100, 100), 300_000, 10, min_visit_chunks=2) == 3
+    with pytest.raises(ValueError, match="min_visit_chunks"):
+        visits_per_chunk(12, (100, 100), min_visit_chunks=0)
+
+
+def test_a_run_groups_visits_from_the_budget_the_tile_and_the_threads():
+    from dcr_dask.running.pipeline import _artifact_visits_per_chunk
+
+    def run(tile, chunks, n_visits, *workers):
+        return SimpleNamespace(
+            chunks=chunks,
+            tile_shape=tile,
+            ingested=SimpleNamespace(sizes={"visit": n_visits}),
+            active=_client(*workers),
+        )
+
+    big = {"memory_limit": 12 * 1024 * MiB, "nthreads": 1}
+    # one 512^2 chunk (subregionSize 2000 clipped to the tile), two threads: 2 x 6 visits
+    assert _artifact_visits_per_chunk(run((512, 512), (2000, 2000), 12, big, big)) == 6
+    # four chunks already keep both threads busy: all 12 visits in each
+    assert _artifact_visits_per_chunk(run((512, 512), (256, 256), 12, big, big)) == 12
+    # the default subregionSize on a large tile: one visit per chunk
+    assert _artifact_visits_per_chunk(run((4000, 4000), (2000, 2000), 30, big, big)) == 1
+    # small workers: a tenth of 1 GiB a task, 64 bytes a pixel of a 256^2 chunk: 25 visits
+    small = {"memory_limit": 1024 * MiB, "nthreads": 1}
+    assert _artifact_visits_per_chunk(run((1024, 1024), (256, 256), 30, small)) == 25
+
+
+def test_visits_per_chunk_defaults_keep_large_subregions_one_visit_a_chunk():
+    # the default subregionSize keeps one visit per chunk, small subregions group them
+    assert visits_per_chunk(30, (2000, 2000)) == 1
+    assert visits_per_chunk(30, (1000, 1000)) == 4
+    assert visits_per_chunk(12, (512, 512)) == 12
+    assert visits_per_chunk(30, (512, 512)) == 16
+    per_task = visits_per_chunk(30, (512, 512)) * 512 * 512 * COMPARE_BYTES_PER_PIXEL
+    assert per_task <= CHUNK_BUDGET_BYTES
+
+
+def test_visits_per_chunk_refuses_meaningless_arguments():
+    with pytest.raises(ValueError, match="n_visits"):
+        visits_per_chunk(0, (10, 10))
+    with pytest.raises(ValueError, match="pixels"):
+        visits_per_chunk(3, (0, 10))
+    with pytest.raises(ValueError, match="bytes_per_pixel"):
+        visits_per_chunk(3, (10, 10), bytes_per_pixel=0)
+    with pytest.raises(ValueError, match="budget_bytes"):
+        visits_per_chunk(3, (10, 10), -1.0)
+    with pytest.raises(ValueError, match="budget_bytes"):
+        visits_per_chunk(3, (10, 10), math.nan)
+
+
+def test_chunk_budget_is_a_tenth_of_a_threads_share_capped():
+    small = _client(
+        {"memory_limit": 1000 * MiB, "nthreads": 2},  # 50 MiB a task
+        {"memory_limit": 4000 * MiB, "nthreads": 1},  # 400 MiB: above the cap
+    )
+    assert cluster_chunk_budget(small) == pytest.approx(50 * MiB)
+    assert cluster_chunk_budget(small, cap=10 * MiB) == pytest.approx(10 * MiB)
+    assert cluster_chunk_budget(small, fraction=1.0) == pytest.approx(CHUNK_BUDGET_BYTES)
+    large = _client({"memory_limit": 64 * 1024 * MiB, "nthreads": 1})
+    assert cluster_chunk_budget(large) == CHUNK_BUDGET_BYTES
+    # no limit or no workers: the cap
+    assert cluster_chunk_budget(_client({"memory_limit": 0, "nthreads": 1})) == CHUNK_BUDGET_BYTES
+    assert cluster_chunk_budget(_client()) == CHUNK_BUDGET_BYTES
+    with pytest.raises(ValueError, match="fraction"):
+        cluster_chunk_budget(small, fraction=0.0)
 
 
 def test_groups_hold_at_most_max_blocks_whatever_the_budget():

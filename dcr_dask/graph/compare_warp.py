@@ -33,6 +33,12 @@ for each detection with ``includeThresholdMultiplier > 1`` (a footprint's
 peak test needs it whole; see :func:`detect_sources`). Each pass
 recomputes the PSF matching from the warps; write the PSF-matched warps or
 the static model to a store first to avoid that on large tiles.
+
+The graphs take the visits' chunking as given: a chunk of several visits
+makes fewer, larger tasks (each pass runs some 180 small tasks per chunk,
+whose overhead outweighs their arithmetic on small subregions) and the same
+results. A run groups the visits up to a byte budget per task
+(:func:`dcr_dask.running.memory.visits_per_chunk`).
 """
 
 from __future__ import annotations

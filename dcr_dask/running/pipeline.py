@@ -127,7 +127,12 @@ from dcr_dask.running.input_checks import (
     reject_visits,
     visit_quality,
 )
-from dcr_dask.running.memory import cluster_blocks_in_flight, cluster_memory_budget
+from dcr_dask.running.memory import (
+    cluster_blocks_in_flight,
+    cluster_chunk_budget,
+    cluster_memory_budget,
+    visits_per_chunk,
+)
 from dcr_dask.settings import (
     coadd_transmission,
     compare_warp_settings,
@@ -317,6 +322,7 @@ class _Run:
     cosmic_rays: CosmicRaySettings = attrs.field(default=None)
     matching: PsfMatching | None = None
     static_ds: xr.Dataset = attrs.field(default=None)
+    visits_per_chunk: int = 1  # of CompareWarp's graphs (_artifact_visits_per_chunk)
     masks_done: dict[str, Any] | None = None
     found: xr.Dataset = attrs.field(default=None)
     grid: TileGrid = attrs.field(default=None)
@@ -450,10 +456,19 @@ def _compare_warp(r: _Run) -> None:
     directory: they are read several times), and CompareWarp's artifacts, lazily,
     unless a resumed run has its masks."""
     with r.stage("compare_warp_s", "CompareWarp"):
+        # the stores of the warps hold one visit per chunk; CompareWarp's graphs group
+        # visits up to a byte budget per task: their ~180 tasks per chunk (the halos,
+        # the labelling passes) cost more than their arithmetic on small subregions,
+        # and no result depends on the chunking
+        r.visits_per_chunk = _artifact_visits_per_chunk(r)
         if r.psf_matched_ds is None:
             # eager and small: made again on resume
             r.matching = psf_matching(r.ingested, r.compare.psf_matching)
-            r.psf_matched_ds = match_psfs(r.ingested, r.compare.psf_matching, matching=r.matching)
+            r.psf_matched_ds = match_psfs(
+                _visit_chunks(r.ingested, r.visits_per_chunk),
+                r.compare.psf_matching,
+                matching=r.matching,
+            )
         r.psf_matched_ds = _stage_store(
             r.stages, "psf_matched", r.psf_matched_ds, r.work / "psf_matched.zarr", r.active
         )
@@ -472,16 +487,66 @@ def _compare_warp(r: _Run) -> None:
             r.psf_matched_ds, r.compare.psf_matching.model_psf.default_fwhm_px, r.matching
         )
         if r.masks_done is None:
+            grouped = _visit_chunks(r.psf_matched_ds, r.visits_per_chunk)
             scale = warp_variance_scale(
-                r.psf_matched_ds, r.static_ds, r.compare.variance_scaling, r.psf_sigma
+                grouped, r.static_ds, r.compare.variance_scaling, r.psf_sigma
             )
             r.found = find_artifacts(
-                r.psf_matched_ds,
+                grouped,
                 r.static_ds,
                 r.compare.artifacts,
                 variance_scale=scale,
                 psf_sigma_px=r.psf_sigma,
             )
+
+
+def _artifact_visits_per_chunk(r: _Run) -> int:
+    """Visits per chunk of CompareWarp's graphs (the PSF-matched warps, the variance
+    scale, the artifacts and the cosmic rays): as many as one task's byte
+    budget (:func:`dcr_dask.running.memory.cluster_chunk_budget`) allows for the
+    largest chunk of the tile (:func:`dcr_dask.running.memory.visits_per_chunk`),
+    and no more than leave a chunk to every worker thread."""
+    chunk = (min(r.chunks[0], r.tile_shape[0]), min(r.chunks[1], r.tile_shape[1]))
+    n_visits = int(r.ingested.sizes["visit"])
+    # every worker thread gets a chunk, as with one visit per chunk
+    threads = cluster_blocks_in_flight(r.active, per_thread=1) or 1
+    spatial = math.prod(-(-size // step) for size, step in zip(r.tile_shape, chunk, strict=True))
+    per_chunk = visits_per_chunk(
+        n_visits,
+        chunk,
+        cluster_chunk_budget(r.active),
+        min_visit_chunks=-(-threads // spatial),
+    )
+    log.info("CompareWarp's graphs: %d of %d visits per chunk", per_chunk, n_visits)
+    return per_chunk
+
+
+def _visit_chunks(dataset: xr.Dataset, per_chunk: int) -> xr.Dataset:
+    """``dataset``'s data variables on ``visit`` in chunks of ``per_chunk`` visits (lazy).
+
+    The coordinates stay as they are (``Dataset.chunk`` would make the per-visit ones
+    Dask arrays, at odds with the chunks of the store they were read from), and so do
+    the variables already chunked so; the others forget their store's chunks.
+    """
+    want = _even_chunks(dataset.sizes["visit"], per_chunk)
+    chunked = {}
+    for name, variable in dataset.data_vars.items():
+        if "visit" not in variable.dims:
+            continue
+        data = variable.data
+        if isinstance(data, da.Array) and data.chunks[variable.dims.index("visit")] == want:
+            continue
+        variable = variable.chunk({"visit": per_chunk})
+        variable.encoding = {
+            k: v for k, v in variable.encoding.items() if k not in ("chunks", "preferred_chunks")
+        }
+        chunked[name] = variable
+    return dataset.assign(chunked) if chunked else dataset
+
+
+def _even_chunks(n: int, per_chunk: int) -> tuple[int, ...]:
+    """``n`` split in chunks of ``per_chunk``, the last one shorter."""
+    return (per_chunk,) * (n // per_chunk) + ((n % per_chunk,) if n % per_chunk else ())
 
 
 def _plan_fit(r: _Run) -> None:
@@ -527,7 +592,12 @@ def _artifact_masks(r: _Run) -> None:
     else:
         if r.cosmic_rays.enabled:
             # before the DCR-template reference, whose fit leaves the artifacts out
-            r.found = _with_cosmic_rays(r.found, r.ingested, r.cosmic_rays, r.direct_sigma)
+            r.found = _with_cosmic_rays(
+                r.found,
+                _visit_chunks(r.ingested, r.visits_per_chunk),
+                r.cosmic_rays,
+                r.direct_sigma,
+            )
         found = r.found
         if r.config.artifactReference == "dcrTemplate":
             with r.stage("dcr_reference_s", "the DCR-template artifact reference"):
