@@ -17,18 +17,24 @@ from dcr_dask.config import DcrAssembleCoaddConfig, many_artifacts_overrides
 from dcr_dask.errors import ConfigError
 from dcr_dask.graph.artifacts import _reference_arrays
 from dcr_dask.graph.assemble import TileGrid
+from dcr_dask.graph.cosmic_rays import find_cosmic_rays
 from dcr_dask.graph.template import forward_model_tile
+from dcr_dask.io.warps import open_warps
 from dcr_dask.kernels import model as kernels
+from dcr_dask.settings import cosmic_ray_settings
 from dcr_dask.simulate import simulate_tile, write_simulation
 
 #: The end-to-end runs: the reference, DCR-matched templates, and the settings we
 #: recommend for data with many artifacts (many_artifacts_overrides).
-#: The first two compare CompareWarp's references alone, without the direct warps'
-#: cosmic-ray search (doFindCosmicRays, tests/test_cosmic_rays.py), which finds the
-#: cosmic rays whatever the reference.
+#: The first two compare CompareWarp's references alone, as the reference configures
+#: CompareWarp: without the direct warps' cosmic-ray search (doFindCosmicRays,
+#: tests/test_cosmic_rays.py), which finds the cosmic rays whatever the reference, and
+#: with CompareWarp's own detectTemplate threshold (300 sigmas; dcr_dask's default 50
+#: protects more stars, and with them the cosmic rays inside them that the search finds).
+_COMPARE_WARP_ALONE = {"doFindCosmicRays": False, "detectTemplate": {"thresholdValue": 300.0}}
 MODES = {
-    "static": {"artifactReference": "static", "doFindCosmicRays": False},
-    "dcrTemplate": {"artifactReference": "dcrTemplate", "doFindCosmicRays": False},
+    "static": {"artifactReference": "static", **_COMPARE_WARP_ALONE},
+    "dcrTemplate": {"artifactReference": "dcrTemplate", **_COMPARE_WARP_ALONE},
     "dcrTemplate+": many_artifacts_overrides(),
 }
 
@@ -133,7 +139,7 @@ def runs(tmp_path_factory):
                 config, paths["warps"], output=out / f"{mode}.zarr", client=client
             )
             results[mode] = dataset.load()
-    return tile, results, out
+    return tile, results, out, paths
 
 
 def _scores(tile, clipped):
@@ -149,7 +155,7 @@ def _scores(tile, clipped):
 
 @pytest.mark.slow
 def test_dcr_templates_find_more_cosmic_rays_and_clip_fewer_stars(runs):
-    tile, results, _ = runs
+    tile, results, *_ = runs
     static = _scores(tile, results["static"]["artifacts"].values.astype(bool))
     dcr = _scores(tile, results["dcrTemplate"]["artifacts"].values.astype(bool))
     print(f"static: streak, cosmic, stars = {static}; dcrTemplate: {dcr}")
@@ -170,7 +176,7 @@ def test_the_recommended_settings_meet_the_acceptance_on_this_tile(runs):
     from 6 sigma and one pixel, grown by 1 PSF sigma). On other seeds cosmic rays on
     bright stars can stay hidden even from a perfect template
     (benchmarks/bench_artifacts.py)."""
-    tile, results, _ = runs
+    tile, results, *_ = runs
     clipped = results["dcrTemplate+"]["artifacts"].values.astype(bool)
     streak, cosmic, stars = _scores(tile, clipped)
     everything = clipped[tile.artifacts].mean()
@@ -183,12 +189,29 @@ def test_the_recommended_settings_meet_the_acceptance_on_this_tile(runs):
 
 
 @pytest.mark.slow
+def test_the_direct_warps_cosmic_rays_are_in_the_artifacts_found_against_dcr_templates(runs):
+    """doFindCosmicRays (on in the many-artifacts preset) adds its pixels to the artifacts
+    whatever the reference: against DCR-matched templates too, not only to the static
+    artifacts that the templates' own fit leaves out."""
+    _, results, _, paths = runs
+    config = DcrAssembleCoaddConfig()
+    config.update(effectiveWavelength=478.0, bandwidth=147.0, **MODES["dcrTemplate+"])
+    # every warp of this tile has a PSF stamp: the fallback width is not used
+    searched = find_cosmic_rays(open_warps(paths["warps"]), cosmic_ray_settings(config), 1.5)
+    searched = searched.transpose("visit", "y", "x").values
+    clipped = results["dcrTemplate+"]["artifacts"].values.astype(bool)
+    print(f"{searched.sum()} pixels found by the search, {clipped[searched].mean():.4f} clipped")
+    assert searched.sum() > 20
+    assert clipped[searched].all()
+
+
+@pytest.mark.slow
 def test_the_artifacts_reference_keeps_the_flux_of_every_visit(runs):
     """The DCR fit behind artifactReference="dcrTemplate" runs without the frequency
     regularization, whose floor added about 2.7 % of the flux of this tile in haloes
     around its stars (so that every visit showed a persistent negative residual there):
     each template must carry its visit's flux."""
-    _, _, out = runs
+    _, _, out, _ = runs
     work = out / "dcrTemplate.zarr.work"
     matched = xr.open_zarr(work / "psf_matched.zarr", consolidated=False)["image"].values
     templates = xr.open_zarr(work / "dcr_reference.zarr", consolidated=False)["image"].values
@@ -200,7 +223,7 @@ def test_the_artifacts_reference_keeps_the_flux_of_every_visit(runs):
 
 @pytest.mark.slow
 def test_clipped_pixels_are_left_out_of_the_fit_only_with_dcr_templates(runs):
-    _, results, _ = runs
+    _, results, *_ = runs
     # share of the streak's clipped pixels with fewer visits behind them than elsewhere:
     # none when clipped pixels stay in the fit (the reference); most when they are left
     # out (not all: each sub-band sees them shifted, and neighbours fill the edges)
@@ -217,7 +240,7 @@ def test_clipped_pixels_are_left_out_of_the_fit_only_with_dcr_templates(runs):
 
 @pytest.mark.slow
 def test_save_metadata_writes_the_record_in_the_store_and_beside_it(runs):
-    _, results, out = runs
+    _, results, out, _ = runs
     assert not (out / "static.metadata.json").exists()
     assert "metadata" not in results["static"].attrs
     record = json.loads((out / "dcrTemplate.metadata.json").read_text())

@@ -19,7 +19,9 @@ import pytest
 import dcr_dask.config
 import dcr_dask.config.reference
 from dcr_dask.config import (
+    DCR_DASK_TEMPLATE_THRESHOLD,
     AssembleCoaddConfig,
+    CompareWarpAssembleCoaddConfig,
     ConfigBase,
     ConfigErrors,
     DcrAssembleCoaddConfig,
@@ -314,7 +316,9 @@ def test_set_defaults_values():
     assert detect.reEstimateBackground is False
     assert detect.doTempLocalBackground is False
     template = config.detectTemplate
-    assert template.thresholdValue == 300
+    # dcr_dask's threshold; CompareWarp's own (300) is the reference preset's
+    assert template.thresholdValue == DCR_DASK_TEMPLATE_THRESHOLD == 50
+    assert CompareWarpAssembleCoaddConfig().detectTemplate.thresholdValue == 300
     assert template.nSigmaToGrow == 2.4
     assert template.thresholdPolarity == "positive"
     assert template.returnOriginalFootprints is False
@@ -335,6 +339,8 @@ def test_set_defaults_values():
     assert (reference.minNumIter, reference.maxNumIter) == (None, None)
     assert reference.convergenceThreshold == 0.001
     assert (reference.resolved_min_num_iter(), reference.resolved_max_num_iter()) == (3, 9)
+    assert reference.detectTemplate.thresholdValue == 300
+    assert reference.detectTemplate.nSigmaToGrow == 2.4  # the rest of the section unchanged
     assert config.modelPsf.defaultFwhm == 3.0
 
 
@@ -1165,6 +1171,7 @@ def test_the_package_exports_what_the_single_module_did():
         "DCR_DASK_MAX_NUM_ITER",
         "DCR_DASK_NUM_SUBFILTERS",
         "DCR_DASK_CONVERGENCE_THRESHOLD",
+        "DCR_DASK_TEMPLATE_THRESHOLD",
         "ConfigError",
         "InputError",
         "OverrideError",

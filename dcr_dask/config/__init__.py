@@ -47,6 +47,9 @@ from dcr_dask.config.reference import (
     DCR_DASK_NUM_SUBFILTERS as DCR_DASK_NUM_SUBFILTERS,
 )
 from dcr_dask.config.reference import (
+    DCR_DASK_TEMPLATE_THRESHOLD as DCR_DASK_TEMPLATE_THRESHOLD,
+)
+from dcr_dask.config.reference import (
     NOT_APPLICABLE,
     REFUSED,
     AssembleCoaddConfig,

@@ -76,7 +76,10 @@ def reference_overrides() -> dict[str, Any]:
       ``3 * dcrNumSubfilters``) and ``convergenceThreshold = 0.001``: the
       reference's iteration limits;
     - ``doFindCosmicRays = False``: no cosmic-ray search on the direct warps
-      (the reference leaves them to single-visit processing and CompareWarp).
+      (the reference leaves them to single-visit processing and CompareWarp);
+    - ``detectTemplate.thresholdValue = 300``: CompareWarp's threshold of the
+      static model's sources that protect the artifact candidates they contain
+      (dcr_dask's default is 50).
 
     Extensions that the reference has no counterpart of keep their defaults,
     which equal the reference's behaviour (``subbandShiftMode = "edges"``,
@@ -88,7 +91,8 @@ def reference_overrides() -> dict[str, Any]:
     Returns
     -------
     dict
-        A fresh dict for :meth:`ConfigBase.update` (nested for ``modelPsf``).
+        A fresh dict for :meth:`ConfigBase.update` (nested for ``modelPsf`` and
+        ``detectTemplate``).
 
     Examples
     --------
@@ -107,6 +111,7 @@ def reference_overrides() -> dict[str, Any]:
         "maxNumIter": None,
         "convergenceThreshold": 0.001,
         "doFindCosmicRays": False,
+        "detectTemplate": {"thresholdValue": 300.0},
     }
 
 

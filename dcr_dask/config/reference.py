@@ -44,6 +44,10 @@ DCR_DASK_MIN_NUM_ITER = 30
 DCR_DASK_NUM_SUBFILTERS = 4
 DCR_DASK_MAX_NUM_ITER = 60
 DCR_DASK_CONVERGENCE_THRESHOLD = 1e-6
+#: dcr_dask's ``detectTemplate.thresholdValue`` (CompareWarp's, the reference: 300),
+#: set by :meth:`DcrAssembleCoaddConfig.setDefaults`: the static model's sources that
+#: protect the artifact candidates they contain, in per-pixel sigmas of the model.
+DCR_DASK_TEMPLATE_THRESHOLD = 50.0
 
 # ------------------------------------------------------------- sub-configurations
 
@@ -1209,6 +1213,13 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         self.minNumIter = DCR_DASK_MIN_NUM_ITER
         self.maxNumIter = DCR_DASK_MAX_NUM_ITER
         self.convergenceThreshold = DCR_DASK_CONVERGENCE_THRESHOLD
+        # dcr_dask default, not CompareWarp's 300 (reference_overrides() restores it): at
+        # 300 per-pixel sigmas of the static model only the brightest stars protect the
+        # artifact candidates they contain, and a visit at airmass 2 with the sharpest seeing
+        # lost up to a fifth of its bright-star pixels to their DCR residuals (2.1 % of all
+        # bright-source pixels on a package Moffat tile); cosmic rays on sources are found on
+        # the direct warps instead (doFindCosmicRays). Measured in benchmarks/README.md.
+        self.detectTemplate.thresholdValue = DCR_DASK_TEMPLATE_THRESHOLD
         sources = self.detectModelSources
         sources.thresholdValue = 5.0
         sources.thresholdType = "pixel_stdev"

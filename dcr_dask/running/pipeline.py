@@ -590,14 +590,13 @@ def _artifact_masks(r: _Run) -> None:
         # CompareWarp (and the DCR-template reference fit) wrote the masks before
         r.reference_fits = [BlockFit.from_dict(f) for f in r.masks_done["reference_fits"]]
     else:
+        cosmic = None
         if r.cosmic_rays.enabled:
             # before the DCR-template reference, whose fit leaves the artifacts out
-            r.found = _with_cosmic_rays(
-                r.found,
-                _visit_chunks(r.ingested, r.visits_per_chunk),
-                r.cosmic_rays,
-                r.direct_sigma,
+            cosmic = find_cosmic_rays(
+                _visit_chunks(r.ingested, r.visits_per_chunk), r.cosmic_rays, r.direct_sigma
             )
+            r.found = _with_cosmic_rays(r.found, cosmic)
         found = r.found
         if r.config.artifactReference == "dcrTemplate":
             with r.stage("dcr_reference_s", "the DCR-template artifact reference"):
@@ -613,6 +612,8 @@ def _artifact_masks(r: _Run) -> None:
                     r.active,
                     r.psf_sigma,
                 )
+            if cosmic is not None:  # and in the artifacts found against those templates
+                found = _with_cosmic_rays(found, cosmic)
         with r.stage("artifact_masks_s", "the artifact masks"):
             masks = artifact_mask_dataset(found).chunk(
                 {"visit": 1, "y": r.chunks[0], "x": r.chunks[1]}
@@ -626,11 +627,9 @@ def _artifact_masks(r: _Run) -> None:
     r.ingested_masked = apply_artifact_masks(r.ingested, r.stored[list(ARTIFACT_VARIABLES)])
 
 
-def _with_cosmic_rays(
-    found: xr.Dataset, warps: xr.Dataset, settings: CosmicRaySettings, sigma_px: float
-) -> xr.Dataset:
-    """CompareWarp's artifacts with the direct warps' cosmic rays added (lazy)."""
-    cosmic = find_cosmic_rays(warps, settings, sigma_px).transpose(*found["artifacts"].dims)
+def _with_cosmic_rays(found: xr.Dataset, cosmic: xr.DataArray) -> xr.Dataset:
+    """Artifacts with the direct warps' cosmic rays (``find_cosmic_rays``) added (lazy)."""
+    cosmic = cosmic.transpose(*found["artifacts"].dims)
     if not np.array_equal(cosmic["visit"].values, found["visit"].values):
         raise ValueError("the cosmic rays and CompareWarp's artifacts have different visits")
     artifacts = found["artifacts"].data.astype(bool) | cosmic.data.rechunk(
