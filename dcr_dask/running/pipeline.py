@@ -528,7 +528,7 @@ def _visit_chunks(dataset: xr.Dataset, per_chunk: int) -> xr.Dataset:
     Dask arrays, at odds with the chunks of the store they were read from), and so do
     the variables already chunked so; the others forget their store's chunks.
     """
-    want = _even_chunks(dataset.sizes["visit"], per_chunk)
+    want = da.core.normalize_chunks(per_chunk, (dataset.sizes["visit"],))[0]
     chunked = {}
     for name, variable in dataset.data_vars.items():
         if "visit" not in variable.dims:
@@ -542,11 +542,6 @@ def _visit_chunks(dataset: xr.Dataset, per_chunk: int) -> xr.Dataset:
         }
         chunked[name] = variable
     return dataset.assign(chunked) if chunked else dataset
-
-
-def _even_chunks(n: int, per_chunk: int) -> tuple[int, ...]:
-    """``n`` split in chunks of ``per_chunk``, the last one shorter."""
-    return (per_chunk,) * (n // per_chunk) + ((n % per_chunk,) if n % per_chunk else ())
 
 
 def _plan_fit(r: _Run) -> None:
