@@ -1005,7 +1005,9 @@ def apply_model_weights(
     new = np.asarray(new, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     template = np.asarray(template_image, dtype=np.float64)
-    return new * weights + template * (1.0 - weights) / n_subfilters
+    blended = new * weights
+    blended += template * (1.0 - weights) / n_subfilters
+    return blended
 
 
 def iterate_block(

@@ -86,9 +86,9 @@ def _surviving(flags: np.ndarray, width: int) -> np.ndarray:
     flags, ~10x faster than ``ndimage.binary_opening`` (which took a fifth of
     a model update on a 512² tile, benchmarks/README.md, ``bench_end_to_end``).
     """
-    if width <= 0:
-        return flags
     flags = np.asarray(flags, dtype=bool)
+    if width <= 0 or not flags.any():  # an opening only removes flags
+        return flags
     if flags.shape[-1] < 2 or flags.shape[-2] < 2:  # no pixel has all four neighbours
         return ndimage.binary_opening(flags, structure=_opening_structure(width))
     out = flags
@@ -138,7 +138,7 @@ def apply_thresholds(
         bound = np.broadcast_to(np.asarray(limit, dtype=np.float64), out.shape)
         bound = bound if bound.ndim == 3 else bound[None]
         flagged = _surviving(outside(stack, bound), width)
-        stack[flagged] = bound[flagged]
+        np.copyto(stack, bound, where=flagged)
     return out
 
 
@@ -171,7 +171,9 @@ def regularize_iterations(
     if not factor > 0:
         raise ValueError(f"regularizeModelIterations must be > 0 to regularize, got {factor!r}")
     old = np.asarray(old, dtype=np.float64)
-    return apply_thresholds(new, old / factor, np.abs(old) * factor, width)
+    high = np.abs(old)
+    high *= factor
+    return apply_thresholds(new, old / factor, high, width)
 
 
 def background_noise(
@@ -311,12 +313,18 @@ def regularize_frequency(
     max_ratio = np.sqrt(factor)
     if clamp == "planes":
         new = apply_thresholds(new, smooth_ref / max_ratio, smooth_ref * max_ratio, width)
-    smooth = ndimage.gaussian_filter(new, (0, width, width), mode="constant") + offset
-    relative = np.zeros_like(smooth)
-    np.divide(smooth, smooth_ref, out=relative, where=smooth_ref > 0)
+    # from here on in place: each full-size temporary costs a fresh allocation
+    relative = ndimage.gaussian_filter(new, (0, width, width), mode="constant")
+    relative += offset
+    positive = smooth_ref > 0
+    np.divide(relative, smooth_ref, out=relative, where=positive)
+    np.copyto(relative, 0.0, where=~positive)
     if clamp == "smoothed":
         np.clip(relative, 1.0 / max_ratio, max_ratio, out=relative)
     sharp_sigma = width / _SHARPEN_ALPHA
-    detail = relative - ndimage.gaussian_filter(relative, (0, sharp_sigma, sharp_sigma))
-    relative += _SHARPEN_ALPHA * detail
-    return relative * reference
+    detail = ndimage.gaussian_filter(relative, (0, sharp_sigma, sharp_sigma))
+    np.subtract(relative, detail, out=detail)
+    detail *= _SHARPEN_ALPHA
+    relative += detail
+    relative *= reference
+    return relative
