@@ -242,6 +242,12 @@ class _Templates:
             for s, plane in enumerate(_amplified_planes(model, accelerate)):
                 self.spectra[s] = self.grid.transform(plane)
             self._total = self.grid.zeros()
+            # every visit's factors at once: one transform of all the kernels
+            point_sets = [_distinct(points) for visit in self.shifts for points in visit]
+            sets = self.grid.factor_sets(point_sets, method, [1.0 / len(p) for p in point_sets])
+            self._factor_sets = [
+                sets[v * n_subfilters : (v + 1) * n_subfilters] for v in range(self.n_visits)
+            ]
 
     @property
     def n_visits(self) -> int:
@@ -259,11 +265,7 @@ class _Templates:
             # None only for a model of 0 sub-bands, which nothing here rejects (the config's
             # dcrNumSubfilters is >= 2); the spectral branch gives zeros for it.
             return out  # type: ignore[return-value]
-        factor_sets = []
-        for points in self.shifts[v]:
-            points = _distinct(points)
-            factor_sets.append(self.grid.factors(points, self.method, 1.0 / len(points)))
-        self.grid.combine(self._total, self.spectra, factor_sets)
+        self.grid.combine(self._total, self.spectra, self._factor_sets[v])
         return self.grid.invert(self._total)
 
 
@@ -298,6 +300,17 @@ class _BackProjection:
         else:
             self.grid = SpectralGrid(shape, _precision(precision))
             self.totals = self.grid.zeros(n_subfilters)
+            # every visit's factors at once: one transform of all the kernels
+            n_visits = unsplit.shape[0]
+            weight = np.ones(n_visits) if weights is None else weights
+            sets = self.grid.factor_sets(
+                [-point[None, :] for visit in unsplit for point in visit],
+                method,
+                [float(weight[v]) for v in range(n_visits) for _ in range(n_subfilters)],
+            )
+            self._factor_sets = [
+                sets[v * n_subfilters : (v + 1) * n_subfilters] for v in range(n_visits)
+            ]
 
     @property
     def dtype(self) -> npt.DTypeLike:
@@ -344,11 +357,7 @@ class _BackProjection:
 
     def add_spectrum(self, v: int, spectrum: np.ndarray) -> None:
         """:meth:`add` of an image already transformed by ``self.grid`` (spectral methods)."""
-        weight = 1.0 if self.weights is None else float(self.weights[v])
-        factor_sets = [
-            self.grid.factors(-point[None, :], self.method, weight) for point in self.unsplit[v]
-        ]
-        self.grid.spread(self.totals, spectrum, factor_sets)
+        self.grid.spread(self.totals, spectrum, self._factor_sets[v])
 
     def plane(self, s: int) -> np.ndarray:
         """Sum of sub-band ``s``, ``(ny, nx)``: float64 (spline), or the precision's float
