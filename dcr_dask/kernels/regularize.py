@@ -55,9 +55,10 @@ def _opening_structure(width: int) -> np.ndarray:
     return ndimage.iterate_structure(cross, width)[None, :, :]
 
 
-def _erode_cross(flags: np.ndarray) -> np.ndarray:
-    """Erosion of the last two axes by the 3×3 cross; pixels outside count as unflagged."""
-    out = flags.copy()
+def _erode_cross(flags: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Erosion of the last two axes by the 3×3 cross, into ``out`` (not ``flags``); pixels
+    outside count as unflagged."""
+    np.copyto(out, flags)
     out[..., 1:, :] &= flags[..., :-1, :]
     out[..., :-1, :] &= flags[..., 1:, :]
     out[..., :, 1:] &= flags[..., :, :-1]
@@ -67,9 +68,9 @@ def _erode_cross(flags: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dilate_cross(flags: np.ndarray) -> np.ndarray:
-    """Dilation of the last two axes by the 3×3 cross."""
-    out = flags.copy()
+def _dilate_cross(flags: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Dilation of the last two axes by the 3×3 cross, into ``out`` (not ``flags``)."""
+    np.copyto(out, flags)
     out[..., 1:, :] |= flags[..., :-1, :]
     out[..., :-1, :] |= flags[..., 1:, :]
     out[..., :, 1:] |= flags[..., :, :-1]
@@ -91,11 +92,14 @@ def _surviving(flags: np.ndarray, width: int) -> np.ndarray:
         return flags
     if flags.shape[-1] < 2 or flags.shape[-2] < 2:  # no pixel has all four neighbours
         return ndimage.binary_opening(flags, structure=_opening_structure(width))
+    buffers = (np.empty_like(flags), np.empty_like(flags))  # each step reads one, writes the other
     out = flags
-    for _ in range(width):
-        out = _erode_cross(out)
-    for _ in range(width):
-        out = _dilate_cross(out)
+    for step in range(width):
+        out = _erode_cross(out, buffers[step % 2])
+    if not out.any():  # nothing left to dilate
+        return out
+    for step in range(width, 2 * width):
+        out = _dilate_cross(out, buffers[step % 2])
     return out
 
 
@@ -309,7 +313,8 @@ def regularize_frequency(
         return new.copy()
     reference[unusable] = 0.0
     offset = _NOISE_OFFSET_SIGMA * float(noise) / (2.0 * width)
-    smooth_ref = ndimage.gaussian_filter(reference, width, mode="constant") + offset
+    smooth_ref = ndimage.gaussian_filter(reference, width, mode="constant")
+    smooth_ref += offset
     max_ratio = np.sqrt(factor)
     if clamp == "planes":
         new = apply_thresholds(new, smooth_ref / max_ratio, smooth_ref * max_ratio, width)
