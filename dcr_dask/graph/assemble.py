@@ -314,7 +314,6 @@ def _fit_step(
         )
         significance = conv.significance_image(model[(slice(None), *core)], noise)
         mask = prepared["convergence_mask"]
-        work = np.empty(significance.shape)
 
         def observe(v: int, template: np.ndarray) -> None:
             terms[v] = conv.visit_convergence_term(
@@ -323,7 +322,6 @@ def _fit_step(
                 prepared["good"][v][core],
                 mask[v if mask.shape[0] > 1 else 0][core],
                 significance,
-                work=work,
             )
 
     chosen: dict[str, float] = {}
