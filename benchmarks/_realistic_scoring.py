@@ -119,6 +119,43 @@ def centroid_rms(images: list[np.ndarray], truth: Truth, stars: np.ndarray) -> f
     return float(np.sqrt(np.nanmean(np.concatenate(errors) ** 2)))
 
 
+def noise_share(
+    noisy: np.ndarray, noise_free: np.ndarray, truth: Truth, stars: np.ndarray
+) -> float:
+    """Share of an image's centroid error that its noise alone causes.
+
+    ``RMS(e_noisy - e_noise_free) / RMS(e_noisy)`` over the held-out visits,
+    where ``e`` are the centroid errors (:func:`centroid_errors`) of ``stars``
+    in ``noisy`` and in the same image made from noise-free warps. For the
+    plain coadd it says how far below its error a template made of the same
+    visits could hope to go at that S/N: a template whose centroids are
+    perfect but whose noise equals the plain coadd's scores this ratio.
+
+    Parameters
+    ----------
+    noisy, noise_free : numpy.ndarray
+        ``(y, x)`` the image from the noisy warps and from the noise-free ones.
+    truth : Truth
+        Held-out truth.
+    stars : numpy.ndarray
+        ``(n, 2)`` x, y of the stars.
+
+    Returns
+    -------
+    float
+        The ratio; NaN without stars.
+    """
+    if len(stars) == 0:
+        return float("nan")
+    noise, total = [], []
+    for true in truth.holdout_true:
+        errors = centroid_errors(noisy, true, stars)
+        noise.append(errors - centroid_errors(noise_free, true, stars))
+        total.append(errors)
+    rms = [float(np.sqrt(np.nanmean(np.concatenate(e) ** 2))) for e in (noise, total)]
+    return rms[0] / rms[1]
+
+
 def source_rms(images: list[np.ndarray], truth: Truth, sigma: float = 5.0) -> float:
     """RMS of (image - truth) over held-out source pixels (truth > ``sigma`` sky sigmas)."""
     residuals = [

@@ -22,7 +22,14 @@ are scored against the held-out noise-free truth (benchmarks/_realistic_scoring.
   flagged in the output store's ``artifacts`` (visit, y, x);
 - ``bright clip``: share of bright source pixels (truth > 10 sky sigmas, > 10 px
   from any artifact) flagged there;
-- ``fit s``: the fit stage's seconds (``timings_s["fit_s"]``).
+- ``fit s``: the fit stage's seconds (``timings_s["fit_s"]``);
+- the row ``plain coadd noise``: for each star class, the share of the plain
+  coadd's centroid error that its noise alone causes (its centroids, with the
+  truth artifacts left out, against those of the noise-free warps' plain
+  coadd; ``noise_share``). A
+  template of the same visits with perfect centroids but the plain coadd's
+  noise would score this ratio: the part of ``bright`` and ``faint`` that the
+  S/N of the visits sets, not the model.
 
 Renderers: ``galsim`` (tests/galsim_tile.py: Kolmogorov chromatic PSFs, GalSim's
 refraction, blackbody stars, CWW galaxies, no DETECTED plane by default) and
@@ -67,6 +74,7 @@ from _realistic_scoring import (
     artifact_scores,
     centroid_rms,
     difference_rms,
+    noise_share,
     source_rms,
     star_classes,
 )
@@ -75,6 +83,7 @@ from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig
 from dcr_dask.graph.coadd import plain_coadd
 from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.warps import open_warps
+from dcr_dask.masks import MaskPlanes
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
 from dcr_dask.running.templates import matched_template
@@ -123,6 +132,8 @@ VARIANTS = {
         }
     ),
 }
+#: The summary row of the plain coadd's centroid error from its noise alone (``noise_share``).
+NOISE_ROW = "plain coadd noise"
 COLUMNS = ("bright", "faint", "tmpl rms", "diff rms", "streak", "cosmic", "bright clip", "fit s")
 
 
@@ -262,6 +273,16 @@ def _static_template(warp_paths: list[Path], path: Path) -> Path:
     )
 
 
+def _without_artifacts(warps, truth: Truth):
+    """The warps with their truth artifacts (streak, cosmic rays) flagged ``BAD``."""
+    bad = MaskPlanes(warps.attrs["mask_planes"]).value(["BAD"])
+    artifacts = truth.streak | truth.cosmic_rays
+    if warps.sizes["visit"] != artifacts.shape[0]:
+        raise ValueError(f"{warps.sizes['visit']} warps but {artifacts.shape[0]} truth masks")
+    mask = warps["mask"].values | np.where(artifacts, bad, 0).astype(warps["mask"].dtype)
+    return warps.assign(mask=(warps["mask"].dims, mask))
+
+
 def _score(
     templates: list[np.ndarray], plain: list[np.ndarray], case: Case, stars: dict
 ) -> dict[str, float]:
@@ -338,11 +359,21 @@ def main(argv: list[str] | None = None) -> None:
                 stars = star_classes(case.truth, cuts)
                 plain_image = plain_coadd(open_warps(case.warps["base"]), BAD_PLANES)
                 plain = [plain_image["image"].values] * len(case.holdout)
+                noisy = _without_artifacts(open_warps(case.warps["base"]), case.truth)
+                noisy = plain_coadd(noisy, BAD_PLANES)["image"].values
+                clean = plain_coadd(open_warps(case.warps["noise_free"]), BAD_PLANES)
+                floor = {
+                    name: noise_share(noisy, clean["image"].values, case.truth, xy)
+                    for name, xy in stars.items()
+                }
+                results.setdefault((renderer, NOISE_ROW), []).append(floor)
                 counts = ", ".join(f"{len(v)} {k}" for k, v in stars.items())
                 errors = (f"{k} {centroid_rms(plain, case.truth, v):.4f}" for k, v in stars.items())
+                shares = (f"{k} {v:.3f}" for k, v in floor.items())
                 print(
                     f"{seed:>4} {renderer:<8} rendered in {rendered:.1f} s; stars: {counts}; "
-                    "plain coadd RMS centroid error (px): " + ", ".join(errors),
+                    "plain coadd RMS centroid error (px): " + ", ".join(errors) + "; "
+                    "share from noise alone: " + ", ".join(shares),
                     flush=True,
                 )
                 plain_file = _static_template(case.warps["base"], scratch / "plain_template.fits")
@@ -358,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     for (renderer, name), rows in results.items():
         cells = []
         for column in COLUMNS:
-            values = np.array([r[column] for r in rows], float)
+            values = np.array([r.get(column, np.nan) for r in rows], float)
             finite = values[np.isfinite(values)]
             mean = finite.mean() if finite.size else float("nan")
             std = finite.std() if finite.size else float("nan")
