@@ -193,15 +193,22 @@ def squeeze_airmasses(
 MAX_AIRMASS: float | None = None
 
 
+def _squeezed(spec, replace):
+    """``spec`` with its airmasses squeezed to :data:`MAX_AIRMASS` by ``replace``
+    (``dataclasses.replace`` or ``attrs.evolve``); unchanged when it is None."""
+    if MAX_AIRMASS is None:
+        return spec
+    span = min(spec.airmasses), max(spec.airmasses), MAX_AIRMASS
+    return replace(
+        spec,
+        airmasses=squeeze_airmasses(spec.airmasses, *span),
+        holdout_airmasses=squeeze_airmasses(spec.holdout_airmasses, *span),
+    )
+
+
 def _galsim_case(seed: int, size: int, band: str, directory: Path) -> Case:
     spec = gt.band_spec(band, shape=(size, size), seed=seed)
-    if MAX_AIRMASS is not None:
-        span = min(spec.airmasses), max(spec.airmasses), MAX_AIRMASS
-        spec = dataclasses.replace(
-            spec,
-            airmasses=squeeze_airmasses(spec.airmasses, *span),
-            holdout_airmasses=squeeze_airmasses(spec.holdout_airmasses, *span),
-        )
+    spec = _squeezed(spec, dataclasses.replace)
     tile = gt.render_tile(spec)
     base = gt.write_tile(tile, directory / "base")
     detected = gt.render_tile(dataclasses.replace(spec, detected_plane=True))
@@ -264,13 +271,7 @@ def sim_truth(tile) -> Truth:
 
 def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
     spec = realistic_spec((size, size), seed, band)
-    if MAX_AIRMASS is not None:
-        span = min(spec.airmasses), max(spec.airmasses), MAX_AIRMASS
-        spec = attrs.evolve(
-            spec,
-            airmasses=squeeze_airmasses(spec.airmasses, *span),
-            holdout_airmasses=squeeze_airmasses(spec.holdout_airmasses, *span),
-        )
+    spec = _squeezed(spec, attrs.evolve)
     tile = simulate_tile(spec)
     base = write_simulation(tile, directory / "base")
     detected = simulate_tile(attrs.evolve(spec, detected_plane=True))
