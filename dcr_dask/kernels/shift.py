@@ -451,10 +451,11 @@ class SpectralGrid:
     def factors(
         self, shifts: np.ndarray | tuple[float, float], method: ShiftMethod, scale: float = 1.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`shift_factors` on the padded grid, complex64, ``scale`` folded into y."""
-        y_factors, x_factors = shift_factors(self.fft_shape, shifts, method)
-        y_factors *= scale
-        return y_factors.astype(self.complex_dtype), x_factors.astype(self.complex_dtype)
+        """:func:`shift_factors` on the padded grid, complex64, ``scale`` folded into y.
+
+        One set of :meth:`factor_sets`.
+        """
+        return self.factor_sets([_as_shift_points(shifts)], method, [scale])[0]
 
     def factor_sets(
         self,
