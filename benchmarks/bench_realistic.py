@@ -29,7 +29,11 @@ are scored against the held-out noise-free truth (benchmarks/_realistic_scoring.
   coadd; ``noise_share``). A
   template of the same visits with perfect centroids but the plain coadd's
   noise would score this ratio: the part of ``bright`` and ``faint`` that the
-  S/N of the visits sets, not the model.
+  S/N of the visits sets, not the model;
+- the row ``plain, no artifacts``: the plain coadd with the truth artifacts
+  left out, scored like a template against the plain coadd (which keeps
+  them): what perfect artifact rejection alone gives, with no DCR correction.
+  A DCR template is worth its cost where it beats this row, not only 1.
 
 Renderers: ``galsim`` (tests/galsim_tile.py: Kolmogorov chromatic PSFs, GalSim's
 refraction, blackbody stars, CWW galaxies, no DETECTED plane by default) and
@@ -141,6 +145,9 @@ VARIANTS = {
 }
 #: The summary row of the plain coadd's centroid error from its noise alone (``noise_share``).
 NOISE_ROW = "plain coadd noise"
+#: The row of the plain coadd with the truth artifacts left out, scored like a template: what
+#: perfect artifact rejection alone gives, without any DCR correction.
+CLEAN_ROW = "plain, no artifacts"
 COLUMNS = ("bright", "faint", "tmpl rms", "diff rms", "streak", "cosmic", "bright clip", "fit s")
 
 
@@ -435,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
                     for name, xy in stars.items()
                 }
                 results.setdefault((renderer, NOISE_ROW), []).append(floor)
+                clean_scores = _score([noisy] * len(case.holdout), plain, case, stars)
+                results.setdefault((renderer, CLEAN_ROW), []).append(clean_scores)
                 counts = ", ".join(f"{len(v)} {k}" for k, v in stars.items())
                 errors = (f"{k} {centroid_rms(plain, case.truth, v):.4f}" for k, v in stars.items())
                 shares = (f"{k} {v:.3f}" for k, v in floor.items())
@@ -444,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
                     "share from noise alone: " + ", ".join(shares),
                     flush=True,
                 )
+                print(_line(f"{seed:>4} {renderer:<8} {CLEAN_ROW}", clean_scores), flush=True)
                 plain_file = _static_template(case.warps["base"], scratch / "plain_template.fits")
                 for name in args.variants:
                     scores = _run_variant(
