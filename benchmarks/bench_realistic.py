@@ -35,7 +35,8 @@ template given (``--template``: the plain coadd), the truth ceiling
 sub-bands, then also with the reference's iteration limits (``minNumIter``,
 ``maxNumIter`` None, ``convergenceThreshold`` 0.001), and the frequency
 regularization's clamp on the smoothed ratio (``frequencyClamp="smoothed"``) and
-with a tighter factor (``regularizeModelFrequency=2``), each clamp.
+with a tighter factor (``regularizeModelFrequency=2``), each clamp, and the smoothed
+clamp with only the colour sharpened (``frequencyClamp="smoothedColour"``).
 
 Run: ``python benchmarks/bench_realistic.py [--renderer both] [--seeds 1 2 3 4 5]
 [--size 256] [--band g] [--variants ...] [--workers 2] [--seeing LO HI]``;
@@ -112,6 +113,8 @@ VARIANTS = {
     "three sub-bands": Variant(config={"dcrNumSubfilters": 3}),
     # how the frequency regularization bounds the colours (frequencyClamp), at two factors
     "smoothed clamp": Variant(config={"frequencyClamp": "smoothed"}),
+    # the same clamp with the sharpening of the colour only (the mean ratio left smooth)
+    "smoothed colour clamp": Variant(config={"frequencyClamp": "smoothedColour"}),
     "frequency factor 2": Variant(config={"regularizeModelFrequency": 2.0}),
     "smoothed clamp, factor 2": Variant(
         config={"frequencyClamp": "smoothed", "regularizeModelFrequency": 2.0}
