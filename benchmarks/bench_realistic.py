@@ -46,7 +46,8 @@ template given (``--template``: the plain coadd), the truth ceiling
 sub-bands, then also with the reference's iteration limits (``minNumIter``,
 ``maxNumIter`` None, ``convergenceThreshold`` 0.001), and the frequency
 regularization's clamp on the smoothed ratio (``frequencyClamp="smoothed"``) and
-with a tighter factor (``regularizeModelFrequency=2``), each clamp.
+with a tighter factor (``regularizeModelFrequency=2``), each clamp, and the smoothed
+clamp with only the colour sharpened (``frequencyClamp="smoothedColour"``).
 
 ``--max-airmass A`` squeezes the presets' airmasses (fitted and held out) from
 ``[1.01, top]`` into ``[1.01, A]`` (``squeeze_airmasses``): the same visits with less DCR, where the
@@ -130,6 +131,8 @@ VARIANTS = {
     "three sub-bands": Variant(config={"dcrNumSubfilters": 3}),
     # how the frequency regularization bounds the colours (frequencyClamp), at two factors
     "smoothed clamp": Variant(config={"frequencyClamp": "smoothed"}),
+    # the same clamp with the sharpening of the colour only (the mean ratio left smooth)
+    "smoothed colour clamp": Variant(config={"frequencyClamp": "smoothedColour"}),
     "frequency factor 2": Variant(config={"regularizeModelFrequency": 2.0}),
     "smoothed clamp, factor 2": Variant(
         config={"frequencyClamp": "smoothed", "regularizeModelFrequency": 2.0}

@@ -1158,11 +1158,14 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "to the mean of the planes: 'planes' (the reference: each sharp plane is clamped "
         "against the smoothed mean, which also clamps the cores of sources sharper than the "
         "smoothing whatever their colour; with a factor of 2 the templates were worse than the "
-        "plain coadd) or 'smoothed' (the ratio of the plane and of the mean, both smoothed over "
+        "plain coadd), 'smoothed' (the ratio of the plane and of the mean, both smoothed over "
         "regularizationWidth, is clipped to [1/sqrt(factor), sqrt(factor)]: three times "
         "better bright-star centroids in 0.45-0.6 arcsec seeing, equal at 0.6-1.0, but "
-        "a ring of 2-3 % of the peak around very bright stars; benchmarks/README.md).",
-        allowed=("planes", "smoothed"),
+        "a ring of 2-3 % of the peak around very bright stars; benchmarks/README.md) or "
+        "'smoothedColour' (clipped as 'smoothed', then only the colour, each ratio over the "
+        "mean ratio of the sub-bands, is sharpened: the mean ratio, whose sharpening made "
+        "the ring, stays smooth).",
+        allowed=("planes", "smoothed", "smoothedColour"),
         extension=True,
     )
 

@@ -1093,7 +1093,7 @@ def iterate_block(
         ``regularizeModelFrequency``; 0 disables step 6.
     regularization_width : int
         ``regularizationWidth``, pixels.
-    frequency_clamp : {"planes", "smoothed"}
+    frequency_clamp : {"planes", "smoothed", "smoothedColour"}
         ``frequencyClamp``: how step 6 bounds each plane's ratio to the mean
         (:func:`dcr_dask.kernels.regularize.regularize_frequency`'s ``clamp``).
     background : numpy.ndarray of bool, optional

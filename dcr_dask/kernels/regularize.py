@@ -225,7 +225,7 @@ def background_noise(
 
 
 #: How :func:`regularize_frequency` bounds a plane's ratio to the mean of the planes.
-FREQUENCY_CLAMPS = ("smoothed", "planes")
+FREQUENCY_CLAMPS = ("smoothed", "planes", "smoothedColour")
 
 
 def regularize_frequency(
@@ -269,6 +269,18 @@ def regularize_frequency(
     S/N in the thousands) it leaves a ring of local maxima about 6 px out,
     2-3 % of the peak, which the reference's clamp suppresses.
 
+    With ``clamp="smoothedColour"`` (an option), ``rel`` is clipped as with
+    ``"smoothed"``, and then only the colour is sharpened: with ``m`` the
+    mean of the clipped ``rel`` over the sub-bands, each ``c = rel / m`` is
+    sharpened as in step 5 and the plane becomes ``c · m · ref``. The mean
+    ratio ``m`` (the achromatic change of the step) is left smooth, so the
+    sum of the planes is ``S · m · ref``: the old sum times a ratio of
+    Gaussian-smoothed images. The ring of ``"smoothed"`` is the sharpening of
+    ``m``: where a fit step sharpens a bright star's core (as the fit keeps
+    asking when the visits' PSFs differ), the unsharp mask of the smoothed
+    ratio turns into pixel-scale structure that multiplies the old mean's
+    wings, iteration after iteration (``benchmarks/README.md``).
+
     Gaussians are ``scipy.ndimage.gaussian_filter`` with its default
     truncation at 4 σ.
 
@@ -287,9 +299,10 @@ def regularize_frequency(
     noise : float
         Background noise of ``new[0]``, flux (:func:`background_noise` with
         its default 5-pixel border); the division by ``2·width`` is done here.
-    clamp : {"planes", "smoothed"}
+    clamp : {"planes", "smoothed", "smoothedColour"}
         ``"planes"``: step 4 as the reference; ``"smoothed"``: the ratio of
-        the smoothed plane to ``smooth_ref`` is clipped instead (see above).
+        the smoothed plane to ``smooth_ref`` is clipped instead;
+        ``"smoothedColour"``: clipped so, and only the colour sharpened (see above).
 
     Returns
     -------
@@ -324,9 +337,22 @@ def regularize_frequency(
     positive = smooth_ref > 0
     np.divide(relative, smooth_ref, out=relative, where=positive)
     np.copyto(relative, 0.0, where=~positive)
-    if clamp == "smoothed":
+    if clamp != "planes":
         np.clip(relative, 1.0 / max_ratio, max_ratio, out=relative)
     sharp_sigma = width / _SHARPEN_ALPHA
+    if clamp == "smoothedColour":
+        # the mean ratio over the sub-bands (the achromatic change) is left smooth; only
+        # the colour, each ratio over that mean, is sharpened
+        mean = np.mean(relative, axis=0)
+        colour = np.zeros_like(relative)
+        np.divide(relative, mean, out=colour, where=mean > 0)
+        detail = ndimage.gaussian_filter(colour, (0, sharp_sigma, sharp_sigma))
+        np.subtract(colour, detail, out=detail)
+        detail *= _SHARPEN_ALPHA
+        colour += detail
+        colour *= mean
+        colour *= reference
+        return colour
     detail = ndimage.gaussian_filter(relative, (0, sharp_sigma, sharp_sigma))
     np.subtract(relative, detail, out=detail)
     detail *= _SHARPEN_ALPHA
