@@ -62,7 +62,7 @@ EXTENSIONS = {
     "artifactTemplateError": 0.0,
     "detectModelSources": SourceDetectionConfig(apply_defaults=False),
     "startingModel": "directCoadd",
-    "frequencyClamp": "planes",
+    "frequencyClamp": "smoothedColour",
     "doFindCosmicRays": True,
     "cosmicRayMinSigma": 6.0,
     "cosmicRayCond3Fac": 2.5,

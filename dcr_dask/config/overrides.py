@@ -80,6 +80,10 @@ def reference_overrides() -> dict[str, Any]:
     - ``detectTemplate.thresholdValue = 300``: CompareWarp's threshold of the
       static model's sources that protect the artifact candidates they contain
       (dcr_dask's default is 50).
+    - ``frequencyClamp = "planes"``: the frequency regularization clamps each
+      sharp sub-band plane against the smoothed mean (dcr_dask's default,
+      ``"smoothedColour"``, clips the smoothed ratio and sharpens only the
+      colour).
 
     Extensions that the reference has no counterpart of keep their defaults,
     which equal the reference's behaviour (``subbandShiftMode = "edges"``,
@@ -112,6 +116,7 @@ def reference_overrides() -> dict[str, Any]:
         "convergenceThreshold": 0.001,
         "doFindCosmicRays": False,
         "detectTemplate": {"thresholdValue": 300.0},
+        "frequencyClamp": "planes",
     }
 
 

@@ -1153,7 +1153,7 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
 
     frequencyClamp: str = _scalar(
         str,
-        "planes",
+        "smoothedColour",
         "dcr_dask extension. How regularizeModelFrequency bounds each sub-band plane's ratio "
         "to the mean of the planes: 'planes' (the reference: each sharp plane is clamped "
         "against the smoothed mean, which also clamps the cores of sources sharper than the "
@@ -1162,9 +1162,11 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "regularizationWidth, is clipped to [1/sqrt(factor), sqrt(factor)]: three times "
         "better bright-star centroids in 0.45-0.6 arcsec seeing, equal at 0.6-1.0, but "
         "a ring of 2-3 % of the peak around very bright stars; benchmarks/README.md) or "
-        "'smoothedColour' (clipped as 'smoothed', then only the colour, each ratio over the "
-        "mean ratio of the sub-bands, is sharpened: the mean ratio, whose sharpening made "
-        "the ring, stays smooth).",
+        "'smoothedColour' (the default: clipped as 'smoothed', then only the colour, each "
+        "ratio over the mean ratio of the sub-bands, is sharpened: the mean ratio, whose "
+        "sharpening made the ring, stays smooth; at airmass <= 1.15 in r the templates stay "
+        "below the plain coadd's error where 'planes' went above it; "
+        "reference_overrides() restores 'planes').",
         allowed=("planes", "smoothed", "smoothedColour"),
         extension=True,
     )

@@ -269,7 +269,8 @@ def regularize_frequency(
     S/N in the thousands) it leaves a ring of local maxima about 6 px out,
     2-3 % of the peak, which the reference's clamp suppresses.
 
-    With ``clamp="smoothedColour"`` (an option), ``rel`` is clipped as with
+    With ``clamp="smoothedColour"`` (``frequencyClamp``'s default; this
+    function's default stays the reference's), ``rel`` is clipped as with
     ``"smoothed"``, and then only the colour is sharpened: with ``m`` the
     mean of the clipped ``rel`` over the sub-bands, each ``c = rel / m`` is
     sharpened as in step 5 and the plane becomes ``c · m · ref``. The mean
