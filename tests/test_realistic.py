@@ -4,7 +4,8 @@ artifacts left as plain flux. Defaults only; a real local Dask cluster.
 
 Guards the acceptance of the realistic-data issue on one small tile: the held-out
 templates never worse than the plain coadd for any star class, bright stars far better,
-also in r with the airmasses squeezed to <= 1.15 (little DCR), and CompareWarp finding the streak and the cosmic rays without clipping bright sources.
+also in r with the airmasses squeezed to <= 1.15 (little DCR), and CompareWarp finding
+the streak and the cosmic rays without clipping bright sources.
 The full figures over several realisations are benchmarks/bench_realistic.py's.
 """
 
