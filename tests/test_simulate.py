@@ -2,7 +2,6 @@
 
 import math
 
-import attrs
 import numpy as np
 import pytest
 
@@ -471,22 +470,47 @@ def test_fourier_blocks_match_the_whole_tile_rendering(profile, monkeypatch):
             np.testing.assert_allclose(blocks[v], exact, rtol=0, atol=2e-6 * exact.max())
 
 
-def test_writing_a_spec_holds_about_one_visit_in_memory(tmp_path):
-    import tracemalloc
+#: Measures the peak memory of writing a spec streamed and simulated in memory, in a
+#: process of its own: tracemalloc counts every thread's allocations, and threads that
+#: earlier tests leave in the test process (Dask's, distributed's) allocate at any time.
+_WRITE_PEAKS = """
+import json, sys, tracemalloc
+from pathlib import Path
+import attrs
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_simulate import SMALL
+from dcr_dask.simulate import simulate_tile, write_simulation
+tmp = Path(sys.argv[1])
+spec = attrs.evolve(SMALL, shape=(128, 128), airmasses=tuple(np.linspace(1.01, 2, 24)))
+write_simulation(attrs.evolve(spec, shape=(32, 32)), tmp / "warm-up")  # astropy's tables
+float64_visit = 8 * 128 * 128
+peaks = {}
+for name, tile in (("streamed", lambda: spec), ("in memory", lambda: simulate_tile(spec))):
+    tracemalloc.start()
+    try:
+        write_simulation(tile(), tmp / name)
+        peaks[name] = tracemalloc.get_traced_memory()[1] / float64_visit
+    finally:
+        tracemalloc.stop()
+print(json.dumps(peaks))
+"""
 
-    spec = SimulationSpec(
-        **{**_spec_kwargs(SMALL), "shape": (128, 128), "airmasses": tuple(np.linspace(1.01, 2, 24))}
+
+def test_writing_a_spec_holds_about_one_visit_in_memory(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_PEAKS, str(tmp_path), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
-    write_simulation(attrs.evolve(spec, shape=(32, 32)), tmp_path / "warm-up")  # astropy's tables
-    float64_visit = 8 * 128 * 128
-    peaks = {}
-    for name, tile in (("streamed", lambda: spec), ("in memory", lambda: simulate_tile(spec))):
-        tracemalloc.start()
-        try:
-            write_simulation(tile(), tmp_path / name)
-            peaks[name] = tracemalloc.get_traced_memory()[1] / float64_visit
-        finally:
-            tracemalloc.stop()
+    peaks = json.loads(done.stdout.strip().splitlines()[-1])
     # streamed: a visit's float64 temporaries and the float32 visit being written (about
     # 11 float64 visits); in memory, the 25 visits take 25 × 17 bytes a pixel (images,
     # variances, masks, noise-free images, artifacts), 53 float64 visits
