@@ -28,24 +28,27 @@ pytestmark = pytest.mark.slow
 SIZE = 160
 
 
-@pytest.fixture(scope="module")
-def galsim_run(tmp_path_factory):
-    spec = galsim_tile.band_spec("g", shape=(SIZE, SIZE), seed=1)
+def _rendered_and_run(spec, directory):
+    """Render ``spec`` with GalSim into ``directory`` and run the defaults on a local cluster."""
     tile = galsim_tile.render_tile(spec)
-    paths = galsim_tile.write_tile(tile, tmp_path_factory.mktemp("galsim"))
-    band = galsim_tile.band_config(spec)
+    paths = galsim_tile.write_tile(tile, directory / "galsim")
     config = DcrAssembleCoaddConfig()
-    config.update(**band, subregionSize=[SIZE, SIZE])
-    output = tmp_path_factory.mktemp("out") / "coadd.zarr"
+    config.update(**galsim_tile.band_config(spec), subregionSize=[SIZE, SIZE])
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
-        dataset = dcr_dask.run(config, paths["warps"], output=output, client=client)
-        dataset = dataset.load()
+        output = directory / "coadd.zarr"
+        dataset = dcr_dask.run(config, paths["warps"], output=output, client=client).load()
     return tile, paths, dataset
+
+
+@pytest.fixture(scope="module")
+def galsim_run(tmp_path_factory):
+    spec = galsim_tile.band_spec("g", shape=(SIZE, SIZE), seed=1)
+    return _rendered_and_run(spec, tmp_path_factory.mktemp("g"))
 
 
 def _isolated_stars(tile, lo_mag, hi_mag):
@@ -126,19 +129,7 @@ def low_dcr_run(tmp_path_factory):
     low, top = min(preset.airmasses), max(preset.airmasses)
     airmasses = tuple(low + (a - low) * (1.15 - low) / (top - low) for a in preset.airmasses)
     spec = galsim_tile.band_spec("r", shape=(SIZE, SIZE), seed=1, airmasses=airmasses)
-    tile = galsim_tile.render_tile(spec)
-    paths = galsim_tile.write_tile(tile, tmp_path_factory.mktemp("galsim-r"))
-    config = DcrAssembleCoaddConfig()
-    config.update(**galsim_tile.band_config(spec), subregionSize=[SIZE, SIZE])
-    output = tmp_path_factory.mktemp("out-r") / "coadd.zarr"
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        dataset = dcr_dask.run(config, paths["warps"], output=output, client=client).load()
-    return tile, paths, dataset
+    return _rendered_and_run(spec, tmp_path_factory.mktemp("r"))
 
 
 def test_templates_are_not_worse_than_the_plain_coadd_with_little_dcr(low_dcr_run):
