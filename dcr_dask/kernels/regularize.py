@@ -345,18 +345,20 @@ def regularize_frequency(
         # the mean ratio over the sub-bands (the achromatic change) is left smooth; only
         # the colour, each ratio over that mean, is sharpened
         mean = np.mean(relative, axis=0)
-        colour = np.zeros_like(relative)
-        np.divide(relative, mean, out=colour, where=mean > 0)
-        detail = ndimage.gaussian_filter(colour, (0, sharp_sigma, sharp_sigma))
-        np.subtract(colour, detail, out=detail)
-        detail *= _SHARPEN_ALPHA
-        colour += detail
-        colour *= mean
-        colour *= reference
-        return colour
-    detail = ndimage.gaussian_filter(relative, (0, sharp_sigma, sharp_sigma))
-    np.subtract(relative, detail, out=detail)
-    detail *= _SHARPEN_ALPHA
-    relative += detail
+        positive = mean > 0
+        np.divide(relative, mean, out=relative, where=positive)
+        np.copyto(relative, 0.0, where=~positive)
+        _sharpen(relative, sharp_sigma)
+        relative *= mean
+    else:
+        _sharpen(relative, sharp_sigma)
     relative *= reference
     return relative
+
+
+def _sharpen(planes: np.ndarray, sigma: float) -> None:
+    """Unsharp mask of each plane, in place: ``x += α·(x − gauss(x, σ))`` (step 5)."""
+    detail = ndimage.gaussian_filter(planes, (0, sigma, sigma))
+    np.subtract(planes, detail, out=detail)
+    detail *= _SHARPEN_ALPHA
+    planes += detail
