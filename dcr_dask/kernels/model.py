@@ -201,6 +201,11 @@ def _amplified_planes(model: np.ndarray, accelerate: float) -> Iterator[np.ndarr
         yield out
 
 
+def _per_visit(sets: list, n_subfilters: int) -> list[list]:
+    """A visit-major flat list of per-sub-band factor sets, cut into one list per visit."""
+    return [sets[v : v + n_subfilters] for v in range(0, len(sets), n_subfilters)]
+
+
 class _Templates:
     """Forward model of one block, one visit at a time (step 1).
 
@@ -245,9 +250,7 @@ class _Templates:
             # every visit's factors at once: one transform of all the kernels
             point_sets = [_distinct(points) for visit in self.shifts for points in visit]
             sets = self.grid.factor_sets(point_sets, method, [1.0 / len(p) for p in point_sets])
-            self._factor_sets = [
-                sets[v * n_subfilters : (v + 1) * n_subfilters] for v in range(self.n_visits)
-            ]
+            self._factor_sets = _per_visit(sets, n_subfilters)
 
     @property
     def n_visits(self) -> int:
@@ -308,9 +311,7 @@ class _BackProjection:
                 method,
                 [float(weight[v]) for v in range(n_visits) for _ in range(n_subfilters)],
             )
-            self._factor_sets = [
-                sets[v * n_subfilters : (v + 1) * n_subfilters] for v in range(n_visits)
-            ]
+            self._factor_sets = _per_visit(sets, n_subfilters)
 
     @property
     def dtype(self) -> npt.DTypeLike:
