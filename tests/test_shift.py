@@ -274,14 +274,16 @@ def test_spectral_grid_shift_is_the_method_shift_of_the_padded_image():
 @pytest.mark.parametrize("method", ["fourier", "sinc"])
 @pytest.mark.parametrize("precision", ["single", "double"])
 def test_factor_sets_equal_the_factors_of_each_set(method, precision):
-    # the iteration makes a block's factors in one batch; they must be those of one call per set
+    # the iteration makes a block's factors in one batch; they must be those of one call per
+    # set of shift_factors (SpectralGrid.factors is one set of factor_sets: not a reference)
     grid = SpectralGrid((37, 50), precision)
     rng = np.random.default_rng(3)
     point_sets = [rng.uniform(-4, 4, size=(k, 2)) for k in (1, 2, 2, 1, 2)]
     scales = [0.5, 1.0, 0.25, 1.7, 0.5]
     batch = grid.factor_sets(point_sets, method, scales)
     for (y, x), points, scale in zip(batch, point_sets, scales, strict=True):
-        y_one, x_one = grid.factors(points, method, scale)
+        y_one, x_one = shift_factors(grid.fft_shape, points, method)
+        y_one, x_one = (y_one * scale).astype(grid.complex_dtype), x_one.astype(grid.complex_dtype)
         np.testing.assert_array_equal(y, y_one)
         np.testing.assert_array_equal(x, x_one)
     assert grid.factor_sets([], method, []) == []
