@@ -1193,14 +1193,92 @@ def _checkpoint(dataset: xr.Dataset, path: Path, client: Any) -> xr.Dataset:
 
     The store carries dcr_dask's writer mark; an existing one is replaced only if
     it has it (a user's folder of the same name in ``--work-dir`` is never deleted).
+    On a cluster, a tile of more chunks than :func:`_rows_per_batch` allows is
+    written a band of chunk rows at a time (:func:`_write_in_row_batches`).
     """
     _remove_own(path)
     marked = dataset.assign_attrs({WRITER_ATTR: writer()})
-    delayed = marked.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
-    compute(delayed, client, label=f"write {path.name}")
+    rows = _rows_per_batch(marked, client)
+    if rows is None:
+        delayed = marked.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
+        compute(delayed, client, label=f"write {path.name}")
+    else:
+        _write_in_row_batches(marked, path, client, rows)
     reopened = xr.open_zarr(path, zarr_format=3, consolidated=False)
     reopened.attrs.update(dataset.attrs)
     return reopened
+
+
+#: Chunks of a row band per worker thread (:func:`_rows_per_batch`): enough that
+#: every thread has work while the slower chunks of a band finish.
+CHUNKS_PER_THREAD_PER_BATCH = 4
+
+
+def _rows_per_batch(dataset: xr.Dataset, client: Any) -> int | None:
+    """Rows of chunks (along ``y``) that :func:`_checkpoint` writes in one graph, or
+    None to write the whole dataset in one.
+
+    Dask's scheduler runs a graph's tasks in an order of its own: on a tile of many
+    chunks it can start more of them than it finishes, and what the workers hold
+    then grows with the tile. A graph of a band of rows holds at most the band.
+    The band has at least :data:`CHUNKS_PER_THREAD_PER_BATCH` chunks per worker
+    thread (``y``-``x`` chunks; visit chunks come on top), so no thread idles.
+    """
+    tall = _lazy_with_y(dataset)
+    if client is None or not tall:
+        return None
+    first = dataset[tall[0]]
+    row_chunks = first.chunks[first.dims.index("y")]
+    x_chunks = len(first.chunks[first.dims.index("x")]) if "x" in first.dims else 1
+    threads = cluster_blocks_in_flight(client, per_thread=1)
+    if not threads:
+        return None
+    rows = max(1, -(-CHUNKS_PER_THREAD_PER_BATCH * threads // x_chunks))
+    return rows if rows < len(row_chunks) else None
+
+
+def _lazy_with_y(dataset: xr.Dataset) -> list[str]:
+    """Names of ``dataset``'s Dask-backed data variables that have a ``y`` dimension."""
+    return [
+        name
+        for name, variable in dataset.data_vars.items()
+        if "y" in variable.dims and isinstance(variable.data, da.Array)
+    ]
+
+
+def _write_in_row_batches(dataset: xr.Dataset, path: Path, client: Any, rows: int) -> None:
+    """Write ``dataset`` to a new Zarr store at ``path``, ``rows`` chunk rows per graph.
+
+    The store's metadata and in-memory variables are written first, then the lazy
+    variables without ``y`` (whole), then each band of rows into its region of the
+    store (``to_zarr(region=...)``): every graph is computed before the next is built.
+    """
+    dataset.to_zarr(path, mode="w", zarr_format=3, consolidated=False, compute=False)
+    lazy = [n for n, v in dataset.data_vars.items() if isinstance(v.data, da.Array)]
+    flat = [n for n in lazy if "y" not in dataset[n].dims]
+    if flat:
+        part = dataset[flat].drop_vars(list(dataset[flat].coords))
+        region = {dim: slice(None) for dim in part.dims}
+        compute(
+            part.to_zarr(path, region=region, zarr_format=3, consolidated=False, compute=False),
+            client,
+            label=f"write {path.name}",
+        )
+    tall = _lazy_with_y(dataset)
+    if not tall:
+        return
+    first = dataset[tall[0]]
+    edges = np.cumsum((0, *first.chunks[first.dims.index("y")]))
+    for start in range(0, len(edges) - 1, rows):
+        band = slice(int(edges[start]), int(edges[min(start + rows, len(edges) - 1)]))
+        part = dataset[tall].isel(y=band)
+        part = part.drop_vars([c for c in part.coords if "y" not in part[c].dims])
+        region = {dim: (band if dim == "y" else slice(None)) for dim in part.dims}
+        compute(
+            part.to_zarr(path, region=region, zarr_format=3, consolidated=False, compute=False),
+            client,
+            label=f"write {path.name} rows {band.start}-{band.stop}",
+        )
 
 
 def _finish_coadd(
