@@ -1227,9 +1227,9 @@ def _rows_per_batch(dataset: xr.Dataset, client: Any) -> int | None:
     tall = _lazy_with_y(dataset)
     if client is None or not tall:
         return None
-    first = dataset[tall[0]]
-    row_chunks = first.chunks[first.dims.index("y")]
-    x_chunks = len(first.chunks[first.dims.index("x")]) if "x" in first.dims else 1
+    chunks = _chunks_of(dataset[tall[0]])
+    row_chunks = chunks["y"]
+    x_chunks = len(chunks.get("x", (0,)))
     threads = cluster_blocks_in_flight(client, per_thread=1)
     if not threads:
         return None
@@ -1240,10 +1240,17 @@ def _rows_per_batch(dataset: xr.Dataset, client: Any) -> int | None:
 def _lazy_with_y(dataset: xr.Dataset) -> list[str]:
     """Names of ``dataset``'s Dask-backed data variables that have a ``y`` dimension."""
     return [
-        name
+        str(name)
         for name, variable in dataset.data_vars.items()
         if "y" in variable.dims and isinstance(variable.data, da.Array)
     ]
+
+
+def _chunks_of(variable: xr.DataArray) -> dict[str, tuple[int, ...]]:
+    """A Dask-backed variable's chunk sizes by dimension name."""
+    data = variable.data
+    assert isinstance(data, da.Array)  # _lazy_with_y picked it
+    return {str(dim): sizes for dim, sizes in zip(variable.dims, data.chunks, strict=True)}
 
 
 def _write_in_row_batches(dataset: xr.Dataset, path: Path, client: Any, rows: int) -> None:
@@ -1258,7 +1265,7 @@ def _write_in_row_batches(dataset: xr.Dataset, path: Path, client: Any, rows: in
     flat = [n for n in lazy if "y" not in dataset[n].dims]
     if flat:
         part = dataset[flat].drop_vars(list(dataset[flat].coords))
-        region = {dim: slice(None) for dim in part.dims}
+        region = {str(dim): slice(None) for dim in part.dims}
         compute(
             part.to_zarr(path, region=region, zarr_format=3, consolidated=False, compute=False),
             client,
@@ -1267,13 +1274,12 @@ def _write_in_row_batches(dataset: xr.Dataset, path: Path, client: Any, rows: in
     tall = _lazy_with_y(dataset)
     if not tall:
         return
-    first = dataset[tall[0]]
-    edges = np.cumsum((0, *first.chunks[first.dims.index("y")]))
+    edges = np.cumsum([0, *_chunks_of(dataset[tall[0]])["y"]])
     for start in range(0, len(edges) - 1, rows):
         band = slice(int(edges[start]), int(edges[min(start + rows, len(edges) - 1)]))
         part = dataset[tall].isel(y=band)
         part = part.drop_vars([c for c in part.coords if "y" not in part[c].dims])
-        region = {dim: (band if dim == "y" else slice(None)) for dim in part.dims}
+        region = {str(dim): (band if dim == "y" else slice(None)) for dim in part.dims}
         compute(
             part.to_zarr(path, region=region, zarr_format=3, consolidated=False, compute=False),
             client,
