@@ -15,14 +15,14 @@ import logging
 from collections.abc import Sequence
 
 import attrs
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
 from dcr_dask.errors import expect_settings
+from dcr_dask.graph.clipped_stats import plane_clipped_means
 from dcr_dask.graph.tile import TILE_ATTRS
-from dcr_dask.kernels.stack import StackSettings, stack_block, visit_weight, weighted_mean
+from dcr_dask.kernels.stack import StackSettings, stack_block, weighted_mean
 from dcr_dask.masks import MaskPlanes
 
 __all__ = [
@@ -119,12 +119,6 @@ def visit_weights(warps: xr.Dataset, good: xr.DataArray) -> xr.DataArray:
     return xr.where(mean_variance > 0, 1.0 / mean_variance, 0.0).fillna(0.0)
 
 
-def _clipped_weight(
-    variance: np.ndarray, good: np.ndarray, n_sigma: float, n_iter: int
-) -> np.float64:
-    return np.float64(visit_weight(variance, good, n_sigma, max(int(n_iter), 1)))
-
-
 def clipped_visit_weights(
     warps: xr.Dataset,
     good: xr.DataArray,
@@ -133,13 +127,14 @@ def clipped_visit_weights(
     clip_iter: int,
     airmass: Sequence[float] | np.ndarray | None = None,
 ) -> xr.DataArray:
-    """Weight of each visit as the reference computes it: 1 / clipped mean variance (lazy).
+    """Weight of each visit as the reference computes it: 1 / clipped mean variance (eager).
 
     The mean of each warp's variance over its good pixels is afw's ``MEANCLIP``
     with ``sigmaClip`` and ``clipIter`` (whatever ``statistic`` is); with
     ``doAirmassWeight`` the weight is then multiplied by the visit's boresight
-    airmass. One task per visit holds that visit's whole variance and
-    good-pixel planes.
+    airmass. Computed chunk by chunk (:func:`dcr_dask.graph.clipped_stats.plane_clipped_means`:
+    three passes over the variance planes for the median and quartiles, one per
+    clipping iteration), so that no task holds a visit's whole plane.
 
     Parameters
     ----------
@@ -167,23 +162,22 @@ def clipped_visit_weights(
         If ``airmass`` does not have one entry per visit.
     """
     n_visits = warps.sizes["visit"]
-    variance = da.asarray(warps["variance"].data)
-    flags = da.asarray(good.data)
-    parts = [
-        da.from_delayed(
-            dask.delayed(_clipped_weight)(variance[v], flags[v], sigma_clip, clip_iter),
-            shape=(),
-            dtype=np.float64,
-        )
-        for v in range(n_visits)
-    ]
-    weights = da.stack(parts) if parts else da.zeros(0, dtype=np.float64)
+    factors = None
     if airmass is not None:
         factors = np.asarray(airmass, dtype=np.float64).reshape(-1)
         if factors.shape != (n_visits,):
             raise ValueError(
                 f"airmass has {factors.size} entries; expected one per visit ({n_visits})"
             )
+    if n_visits:
+        means = plane_clipped_means(
+            warps["variance"].data, good.data, sigma_clip, max(int(clip_iter), 1)
+        )
+    else:
+        means = np.zeros(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = np.where(np.isfinite(means) & (means > 0), 1.0 / means, 0.0)
+    if factors is not None:
         weights = weights * factors
     return xr.DataArray(weights, dims=("visit",), coords={"visit": warps["visit"]})
 
@@ -191,7 +185,7 @@ def clipped_visit_weights(
 def reference_visit_weights(
     warps: xr.Dataset, good: xr.DataArray, stacking: Stacking
 ) -> xr.DataArray:
-    """The visits' weights as the reference's assembly makes them (lazy).
+    """The visits' weights as the reference's assembly makes them (eager).
 
     :func:`clipped_visit_weights` with ``sigmaClip`` and ``clipIter``, times each
     visit's boresight airmass (the warps' ``airmass`` coordinate) with
