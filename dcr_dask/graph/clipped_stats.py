@@ -23,7 +23,8 @@ current Dask scheduler.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -44,20 +45,23 @@ def _aligned(
     values: da.Array | np.ndarray, good: da.Array | np.ndarray
 ) -> tuple[da.Array, da.Array]:
     """``values`` and ``good & isfinite(values)`` as Dask arrays chunked alike."""
-    values = da.asarray(values)
-    if values.ndim < 2:
+    planes: da.Array = da.asarray(values)
+    if planes.ndim < 2:
         raise ValueError(
-            f"the planes must be (visit, ...) with a plane per visit, got {values.shape}"
+            f"the planes must be (visit, ...) with a plane per visit, got {planes.shape}"
         )
-    good = da.asarray(good)
-    if good.shape != values.shape:
-        raise ValueError(f"good pixels of shape {good.shape} for values of shape {values.shape}")
-    good = good.astype(bool).rechunk(values.chunks) & da.isfinite(values)
-    return values, good
+    flags: da.Array = da.asarray(good)
+    if flags.shape != planes.shape:
+        raise ValueError(f"good pixels of shape {flags.shape} for values of shape {planes.shape}")
+    return planes, flags.astype(bool).rechunk(planes.chunks) & da.isfinite(planes)
 
 
 def _reduce_blocks(
-    values: da.Array, good: da.Array, function, tail: tuple[int, ...], **kwargs
+    values: da.Array,
+    good: da.Array,
+    function: Callable[..., np.ndarray],
+    tail: tuple[int, ...],
+    **kwargs: Any,
 ) -> np.ndarray:
     """``function(values_block, good_block, **kwargs)`` of every block (``(v, *tail)``
     each, ``v`` the block's visits), summed over the blocks of each visit (eager).
@@ -66,7 +70,13 @@ def _reduce_blocks(
     """
     n_spatial = values.ndim - 1
 
-    def block(values_block, good_block, block_info=None, **per_visit):
+    def block(
+        values_block: np.ndarray,
+        good_block: np.ndarray,
+        block_info: dict | None = None,
+        **per_visit: Any,
+    ) -> np.ndarray:
+        assert block_info is not None  # map_blocks passes it
         start, stop = block_info[0]["array-location"][0]
         cut = {k: (v[start:stop] if isinstance(v, np.ndarray) else v) for k, v in per_visit.items()}
         out = function(values_block, good_block, **cut)

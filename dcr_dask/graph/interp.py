@@ -38,8 +38,8 @@ How it is computed
     result does not depend on the chunking, however long a hole is, no chunk
     needs a halo, and the graph has a fixed number of tasks per chunk. The
     fallback statistics are the only whole-image values: ``MEAN`` is a Dask
-    reduction, ``MEDIAN`` and ``MEANCLIP`` one task per image holding its good
-    pixels (as the visit weights do).
+    reduction, ``MEDIAN`` and ``MEANCLIP`` a few passes of one task per chunk
+    (:mod:`dcr_dask.graph.clipped_stats`, as the visit weights are).
 """
 
 from __future__ import annotations
@@ -47,12 +47,11 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import dask
 import dask.array as da
 import numpy as np
 from dask.array.reductions import cumreduction
 
-from dcr_dask.kernels.stack import afw_clipped_mean
+from dcr_dask.graph.clipped_stats import plane_clipped_means, plane_quantiles
 
 __all__ = [
     "TAPER_PX",
@@ -285,7 +284,11 @@ def interpolate_holes(
 
 
 def fallback_value(image: da.Array, holes: da.Array, settings: InterpSettings) -> da.Array:
-    """The value each plane's edge runs taper to (lazy): a statistic of its good pixels.
+    """The value each plane's edge runs taper to: a statistic of its good pixels.
+
+    ``MEAN`` and ``USER`` are lazy; ``MEDIAN`` and ``MEANCLIP`` are computed
+    when called, chunk by chunk (:mod:`dcr_dask.graph.clipped_stats`), and
+    returned as a Dask array all the same.
 
     Parameters
     ----------
@@ -312,29 +315,15 @@ def fallback_value(image: da.Array, holes: da.Array, settings: InterpSettings) -
         count = good.sum(axis=(-2, -1))
         value = da.where(count > 0, total / da.maximum(count, 1), 0.0)
     else:
-        statistic = _median if settings.fallback_type == "MEDIAN" else _clipped_mean
+        # eager, chunk by chunk: a task holding a whole plane would grow with the tile
         flat = image.reshape((-1, *image.shape[-2:]))
-        parts = [
-            da.from_delayed(dask.delayed(statistic)(flat[k], holes), shape=(), dtype=np.float64)
-            for k in range(flat.shape[0])
-        ]
-        value = da.stack(parts).reshape(lead)
+        outside = da.asarray(holes).rechunk(flat.chunks[1:])
+        good = ~da.broadcast_to(outside, flat.shape, chunks=flat.chunks)
+        if settings.fallback_type == "MEDIAN":
+            statistic = plane_quantiles(flat, good, (0.5,))[0][0]
+        else:
+            statistic = plane_clipped_means(flat, good, _MEANCLIP_SIGMA, _MEANCLIP_ITERATIONS)
+        value = da.from_array(np.where(np.isfinite(statistic), statistic, 0.0).reshape(lead))
     if not settings.negative_fallback_allowed:
         value = da.maximum(value, 0.0)
     return value
-
-
-def _good_values(plane: np.ndarray, holes: np.ndarray) -> np.ndarray:
-    values = np.asarray(plane, dtype=np.float64)[~np.asarray(holes, dtype=bool)]
-    return values[np.isfinite(values)]
-
-
-def _median(plane: np.ndarray, holes: np.ndarray) -> np.float64:
-    values = _good_values(plane, holes)
-    return np.float64(np.median(values) if values.size else 0.0)
-
-
-def _clipped_mean(plane: np.ndarray, holes: np.ndarray) -> np.float64:
-    values = _good_values(plane, holes)
-    mean = afw_clipped_mean(values, _MEANCLIP_SIGMA, _MEANCLIP_ITERATIONS) if values.size else 0.0
-    return np.float64(mean if np.isfinite(mean) else 0.0)

@@ -72,7 +72,7 @@ def float_keys(values: np.ndarray) -> np.ndarray:
         just before ``+0.0``).
     """
     float_type, int_type = _key_dtype(np.asarray(values).dtype)
-    bits = np.ascontiguousarray(values, dtype=float_type).view(int_type)
+    bits: np.ndarray = np.ascontiguousarray(values, dtype=float_type).view(int_type)
     sign = int_type(1) << int_type(8 * np.dtype(int_type).itemsize - 1)
     return np.where((bits & sign) != 0, ~bits, bits | sign)
 
@@ -95,7 +95,7 @@ def key_values(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
     float_type, int_type = _key_dtype(dtype)
     keys = np.asarray(keys, dtype=int_type)
     sign = int_type(1) << int_type(8 * np.dtype(int_type).itemsize - 1)
-    bits = np.where((keys & sign) != 0, keys & ~sign, ~keys)
+    bits: np.ndarray = np.where((keys & sign) != 0, keys & ~sign, ~keys)
     return np.ascontiguousarray(bits).view(float_type)
 
 
