@@ -7,7 +7,11 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from dcr_dask.graph.clipped_stats import plane_clipped_means, plane_quantiles
+from dcr_dask.graph.clipped_stats import (
+    WHOLE_PLANE_BYTES,
+    plane_clipped_means,
+    plane_quantiles,
+)
 from dcr_dask.kernels.selection import digit_histograms, float_keys, key_values
 from dcr_dask.kernels.stack import afw_clipped_mean, quantiles
 
@@ -41,14 +45,20 @@ def test_keys_keep_the_order_of_the_values_and_give_them_back(dtype):
     assert key_values(keys, values.dtype).dtype == values.dtype
 
 
+#: 0 reads every plane chunk by chunk; the default holds each (small) plane in a task
+WAYS = pytest.mark.parametrize("whole_plane_bytes", [0, WHOLE_PLANE_BYTES])
+
+
+@WAYS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_plane_quantiles_are_those_of_the_whole_plane_exactly(dtype):
+def test_plane_quantiles_are_those_of_the_whole_plane_exactly(dtype, whole_plane_bytes):
     values, good = _planes(dtype)
     with dask.config.set(scheduler="synchronous"):
         found, counts = plane_quantiles(
             da.from_array(values, chunks=(3, 17, 23)),
             da.from_array(good, chunks=(1, 60, 11)),
             FRACTIONS,
+            whole_plane_bytes=whole_plane_bytes,
         )
     assert found.shape == (len(FRACTIONS), 4)
     for v in range(4):
@@ -58,23 +68,32 @@ def test_plane_quantiles_are_those_of_the_whole_plane_exactly(dtype):
         assert counts[v] == kept.size
 
 
-def test_a_visit_without_good_values_has_nan_quantiles_and_mean():
+@WAYS
+def test_a_visit_without_good_values_has_nan_quantiles_and_mean(whole_plane_bytes):
     values, good = _planes(np.float32)
     good[1] = False
+    chunked = da.from_array(values, chunks=(1, 30, 30))
     with dask.config.set(scheduler="synchronous"):
-        found, counts = plane_quantiles(values, good, (0.5,))
-        means = plane_clipped_means(da.from_array(values, chunks=(1, 30, 30)), good, 3.0, 2)
+        found, counts = plane_quantiles(values, good, (0.5,), whole_plane_bytes=whole_plane_bytes)
+        means = plane_clipped_means(chunked, good, 3.0, 2, whole_plane_bytes=whole_plane_bytes)
     assert counts[1] == 0 and np.isnan(found[0, 1]) and np.isnan(means[1])
     assert np.isfinite(found[0, [0, 2, 3]]).all() and np.isfinite(means[[0, 2, 3]]).all()
 
 
+@WAYS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("n_sigma", "n_iterations"), [(3.0, 2), (2.0, 1), (2.5, 4)])
-def test_plane_clipped_means_are_afw_meanclip_of_the_whole_plane(dtype, n_sigma, n_iterations):
+def test_plane_clipped_means_are_afw_meanclip_of_the_whole_plane(
+    dtype, n_sigma, n_iterations, whole_plane_bytes
+):
     values, good = _planes(dtype)
     with dask.config.set(scheduler="synchronous"):
         means = plane_clipped_means(
-            da.from_array(values, chunks=(2, 25, 25)), good, n_sigma, n_iterations
+            da.from_array(values, chunks=(2, 25, 25)),
+            good,
+            n_sigma,
+            n_iterations,
+            whole_plane_bytes=whole_plane_bytes,
         )
     for v in range(4):
         expected = afw_clipped_mean(_kept(values, good, v), n_sigma, n_iterations)
@@ -108,9 +127,9 @@ def test_bad_arguments_are_named():
         digit_histograms(values, good, np.zeros((4, 1), np.uint32), 32)
 
 
-def test_no_task_holds_a_whole_plane():
-    """Every task of the passes holds one chunk: the graphs have no task whose
-    input is more than one block of the planes."""
+def test_no_task_holds_a_whole_plane_above_the_budget():
+    """Above ``whole_plane_bytes`` every task of the passes holds one chunk: no
+    task's input is more than one block of the planes."""
     values, good = _planes(np.float32)
     chunked = da.from_array(values, chunks=(1, 20, 35))
     seen = []
@@ -126,5 +145,11 @@ def test_no_task_holds_a_whole_plane():
 
     with pytest.MonkeyPatch.context() as patch, dask.config.set(scheduler="synchronous"):
         patch.setattr(module, "clip_sums", spy)
-        plane_clipped_means(chunked, good, 3.0, 2)
+        plane_clipped_means(chunked, good, 3.0, 2, whole_plane_bytes=20 * 70 * 5 - 1)
     assert seen and all(shape == (1, 20, 35) for shape in seen)
+    # at the budget, one task per visit
+    seen.clear()
+    with pytest.MonkeyPatch.context() as patch, dask.config.set(scheduler="synchronous"):
+        patch.setattr(module, "clip_sums", spy)
+        plane_clipped_means(chunked, good, 3.0, 2, whole_plane_bytes=60 * 70 * 5)
+    assert not seen

@@ -132,9 +132,10 @@ def clipped_visit_weights(
     The mean of each warp's variance over its good pixels is afw's ``MEANCLIP``
     with ``sigmaClip`` and ``clipIter`` (whatever ``statistic`` is); with
     ``doAirmassWeight`` the weight is then multiplied by the visit's boresight
-    airmass. Computed chunk by chunk (:func:`dcr_dask.graph.clipped_stats.plane_clipped_means`:
-    three passes over the variance planes for the median and quartiles, one per
-    clipping iteration), so that no task holds a visit's whole plane.
+    airmass. Computed by :func:`dcr_dask.graph.clipped_stats.plane_clipped_means`:
+    one task per visit that keeps only the good values of its plane, or, for
+    planes larger than :data:`dcr_dask.graph.clipped_stats.WHOLE_PLANE_BYTES`,
+    a few passes over the planes chunk by chunk.
 
     Parameters
     ----------

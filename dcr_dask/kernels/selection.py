@@ -187,3 +187,164 @@ def clip_sums(
         delta = delta[np.abs(delta) <= h]
         out[v] = (delta.size, delta.sum(), np.dot(delta, delta))
     return out
+
+
+def _compact(value_blocks: list[np.ndarray], good_blocks: list[np.ndarray]) -> np.ndarray:
+    """The good, finite values of the blocks in one 1-D array of their own dtype."""
+    parts = []
+    for values, good in zip(value_blocks, good_blocks, strict=True):
+        values = np.asarray(values)
+        parts.append(values[np.asarray(good, dtype=bool) & np.isfinite(values)])
+    if not parts:
+        return np.zeros(0)
+    return np.concatenate(parts)
+
+
+def _interpolated(ordered: np.ndarray, n: int, fractions: tuple[float, ...]) -> np.ndarray:
+    """Quantiles of ``n`` values partitioned at every rank they need (as
+    :func:`dcr_dask.kernels.stack.quantiles` interpolates)."""
+    top = max(n - 1, 0)
+    out = np.empty(len(fractions))
+    for j, fraction in enumerate(fractions):
+        index = fraction * top
+        low = int(np.floor(index))
+        high = min(low + 1, top)
+        below, above = np.float64(ordered[low]), np.float64(ordered[high])
+        out[j] = (low + 1 - index) * below + (index - low) * above
+    return out
+
+
+def _ranks(n: int, fractions: tuple[float, ...]) -> list[int]:
+    top = max(n - 1, 0)
+    ranks = set()
+    for fraction in fractions:
+        low = int(np.floor(fraction * top))
+        ranks |= {low, min(low + 1, top)}
+    return sorted(ranks)
+
+
+def blocks_quantiles(
+    value_blocks: list[np.ndarray], good_blocks: list[np.ndarray], fractions: tuple[float, ...]
+) -> np.ndarray:
+    """Quantiles of the good, finite values of a plane given as blocks (in memory).
+
+    Parameters
+    ----------
+    value_blocks, good_blocks : list of numpy.ndarray
+        The plane's blocks and their good-pixel flags, in any order.
+    fractions : tuple of float
+        Quantiles wanted, each in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ``(len(fractions),)``, as :func:`dcr_dask.kernels.stack.quantiles`;
+        NaN without a good value.
+
+    Notes
+    -----
+    Holds one copy of the good values in their own dtype (4 bytes a pixel for
+    float32), partitioned in place at the ranks wanted: no float64 copy, no sort.
+    """
+    values = _compact(value_blocks, good_blocks)
+    if values.size == 0:
+        return np.full(len(fractions), np.nan)
+    values.partition(_ranks(values.size, fractions))
+    return _interpolated(values, values.size, fractions)
+
+
+#: Values per slice when :func:`blocks_clipped_mean` sums in float64.
+_SUM_SLICE = 1 << 20
+
+
+def _window_sums(values: np.ndarray, center: float, half_width: float) -> tuple[int, float, float]:
+    count, first, second = 0, 0.0, 0.0
+    for start in range(0, values.size, _SUM_SLICE):
+        delta = values[start : start + _SUM_SLICE].astype(np.float64) - center
+        delta = delta[np.abs(delta) <= half_width]
+        count += delta.size
+        first += float(delta.sum())
+        second += float(np.dot(delta, delta))
+    return count, first, second
+
+
+def clipped_mean_from_sums(
+    sums: tuple[float, float, float] | np.ndarray, center: float
+) -> tuple[float, float]:
+    """Mean and de-biased variance of the values counted by :func:`clip_sums`.
+
+    Parameters
+    ----------
+    sums : (3,) sequence
+        Count, ``Σ (x - center)`` and ``Σ (x - center)²``.
+    center : float
+        The centre the sums were taken about.
+
+    Returns
+    -------
+    mean, variance : float
+        NaN for no value; the variance is NaN for a single value.
+    """
+    count, first, second = (float(s) for s in np.asarray(sums, dtype=np.float64).reshape(3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = center + np.float64(first) / count
+        biased = np.float64(second) / count - (np.float64(first) / count) ** 2
+        variance = biased * count / (count - 1)
+    return float(mean), float(variance)
+
+
+def blocks_clipped_mean(
+    value_blocks: list[np.ndarray],
+    good_blocks: list[np.ndarray],
+    n_sigma: float,
+    n_iterations: int,
+    iqr_to_sigma: float,
+) -> float:
+    """afw's unweighted ``MEANCLIP`` of a plane given as blocks (in memory).
+
+    Parameters
+    ----------
+    value_blocks, good_blocks : list of numpy.ndarray
+        The plane's blocks and their good-pixel flags, in any order.
+    n_sigma : float
+        Clipping half-width, in standard deviations.
+    n_iterations : int
+        Number of clipping passes, at least 1.
+    iqr_to_sigma : float
+        Standard deviations per interquartile range
+        (:data:`dcr_dask.kernels.stack.IQR_TO_SIGMA`).
+
+    Returns
+    -------
+    float
+        As :func:`dcr_dask.kernels.stack.afw_clipped_mean` of the good, finite
+        values (up to the order of the float64 sums).
+
+    Notes
+    -----
+    Memory: one copy of the good values in their own dtype, and float64 slices
+    of :data:`_SUM_SLICE` values while summing.
+    """
+    if n_iterations < 1:
+        raise ValueError(f"MEANCLIP needs at least one clipping pass, got {n_iterations}")
+    values = _compact(value_blocks, good_blocks)
+    n = values.size
+    if n == 0:
+        return float("nan")
+    fractions = (0.5, 0.25, 0.75)
+    values.partition(_ranks(n, fractions))
+    median, q1, q3 = _interpolated(values, n, fractions)
+    iqr_half_width = n_sigma * iqr_to_sigma * (q3 - q1)
+    mean, variance = float("nan"), float("nan")
+    for iteration in range(n_iterations):
+        if variance < 0:
+            variance = 0.0
+        if iteration == 0:
+            center, half_width = median, iqr_half_width
+        else:
+            center = mean
+            half_width = n_sigma * np.sqrt(variance) if n > 1 else iqr_half_width
+        if not np.isfinite(center) or np.isnan(half_width):
+            return float("nan")
+        mean, variance = clipped_mean_from_sums(_window_sums(values, center, half_width), center)
+    return mean
