@@ -44,7 +44,7 @@ from dcr_dask.kernels.selection import (
     key_bits,
     key_values,
 )
-from dcr_dask.kernels.stack import IQR_TO_SIGMA
+from dcr_dask.kernels.stack import meanclip_passes
 
 __all__ = ["WHOLE_PLANE_BYTES", "plane_clipped_means", "plane_quantiles"]
 
@@ -285,22 +285,14 @@ def plane_clipped_means(
             blocks_clipped_mean,
             n_sigma=n_sigma,
             n_iterations=n_iterations,
-            iqr_to_sigma=IQR_TO_SIGMA,
         )
         return np.array(found, dtype=np.float64)
     (median, q1, q3), counts = _chunked_quantiles(values, good, (0.5, 0.25, 0.75))
-    iqr_half_width = n_sigma * IQR_TO_SIGMA * (q3 - q1)
     n_visits = counts.shape[0]
-    mean = np.full(n_visits, np.nan)
-    variance = np.full(n_visits, np.nan)
-    for iteration in range(n_iterations):
-        variance = np.where(variance < 0, 0.0, variance)
-        if iteration == 0:
-            center, half_width = median, iqr_half_width
-        else:
-            center = mean
-            half_width = np.where(counts > 1, n_sigma * np.sqrt(variance), iqr_half_width)
-        defined = np.isfinite(center) & ~np.isnan(half_width)
+
+    def window_moments(
+        center: np.ndarray, half_width: np.ndarray, defined: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         sums = _reduce_blocks(
             values,
             good,
@@ -309,9 +301,8 @@ def plane_clipped_means(
             center=np.where(defined, center, np.nan),
             half_width=np.where(defined, half_width, np.nan),
         )
-        pass_mean, pass_variance = np.array(
-            [clipped_mean_from_sums(sums[v], center[v]) for v in range(n_visits)]
-        ).T.reshape(2, n_visits)
-        mean = np.where(defined, pass_mean, np.nan)
-        variance = np.where(defined, pass_variance, np.nan)
-    return mean
+        moments = np.array([clipped_mean_from_sums(sums[v], center[v]) for v in range(n_visits)])
+        moments = moments.reshape(n_visits, 2)
+        return moments[:, 0], moments[:, 1]
+
+    return meanclip_passes(median, q1, q3, counts, n_sigma, n_iterations, window_moments)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dcr_dask.kernels.stack import meanclip_passes
+
 __all__ = [
     "DIGIT_BITS",
     "clip_sums",
@@ -298,7 +300,6 @@ def blocks_clipped_mean(
     good_blocks: list[np.ndarray],
     n_sigma: float,
     n_iterations: int,
-    iqr_to_sigma: float,
 ) -> float:
     """afw's unweighted ``MEANCLIP`` of a plane given as blocks (in memory).
 
@@ -310,9 +311,6 @@ def blocks_clipped_mean(
         Clipping half-width, in standard deviations.
     n_iterations : int
         Number of clipping passes, at least 1.
-    iqr_to_sigma : float
-        Standard deviations per interquartile range
-        (:data:`dcr_dask.kernels.stack.IQR_TO_SIGMA`).
 
     Returns
     -------
@@ -334,17 +332,23 @@ def blocks_clipped_mean(
     fractions = (0.5, 0.25, 0.75)
     values.partition(_ranks(n, fractions))
     median, q1, q3 = _interpolated(values, n, fractions)
-    iqr_half_width = n_sigma * iqr_to_sigma * (q3 - q1)
-    mean, variance = float("nan"), float("nan")
-    for iteration in range(n_iterations):
-        if variance < 0:
-            variance = 0.0
-        if iteration == 0:
-            center, half_width = median, iqr_half_width
-        else:
-            center = mean
-            half_width = n_sigma * np.sqrt(variance) if n > 1 else iqr_half_width
-        if not np.isfinite(center) or np.isnan(half_width):
-            return float("nan")
-        mean, variance = clipped_mean_from_sums(_window_sums(values, center, half_width), center)
-    return mean
+
+    def window_moments(
+        center: np.ndarray, half_width: np.ndarray, defined: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if not defined:
+            return np.asarray(np.nan), np.asarray(np.nan)
+        sums = _window_sums(values, float(center), float(half_width))
+        mean, variance = clipped_mean_from_sums(sums, float(center))
+        return np.asarray(mean), np.asarray(variance)
+
+    mean = meanclip_passes(
+        np.asarray(median),
+        np.asarray(q1),
+        np.asarray(q3),
+        np.asarray(n),
+        n_sigma,
+        n_iterations,
+        window_moments,
+    )
+    return float(mean)

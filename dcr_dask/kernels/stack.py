@@ -45,7 +45,7 @@ variance that cannot be estimated (scatter of one input) is +inf.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import numpy as np
@@ -56,6 +56,7 @@ __all__ = [
     "StackSettings",
     "afw_clipped_mean",
     "clipped_mean",
+    "meanclip_passes",
     "quantiles",
     "stack_block",
     "visit_weight",
@@ -225,10 +226,57 @@ def clipped_mean(
     weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), values.shape)
     n = good.sum(axis=0)
     median, q1, q3 = quantiles(values, good, (0.5, 0.25, 0.75))
-    iqr_half_width = n_sigma * IQR_TO_SIGMA * (q3 - q1)
-    mean = np.full(values.shape[1:], np.nan)
-    variance = np.full(values.shape[1:], np.nan)
     kept = good
+
+    def window_moments(
+        center: np.ndarray, half_width: np.ndarray, defined: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal kept
+        with np.errstate(invalid="ignore"):
+            kept = good & defined & (np.abs(values - center) <= half_width)
+        _, _, pass_mean, pass_variance = _weighted_moments(values, kept, weights)
+        return pass_mean, pass_variance
+
+    mean = meanclip_passes(median, q1, q3, n, n_sigma, n_iterations, window_moments)
+    return mean, kept
+
+
+def meanclip_passes(
+    median: np.ndarray,
+    q1: np.ndarray,
+    q3: np.ndarray,
+    n: np.ndarray,
+    n_sigma: float,
+    n_iterations: int,
+    window_moments: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """The clipping passes of afw's ``MEANCLIP``, for samples whose values live elsewhere.
+
+    Parameters
+    ----------
+    median, q1, q3 : numpy.ndarray
+        Each sample's median and quartiles (NaN for an empty sample).
+    n : numpy.ndarray
+        Each sample's number of good values.
+    n_sigma : float
+        Clipping half-width, in standard deviations.
+    n_iterations : int
+        Number of passes, at least 1.
+    window_moments : callable
+        ``window_moments(center, half_width, defined)`` returns the mean and the
+        de-biased variance of each sample's good values with
+        ``|x - center| <= half_width``, where ``defined`` (its value elsewhere
+        is not used): in memory (:func:`clipped_mean`), or in passes over
+        chunks (:mod:`dcr_dask.graph.clipped_stats`).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        The clipped means (see :func:`clipped_mean`'s Notes for the windows).
+    """
+    iqr_half_width = n_sigma * IQR_TO_SIGMA * (q3 - q1)
+    mean = np.full(np.shape(median), np.nan)
+    variance = np.full(np.shape(median), np.nan)
     for iteration in range(n_iterations):
         variance = np.where(variance < 0, 0.0, variance)
         if iteration == 0:
@@ -237,12 +285,10 @@ def clipped_mean(
             center = mean
             half_width = np.where(n > 1, n_sigma * np.sqrt(variance), iqr_half_width)
         defined = np.isfinite(center) & ~np.isnan(half_width)
-        with np.errstate(invalid="ignore"):
-            kept = good & defined & (np.abs(values - center) <= half_width)
-        _, _, pass_mean, pass_variance = _weighted_moments(values, kept, weights)
+        pass_mean, pass_variance = window_moments(center, half_width, defined)
         mean = np.where(defined, pass_mean, np.nan)
         variance = np.where(defined, pass_variance, np.nan)
-    return mean, kept
+    return mean
 
 
 def afw_clipped_mean(values: np.ndarray, n_sigma: float, n_iterations: int) -> float:
