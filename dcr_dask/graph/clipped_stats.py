@@ -76,6 +76,7 @@ def _reduce_blocks(
     good: da.Array,
     function: Callable[..., np.ndarray],
     tail: tuple[int, ...],
+    dtype: type,
     **kwargs: Any,
 ) -> np.ndarray:
     """``function(values_block, good_block, **kwargs)`` of every block (``(v, *tail)``
@@ -107,7 +108,7 @@ def _reduce_blocks(
             *[(1,) * n for n in values.numblocks[1:]],
             *[(size,) for size in tail],
         ),
-        dtype=np.float64 if function is clip_sums else np.int64,
+        dtype=dtype,
         **kwargs,
     )
     return np.asarray(counts.sum(axis=tuple(range(1, 1 + n_spatial))).compute())
@@ -127,28 +128,27 @@ def _chunked_quantiles(
     key_type = np.uint32 if total == 32 else np.uint64
     n_visits = values.shape[0]
     n_targets = 2 * len(fractions)
-    prefixes = np.zeros((n_visits, n_targets), dtype=key_type)
-    resolved = 0
-    counts = np.zeros(n_visits, dtype=np.int64)
-    low = high = remaining = index = np.zeros((len(fractions), n_visits))
-    while resolved < total:
+
+    def digit_pass(prefixes: np.ndarray, resolved: int) -> np.ndarray:
         digit = min(DIGIT_BITS, total - resolved)
-        histograms = _reduce_blocks(
-            values,
-            good,
-            digit_histograms,
-            (1 if resolved == 0 else n_targets, 1 << digit),
-            prefixes=prefixes[:, :1] if resolved == 0 else prefixes,
-            resolved=resolved,
+        tail = (prefixes.shape[1], 1 << digit)
+        return _reduce_blocks(
+            values, good, digit_histograms, tail, np.int64, prefixes=prefixes, resolved=resolved
         )
-        if resolved == 0:
-            counts = histograms[:, 0].sum(axis=-1).astype(np.int64)
-            top = np.maximum(counts - 1, 0)
-            index = np.array([f * top for f in fractions])  # (F, V), float64 as the kernel's
-            low = np.floor(index).astype(np.int64)
-            high = np.minimum(low + 1, top)
-            remaining = np.concatenate([low, high]).T  # (V, 2F) ranks
-            histograms = np.repeat(histograms, n_targets, axis=1)
+
+    # the first digit of every value: the counts, hence the ranks the quantiles need
+    first = digit_pass(np.zeros((n_visits, 1), dtype=key_type), 0)
+    counts = first[:, 0].sum(axis=-1).astype(np.int64)
+    top = np.maximum(counts - 1, 0)
+    index = np.array([f * top for f in fractions])  # (F, V), float64 as the kernel's
+    low = np.floor(index).astype(np.int64)
+    high = np.minimum(low + 1, top)
+    remaining = np.concatenate([low, high]).T  # (V, 2F) ranks
+    prefixes = np.zeros((n_visits, n_targets), dtype=key_type)
+    histograms = np.repeat(first, n_targets, axis=1)
+    resolved = 0
+    while True:
+        digit = histograms.shape[-1].bit_length() - 1
         cumulative = np.cumsum(histograms, axis=-1)
         # the bin of the next digit that holds each rank among its prefix's values
         chosen = np.minimum((cumulative <= remaining[..., None]).sum(axis=-1), (1 << digit) - 1)
@@ -156,6 +156,9 @@ def _chunked_quantiles(
         remaining = remaining - before
         prefixes = (prefixes << key_type(digit)) | chosen.astype(key_type)
         resolved += digit
+        if resolved == total:
+            break
+        histograms = digit_pass(prefixes, resolved)
     ordered = key_values(prefixes, dtype).astype(np.float64)
     below, above = ordered[:, : len(fractions)].T, ordered[:, len(fractions) :].T
     out = (low + 1 - index) * below + (index - low) * above
@@ -224,10 +227,8 @@ def plane_quantiles(
     values, good = _aligned(values, good)
     if _plane_bytes(values) <= whole_plane_bytes:
         found = _per_visit(values, good, blocks_quantiles, fractions=tuple(fractions))
-        counts = np.asarray(
-            dask.compute(good.sum(axis=tuple(range(1, good.ndim)), dtype=np.int64))[0]
-        )
-        return np.array(found, dtype=np.float64).reshape(-1, len(fractions)).T, counts
+        quantiles = np.array([q for q, _ in found], dtype=np.float64).reshape(-1, len(fractions))
+        return quantiles.T, np.array([n for _, n in found], dtype=np.int64)
     return _chunked_quantiles(values, good, tuple(fractions))
 
 
@@ -298,6 +299,7 @@ def plane_clipped_means(
             good,
             clip_sums,
             (3,),
+            np.float64,
             center=np.where(defined, center, np.nan),
             half_width=np.where(defined, half_width, np.nan),
         )

@@ -153,6 +153,22 @@ def digit_histograms(
     return out
 
 
+#: Values per slice when the window sums are taken in float64.
+_SUM_SLICE = 1 << 20
+
+
+def _window_sums(values: np.ndarray, center: float, half_width: float) -> tuple[int, float, float]:
+    """Count, ``Σ (x - center)`` and ``Σ (x - center)²`` of 1-D ``values`` within the window."""
+    count, first, second = 0, 0.0, 0.0
+    for start in range(0, values.size, _SUM_SLICE):
+        delta = values[start : start + _SUM_SLICE].astype(np.float64) - center
+        delta = delta[np.abs(delta) <= half_width]
+        count += delta.size
+        first += float(delta.sum())
+        second += float(np.dot(delta, delta))
+    return count, first, second
+
+
 def clip_sums(
     values: np.ndarray,
     good: np.ndarray,
@@ -185,9 +201,7 @@ def clip_sums(
         c, h = float(center[v]), float(half_width[v])
         if not np.isfinite(c) or np.isnan(h):
             continue
-        delta = values[v][good[v]].astype(np.float64) - c
-        delta = delta[np.abs(delta) <= h]
-        out[v] = (delta.size, delta.sum(), np.dot(delta, delta))
+        out[v] = _window_sums(values[v][good[v]], c, h)
     return out
 
 
@@ -227,7 +241,7 @@ def _ranks(n: int, fractions: tuple[float, ...]) -> list[int]:
 
 def blocks_quantiles(
     value_blocks: list[np.ndarray], good_blocks: list[np.ndarray], fractions: tuple[float, ...]
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """Quantiles of the good, finite values of a plane given as blocks (in memory).
 
     Parameters
@@ -239,9 +253,11 @@ def blocks_quantiles(
 
     Returns
     -------
-    numpy.ndarray of float64
+    quantiles : numpy.ndarray of float64
         ``(len(fractions),)``, as :func:`dcr_dask.kernels.stack.quantiles`;
         NaN without a good value.
+    count : int
+        The number of good, finite values.
 
     Notes
     -----
@@ -250,24 +266,9 @@ def blocks_quantiles(
     """
     values = _compact(value_blocks, good_blocks)
     if values.size == 0:
-        return np.full(len(fractions), np.nan)
+        return np.full(len(fractions), np.nan), 0
     values.partition(_ranks(values.size, fractions))
-    return _interpolated(values, values.size, fractions)
-
-
-#: Values per slice when :func:`blocks_clipped_mean` sums in float64.
-_SUM_SLICE = 1 << 20
-
-
-def _window_sums(values: np.ndarray, center: float, half_width: float) -> tuple[int, float, float]:
-    count, first, second = 0, 0.0, 0.0
-    for start in range(0, values.size, _SUM_SLICE):
-        delta = values[start : start + _SUM_SLICE].astype(np.float64) - center
-        delta = delta[np.abs(delta) <= half_width]
-        count += delta.size
-        first += float(delta.sum())
-        second += float(np.dot(delta, delta))
-    return count, first, second
+    return _interpolated(values, values.size, fractions), values.size
 
 
 def clipped_mean_from_sums(
