@@ -19,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import scipy
+import xarray as xr
 
-__all__ = ["best_of", "machine_summary", "rms", "time_interleaved"]
+from dcr_dask.io.fits import read_warp_header
+from dcr_dask.running.templates import matched_template, visit_file_psf_variance
+
+__all__ = ["best_of", "machine_summary", "rms", "time_interleaved", "warp_template"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,3 +135,12 @@ def time_interleaved(
             if report is not None:
                 report(f"  round {round_ + 1}/{repeat}: {name:<16} {elapsed:8.3f} s")
     return times, results
+
+
+def warp_template(dataset: xr.Dataset, path: Path | str) -> np.ndarray:
+    """The DCR-matched template of the visit of a warp file, as ``dcr-dask template``
+    makes it: at the warp's PSF when the store was fitted with
+    ``psfForwardModel="gaussian"``."""
+    visit = read_warp_header(path)[0]
+    variance = visit_file_psf_variance(path, visit)
+    return np.asarray(matched_template(dataset, visit, psf_variance_px2=variance).values)

@@ -52,7 +52,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _common import machine_summary
+from _common import machine_summary, warp_template
 from _realistic_scoring import Truth, artifact_scores, centroid_rms, difference_rms, star_classes
 from _reference_structure import ReferenceResult, reference_run, shift_model
 from bench_realistic import BAD_PLANES, sim_truth, snr_cuts
@@ -63,7 +63,6 @@ from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.warps import open_warps
 from dcr_dask.running import pipeline
 from dcr_dask.running.cluster import dask_client
-from dcr_dask.running.templates import matched_template
 from dcr_dask.settings import run_shifts
 from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
 
@@ -260,9 +259,7 @@ def run_dcr_dask(case: Case, scratch: Path, workers: int, report: Path) -> Outco
     blocks = dataset.attrs["convergence"]["blocks"]
     updates = int(sum(int(b["iterations"]) for b in blocks))
     update_cpu = cpu.get("fit_s", 0.0) / max(updates, 1)
-    templates = [
-        matched_template(dataset, read_warp_header(path)[0]).values for path in case.holdout
-    ]
+    templates = [warp_template(dataset, path) for path in case.holdout]
     artifacts = dataset["artifacts"].sel(visit=case.truth.fitted_visits).values.astype(bool)
     detail = (
         f"dcr_dask: {updates} model updates over {len(blocks)} subregion(s), fit stage "

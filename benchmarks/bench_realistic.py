@@ -80,7 +80,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import galsim_tile as gt
-from _common import machine_summary
+from _common import machine_summary, warp_template
 from _realistic_scoring import (
     Truth,
     artifact_scores,
@@ -93,12 +93,10 @@ from _realistic_scoring import (
 
 from dcr_dask.config import PRESETS, DcrAssembleCoaddConfig
 from dcr_dask.graph.coadd import plain_coadd
-from dcr_dask.io.fits import read_warp_header
 from dcr_dask.io.warps import open_warps
 from dcr_dask.masks import MaskPlanes
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
-from dcr_dask.running.templates import matched_template
 from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
 
 BAD_PLANES = ["NO_DATA", "BAD", "SAT"]
@@ -137,6 +135,10 @@ VARIANTS = {
     "smoothed clamp, factor 2": Variant(
         config={"frequencyClamp": "smoothed", "regularizeModelFrequency": 2.0}
     ),
+    # each visit's template widened from the sharpest visit's PSF to its own (psfForwardModel)
+    "psf gaussian": Variant(config={"psfForwardModel": "gaussian"}),
+    "psf gaussian, ceiling": Variant(config={"psfForwardModel": "gaussian"}, inputs="noise_free"),
+    "psf none": Variant(config={"psfForwardModel": "none"}),
     "reference limits": Variant(
         config={
             "dcrNumSubfilters": 3,
@@ -366,9 +368,7 @@ def _run_variant(name, variant, case, size, client, scratch, plain_template) -> 
         work_dir=work,
         overwrite=True,
     )
-    templates = [
-        matched_template(dataset, read_warp_header(path)[0]).values for path in case.holdout
-    ]
+    templates = [warp_template(dataset, path) for path in case.holdout]
     clipped = dataset["artifacts"].sel(visit=case.truth.fitted_visits).values.astype(bool)
     scores = {"templates": templates, **artifact_scores(clipped, case.truth)}
     if variant.inputs == "noise_free":  # no artifacts were rendered

@@ -40,14 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import galsim_tile as gt
-from _common import machine_summary
+from _common import machine_summary, warp_template
 from _realistic_scoring import DIFFERENCE_KERNEL_PX
 
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.io.fits import read_warp_header, wcs_from_header_text
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.running.pipeline import run
-from dcr_dask.running.templates import matched_template
 from dcr_dask.settings import dcr_shifts
 from dcr_dask.truth import matched_difference, weighted_centroid
 
@@ -92,7 +91,7 @@ def visit_rows(spec: gt.GalSimTileSpec, client, scratch: Path) -> list[dict[str,
     rows = []
     for k, visit in enumerate(tile.visits):
         header = read_warp_header(by_name[f"visit_{visit.visit}.fits"])[0]
-        template = matched_template(dataset, header).values.astype(np.float64)
+        template = warp_template(dataset, by_name[f"visit_{visit.visit}.fits"]).astype(np.float64)
         shifts = np.asarray(
             dcr_shifts([header], wcs, config, template.shape).at_centre().shifts_px
         )[0].reshape(-1, 2)

@@ -308,6 +308,7 @@ def fit_settings(config: DcrAssembleCoaddConfig) -> FitSettings:
         regularize_frequency=float(config.regularizeModelFrequency),
         regularization_width=int(config.regularizationWidth),
         frequency_clamp=str(config.frequencyClamp),
+        psf_forward_model=str(config.psfForwardModel),
         use_model_weights=bool(config.useModelWeights),
         model_weights_width=float(config.modelWeightsWidth),
         convergence_threshold=float(config.convergenceThreshold),

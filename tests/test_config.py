@@ -63,6 +63,7 @@ EXTENSIONS = {
     "detectModelSources": SourceDetectionConfig(apply_defaults=False),
     "startingModel": "directCoadd",
     "frequencyClamp": "smoothedColour",
+    "psfForwardModel": "none",
     "doFindCosmicRays": True,
     "cosmicRayMinSigma": 6.0,
     "cosmicRayCond3Fac": 2.5,

@@ -80,6 +80,7 @@ ACTS: dict[str, str] = {
             "maxNumIter",
             "useConvergence",
             "frequencyClamp",
+            "psfForwardModel",
         )
     },
     "residualWeighting": f"{HERE}::test_residual_weighting_weights_the_fit_by_visit",
@@ -389,6 +390,7 @@ FIT_CHANGES = {
     "maxNumIter": 5,
     "useConvergence": False,
     "frequencyClamp": "smoothed",
+    "psfForwardModel": "gaussian",
 }
 
 

@@ -18,7 +18,11 @@ from dcr_dask.io.fits import read_visit_file, wcs_from_header_text, write_warp
 from dcr_dask.io.ownership import check_output
 from dcr_dask.io.store import open_output
 from dcr_dask.masks import MaskPlanes
-from dcr_dask.running.templates import check_visit_for_store, matched_template
+from dcr_dask.running.templates import (
+    check_visit_for_store,
+    matched_template,
+    visit_file_psf_variance,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     store = open_output(args.model)
     visit, wcs = read_visit_file(args.visit)
     check_visit_for_store(store, visit, wcs, args.visit)
-    template = matched_template(store, visit).values
+    psf_variance = visit_file_psf_variance(args.visit, visit)
+    template = matched_template(store, visit, psf_variance_px2=psf_variance).values
     variance = store["variance"].values
     mask = store["mask"].values
     write_warp(

@@ -84,6 +84,8 @@ def reference_overrides() -> dict[str, Any]:
       sharp sub-band plane against the smoothed mean (dcr_dask's default,
       ``"smoothedColour"``, clips the smoothed ratio and sharpens only the
       colour).
+    - ``psfForwardModel = "none"``: every visit's template at the model's one
+      PSF (with ``"gaussian"``, each is widened to its visit's PSF).
 
     Extensions that the reference has no counterpart of keep their defaults,
     which equal the reference's behaviour (``subbandShiftMode = "edges"``,
@@ -117,6 +119,7 @@ def reference_overrides() -> dict[str, Any]:
         "doFindCosmicRays": False,
         "detectTemplate": {"thresholdValue": 300.0},
         "frequencyClamp": "planes",
+        "psfForwardModel": "none",
     }
 
 

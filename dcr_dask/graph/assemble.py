@@ -48,6 +48,7 @@ import numpy as np
 from dcr_dask.graph.halos import halo_px  # re-exported: its home is graph.halos
 from dcr_dask.kernels import convergence as conv
 from dcr_dask.kernels import model as kernels
+from dcr_dask.kernels.psf import widen_images
 from dcr_dask.kernels.regularize import background_noise
 from dcr_dask.kernels.shift import ShiftMethod
 from dcr_dask.physics.subbands import RunShifts
@@ -92,6 +93,7 @@ class FitSettings:
     min_iter: int
     max_iter: int
     use_convergence: bool
+    psf_forward_model: str = "none"
 
 
 @attrs.frozen
@@ -255,10 +257,13 @@ def _prepare_block(
     unsplit: np.ndarray,
     settings: FitSettings,
     visit_weights: np.ndarray | None,
+    image_blur: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Everything about a grown block that stays fixed through the iterations."""
     good = _pad(good, pad).astype(bool)
     images = np.where(good, _pad(images, pad), 0.0).astype(np.float32)
+    if image_blur is not None:
+        images, good = widen_images(images, good, image_blur)
     inverse_weight, n_image = kernels.subband_weights(
         good,
         unsplit,
@@ -296,6 +301,7 @@ def _fit_step(
     settings: FitSettings,
     visit_weights: np.ndarray | None,
     buffer_px: int,
+    psf_blur: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """One pass on one grown block: metric of ``model``, gain, and the new core.
 
@@ -357,6 +363,7 @@ def _fit_step(
         visit_weights=visit_weights,
         precision=settings.precision,
         observe=observe,
+        psf_blur=psf_blur,
     )
     metric, gain = chosen["metric"], chosen["gain"]
     return new[(slice(None), *core)], float(metric), float(gain)
@@ -451,6 +458,13 @@ class FitInputs:
         ``(ny, nx)`` bool: sources of the template (for the model weights).
     visit_weights : numpy.ndarray or None
         ``(V,)`` residual weights for ``residualWeighting="inverseVariance"``.
+    psf_blur : numpy.ndarray or None
+        ``(V,)`` variance, px², of the Gaussian that widens the model's PSF to
+        each visit's (``psfForwardModel="gaussian"``); None: no blur.
+    image_blur : numpy.ndarray or None
+        ``(V,)`` variance, px², of the Gaussian that widens each visit sharper
+        than the model to the model's PSF (its image is convolved before the
+        fit, :func:`dcr_dask.kernels.psf.widen_images`); None: none.
     """
 
     images: da.Array
@@ -461,6 +475,8 @@ class FitInputs:
     background: da.Array
     detected: da.Array
     visit_weights: np.ndarray | None = None
+    psf_blur: np.ndarray | None = None
+    image_blur: np.ndarray | None = None
 
 
 class FitScratch(Protocol):
@@ -680,6 +696,7 @@ def _fit_group(
                 settings=settings,
                 visit_weights=inputs.visit_weights,
                 buffer_px=shifts[block].buffer_px,
+                psf_blur=inputs.psf_blur,
             )
             for block in active
         }
@@ -734,6 +751,7 @@ def _prepare_group(
             unsplit=shifts[block].unsplit_px,
             settings=settings,
             visit_weights=inputs.visit_weights,
+            image_blur=inputs.image_blur,
         )
     persisted = dict(zip(grown, dask.persist(*prepared.values()), strict=True))
     track(list(persisted.values()), f"{label}, inputs")

@@ -6,8 +6,9 @@ comes out as if the whole tile had been computed at once. Each formula is here,
 named after what needs it:
 
 - :func:`forward_model_halo`: DCR-matched templates (one forward model);
-- :func:`halo_px`: the DCR fit's blocks (forward model, back-projection and
-  regularization);
+- :func:`halo_px`: the DCR fit's blocks (forward model, back-projection, the
+  per-visit PSF blur and regularization);
+- :func:`psf_blur_reach`: the per-visit PSF blur of a forward model;
 - :func:`psf_matching_halo`: PSF-matching convolution and mask growth;
 - :func:`detection_halo`: footprint detection without the peak test;
 - :func:`growth_halo`: footprint growth (its radius is :func:`grow_radius`);
@@ -36,6 +37,7 @@ __all__ = [
     "grow_radius",
     "growth_halo",
     "halo_px",
+    "psf_blur_reach",
     "psf_matching_halo",
     "smoothing_halo",
 ]
@@ -61,7 +63,25 @@ def forward_model_halo(max_shift_px: float, method: str) -> int:
     return math.ceil(max_shift_px) + INTERPOLATION_REACH_PX[method]
 
 
-def halo_px(max_shift_px: float, settings: FitSettings) -> int:
+def psf_blur_reach(max_variance_px2: float) -> int:
+    """Reach of the per-visit PSF blur of the forward model: 4 sigma of its widest Gaussian.
+
+    Parameters
+    ----------
+    max_variance_px2 : float
+        Largest variance of the visits' Gaussians (``psfForwardModel="gaussian"``), px².
+
+    Returns
+    -------
+    int
+        ``ceil(4·sqrt(max variance))``, pixels; 0 without blur.
+    """
+    if not max_variance_px2 > 0:
+        return 0
+    return math.ceil(4.0 * math.sqrt(max_variance_px2))
+
+
+def halo_px(max_shift_px: float, settings: FitSettings, max_blur_px2: float = 0.0) -> int:
     """Halo that makes a fit block's core independent of where the block boundaries are.
 
     Covers the DCR fit (:func:`dcr_dask.graph.assemble.fit_tile`, sized by
@@ -73,19 +93,23 @@ def halo_px(max_shift_px: float, settings: FitSettings) -> int:
         Largest DCR shift component of any visit and sub-band, pixels.
     settings : FitSettings
         The fit's settings (shift method, regularization width).
+    max_blur_px2 : float
+        Largest variance of the visits' PSF blur (``psfForwardModel="gaussian"``),
+        px²; 0 without.
 
     Returns
     -------
     int
         ``2·(ceil(max shift) + interpolation reach)`` (forward model, then
-        back-projection: twice :func:`forward_model_halo`) plus the reach of the
+        back-projection: twice :func:`forward_model_halo`), plus twice
+        :func:`psf_blur_reach` with a PSF blur, plus the reach of the
         regularization's opening and Gaussian filters, pixels. With
         ``shiftMethod="sinc"`` or ``"spline"`` a block's core is then the same,
         to float32 rounding, however the tile is cut; the ``"fourier"`` phase
         ramp couples every pixel of a block, so its results change slightly
         with the cut.
     """
-    reach = 2 * forward_model_halo(max_shift_px, settings.method)
+    reach = 2 * (forward_model_halo(max_shift_px, settings.method) + psf_blur_reach(max_blur_px2))
     if settings.regularize_iterations > 0 or settings.regularize_frequency > 0:
         reach += 4 * settings.regularization_width + 2
     return int(reach)

@@ -52,6 +52,7 @@ __all__ = [
     "ModelPsf",
     "PsfMatching",
     "PsfMatchingSettings",
+    "gaussian_stamp",
     "match_psfs",
     "model_psf_fwhm",
     "model_psf_sigma_px",
@@ -266,6 +267,24 @@ class PsfMatching:
         return int(self.kernels.shape[-1])
 
 
+def gaussian_stamp(fwhm_px: float) -> np.ndarray:
+    """The stamp that stands for the PSF of a warp known only by its ``PSF-FWHM``.
+
+    Parameters
+    ----------
+    fwhm_px : float
+        FWHM, pixels, > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        A pixel-integrated Gaussian (:func:`dcr_dask.kernels.psf.gaussian_psf_image`),
+        odd and at least 3 FWHM on each side of its centre.
+    """
+    size = max(_MIN_PSF_STAMP, 2 * math.ceil(3.0 * fwhm_px) + 1)
+    return psf_kernels.gaussian_psf_image(size, fwhm_px)
+
+
 def visit_psf_stamps(warps: xr.Dataset) -> list[np.ndarray]:
     """The PSF stamp of each visit: its PSF HDU, else a Gaussian of ``psf_fwhm_px``.
 
@@ -301,8 +320,7 @@ def visit_psf_stamps(warps: xr.Dataset) -> list[np.ndarray]:
         if has_psf[i] and cube is not None:
             stamps.append(cube[i])
         elif np.isfinite(fwhm[i]) and fwhm[i] > 0:
-            size = max(_MIN_PSF_STAMP, 2 * math.ceil(3.0 * fwhm[i]) + 1)
-            stamps.append(psf_kernels.gaussian_psf_image(size, fwhm[i]))
+            stamps.append(gaussian_stamp(float(fwhm[i])))
         else:
             raise ValueError(
                 f"visit {visit} has neither a PSF HDU nor a positive PSF-FWHM "

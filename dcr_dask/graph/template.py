@@ -17,7 +17,7 @@ import numpy as np
 from dask.array.overlap import ensure_minimum_chunksize
 
 from dcr_dask._moved import moved_names
-from dcr_dask.graph.halos import forward_model_halo
+from dcr_dask.graph.halos import forward_model_halo, psf_blur_reach
 from dcr_dask.graph.overlap import map_yx_overlap
 from dcr_dask.kernels import model as kernels
 from dcr_dask.kernels.shift import ShiftMethod
@@ -34,6 +34,7 @@ def forward_model_tile(
     method: ShiftMethod,
     order: int,
     precision: str | None = None,
+    psf_blur: np.ndarray | None = None,
 ) -> da.Array:
     """DCR-matched templates of several visits over a whole tile, lazily.
 
@@ -61,6 +62,9 @@ def forward_model_tile(
         ``imageInterpOrder``.
     precision : {"single", "double"}, optional
         ``shiftPrecision``.
+    psf_blur : numpy.ndarray, optional
+        ``(V,)`` variances, px², of the Gaussians that widen the model's PSF
+        to each visit's (``psfForwardModel="gaussian"``); None: none.
 
     Returns
     -------
@@ -69,7 +73,10 @@ def forward_model_tile(
         with all visits in each chunk.
     """
     planes = da.asarray(planes).rechunk({0: -1})  # a loaded store gives NumPy planes
+    blur = None if psf_blur is None else np.asarray(psf_blur, dtype=np.float64)
     depth = forward_model_halo(max_shift_px, method)
+    if blur is not None and blur.size:
+        depth += psf_blur_reach(float(blur.max()))
     chunks_yx = planes.chunks[1:]
     if depth:
         # the blocks the overlap will really make: it merges chunks thinner than the halo
@@ -88,7 +95,13 @@ def forward_model_tile(
             (starts_y[i] + starts_y[i + 1] - 1) / 2.0, (starts_x[j] + starts_x[j + 1] - 1) / 2.0
         )
         templates = kernels.forward_models(
-            grown, shifts, accelerate=accelerate, method=method, order=order, precision=precision
+            grown,
+            shifts,
+            accelerate=accelerate,
+            method=method,
+            order=order,
+            precision=precision,
+            psf_blur=blur,
         )
         return templates.astype(np.float32)
 

@@ -201,6 +201,28 @@ def _amplified_planes(model: np.ndarray, accelerate: float) -> Iterator[np.ndarr
         yield out
 
 
+def _as_blur(psf_blur: np.ndarray | None, n_visits: int) -> np.ndarray | None:
+    """``psf_blur`` checked as ``(V,)`` finite variances >= 0, px²; None stays None."""
+    if psf_blur is None:
+        return None
+    blur = np.asarray(psf_blur, dtype=np.float64)
+    if blur.shape != (n_visits,) or not bool(np.all(np.isfinite(blur) & (blur >= 0))):
+        raise ValueError(
+            f"psf_blur must hold one finite variance >= 0 per visit ({n_visits}), got {blur}"
+        )
+    return blur
+
+
+def _gaussian_blur(image: np.ndarray, variance: float) -> np.ndarray:
+    """``image`` convolved with a circular Gaussian of ``variance`` px² (zeros outside;
+    the ``"spline"`` path of the per-visit PSF blur), float64."""
+    if variance <= 0:
+        return np.asarray(image, dtype=np.float64)
+    return ndimage.gaussian_filter(
+        np.asarray(image, dtype=np.float64), np.sqrt(variance), mode="constant", truncate=4.0
+    )
+
+
 def _per_visit(sets: list, n_subfilters: int) -> list[list]:
     """A visit-major flat list of per-sub-band factor sets, cut into one list per visit."""
     return [sets[v : v + n_subfilters] for v in range(0, len(sets), n_subfilters)]
@@ -224,6 +246,7 @@ class _Templates:
         method: ShiftMethod,
         order: int,
         precision: str | None,
+        psf_blur: np.ndarray | None = None,
     ) -> None:
         _check_method(method)
         model = np.asarray(model)
@@ -234,6 +257,7 @@ class _Templates:
         self.shifts = _as_shifts("shifts", shifts, None, n_subfilters, split=True)
         self.method = method
         self.order = order
+        self.blur = _as_blur(psf_blur, self.shifts.shape[0])
         if method == "spline":
             self.coefficients = []
             for plane in _amplified_planes(model, accelerate):
@@ -249,7 +273,12 @@ class _Templates:
             self._total = self.grid.zeros()
             # every visit's factors at once: one transform of all the kernels
             point_sets = [_distinct(points) for visit in self.shifts for points in visit]
-            sets = self.grid.factor_sets(point_sets, method, [1.0 / len(p) for p in point_sets])
+            sets = self.grid.factor_sets(
+                point_sets,
+                method,
+                [1.0 / len(p) for p in point_sets],
+                None if self.blur is None else np.repeat(self.blur, n_subfilters),
+            )
             self._factor_sets = _per_visit(sets, n_subfilters)
 
     @property
@@ -267,6 +296,8 @@ class _Templates:
                 out = shifted if out is None else np.add(out, shifted, out=out)
             # None only for a model of 0 sub-bands, which nothing here rejects (the config's
             # dcrNumSubfilters is >= 2); the spectral branch gives zeros for it.
+            if self.blur is not None and out is not None:
+                out = _gaussian_blur(out, float(self.blur[v]))
             return out  # type: ignore[return-value]
         self.grid.combine(self._total, self.spectra, self._factor_sets[v])
         return self.grid.invert(self._total)
@@ -290,6 +321,7 @@ class _BackProjection:
         order: int,
         weights: np.ndarray | None,
         precision: str | None,
+        psf_blur: np.ndarray | None = None,
     ) -> None:
         _check_method(method)
         self.shape = shape
@@ -298,6 +330,7 @@ class _BackProjection:
         self.order = order
         self.weights = weights
         n_subfilters = unsplit.shape[1]
+        self.blur = _as_blur(psf_blur, unsplit.shape[0])
         if method == "spline":
             self.totals = np.zeros((n_subfilters, *shape))
         else:
@@ -310,6 +343,7 @@ class _BackProjection:
                 [-point[None, :] for visit in unsplit for point in visit],
                 method,
                 [float(weight[v]) for v in range(n_visits) for _ in range(n_subfilters)],
+                None if self.blur is None else np.repeat(self.blur, n_subfilters),
             )
             self._factor_sets = _per_visit(sets, n_subfilters)
 
@@ -324,6 +358,8 @@ class _BackProjection:
         if self.method == "spline":
             if self.weights is not None:
                 image = image * weight
+            if self.blur is not None:
+                image = _gaussian_blur(image, float(self.blur[v]))
             coefficients = spline_prefilter(image, self.order)
             for s, point in enumerate(self.unsplit[v]):
                 self.totals[s] += spline_translate(coefficients, -point, self.order)
@@ -713,8 +749,9 @@ def forward_models(
     method: ShiftMethod,
     order: int,
     precision: str | None = None,
+    psf_blur: np.ndarray | None = None,
 ) -> np.ndarray:
-    """DCR-matched templates of every visit: ``t_v = Σ_s shift(A_s, +shift_{v,s})``.
+    """DCR-matched templates of every visit: ``t_v = G_v ⊗ Σ_s shift(A_s, +shift_{v,s})``.
 
     Step 1 of an iteration, and the templates the convergence metric needs.
     ``"spline"`` prefilters each amplified plane once and shifts it for every
@@ -740,6 +777,11 @@ def forward_models(
         Floating-point precision of the ``"fourier"`` and ``"sinc"``
         transforms; None (the default) takes :data:`SPECTRAL_PRECISION`.
         ``"spline"`` always works in float64.
+    psf_blur : numpy.ndarray, optional
+        ``(V,)`` variances ``σ_v²``, px², of the circular Gaussian each visit's
+        template is convolved with: the visit's PSF is the model's PSF
+        convolved with it (``psfForwardModel="gaussian"``). None or 0: the
+        template is at the model's PSF, as in the reference.
 
     Returns
     -------
@@ -747,7 +789,13 @@ def forward_models(
         ``(V, ny, nx)`` templates, flux.
     """
     forward = _Templates(
-        model, shifts, accelerate=accelerate, method=method, order=order, precision=precision
+        model,
+        shifts,
+        accelerate=accelerate,
+        method=method,
+        order=order,
+        precision=precision,
+        psf_blur=psf_blur,
     )
     templates = np.empty((forward.n_visits, *forward.shape))
     for v in range(forward.n_visits):
@@ -763,6 +811,7 @@ def forward_model(
     method: ShiftMethod,
     order: int,
     precision: str | None = None,
+    psf_blur: float | None = None,
 ) -> np.ndarray:
     """DCR-matched template of one visit (see :func:`forward_models`).
 
@@ -782,6 +831,9 @@ def forward_model(
         Floating-point precision of the ``"fourier"`` and ``"sinc"``
         transforms; None (the default) takes :data:`SPECTRAL_PRECISION`.
         ``"spline"`` always works in float64.
+    psf_blur : float, optional
+        Variance ``σ²``, px², of the Gaussian the template is convolved with
+        (see :func:`forward_models`); None: none.
 
     Returns
     -------
@@ -790,7 +842,13 @@ def forward_model(
     """
     stacked = np.asarray(shifts_v, dtype=np.float64)[None]
     templates = forward_models(
-        model, stacked, accelerate=accelerate, method=method, order=order, precision=precision
+        model,
+        stacked,
+        accelerate=accelerate,
+        method=method,
+        order=order,
+        precision=precision,
+        psf_blur=None if psf_blur is None else np.array([psf_blur], dtype=np.float64),
     )
     return templates[0]
 
@@ -842,8 +900,9 @@ def back_project(
     order: int,
     visit_weights: np.ndarray | None = None,
     precision: str | None = None,
+    psf_blur: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Model update ``Δ_s = (1/W_s)·Σ_v shift(r_v, −shift_{v,s})`` (step 3).
+    """Model update ``Δ_s = (1/W_s)·Σ_v shift(G_v ⊗ r_v, −shift_{v,s})`` (step 3).
 
     Residuals are shifted back by the unsplit sub-band shifts, as in the
     reference's ``dcrResiduals`` (splitting would blur them). ``"spline"``
@@ -879,6 +938,10 @@ def back_project(
         Floating-point precision of the ``"fourier"`` and ``"sinc"``
         transforms; None (the default) takes :data:`SPECTRAL_PRECISION`.
         ``"spline"`` always works in float64.
+    psf_blur : numpy.ndarray, optional
+        ``(V,)`` variances, px², of the Gaussians ``G_v`` of
+        :func:`forward_models`: each residual is convolved with its visit's
+        (the adjoint of the forward blur) before it is shifted back. None: none.
 
     Returns
     -------
@@ -897,7 +960,13 @@ def back_project(
     unsplit = _as_shifts("unsplit_shifts", unsplit_shifts, n_visits, n_subfilters, split=False)
     weights = _relative_visit_weights(visit_weights, n_visits)
     sums = _BackProjection(
-        (ny, nx), unsplit, method=method, order=order, weights=weights, precision=precision
+        (ny, nx),
+        unsplit,
+        method=method,
+        order=order,
+        weights=weights,
+        precision=precision,
+        psf_blur=psf_blur,
     )
     for v in range(n_visits):
         sums.add(v, residuals[v])
@@ -1043,6 +1112,7 @@ def iterate_block(
     templates: np.ndarray | None = None,
     precision: str | None = None,
     observe: Callable[[int, np.ndarray], None] | None = None,
+    psf_blur: np.ndarray | None = None,
 ) -> np.ndarray:
     """One iteration of the DCR fit on one block (steps 1-8 of docs/algorithm.md, "The iteration").
 
@@ -1118,6 +1188,11 @@ def iterate_block(
     observe : callable, optional
         Called as ``observe(v, t_v)`` with each visit's template (a transient
         ``(ny, nx)`` buffer: copy what must be kept) as it is made.
+    psf_blur : numpy.ndarray, optional
+        ``(V,)`` variances, px², of each visit's PSF over the model's
+        (:func:`forward_models`, :func:`back_project`); None: every visit is
+        modelled at the model's PSF, as in the reference. Given ``templates``
+        must have been made with the same blur.
 
     Returns
     -------
@@ -1141,11 +1216,17 @@ def iterate_block(
     unsplit = _as_shifts("unsplit_shifts", unsplit_shifts, n_visits, n_subfilters, split=False)
     weights = _relative_visit_weights(visit_weights, n_visits)
     template_of = _template_source(
-        model, images, shifts, templates, accelerate, method, order, precision
+        model, images, shifts, templates, accelerate, method, order, precision, psf_blur
     )
     # Steps 1-3, streamed: template, residual, its shifted copies into the sub-band sums.
     sums = _BackProjection(
-        (ny, nx), unsplit, method=method, order=order, weights=weights, precision=precision
+        (ny, nx),
+        unsplit,
+        method=method,
+        order=order,
+        weights=weights,
+        precision=precision,
+        psf_blur=psf_blur,
     )
     residual = np.empty((ny, nx), dtype=sums.dtype)
     for v in range(n_visits):
@@ -1201,12 +1282,19 @@ def _template_source(
     method: ShiftMethod,
     order: int,
     precision: str | None,
+    psf_blur: np.ndarray | None,
 ) -> Callable[[int], np.ndarray]:
     """Each visit's template (step 1): the given ``templates``, else made on demand."""
     n_visits = images.shape[0]
     if templates is None:
         forward = _Templates(
-            model, shifts, accelerate=accelerate, method=method, order=order, precision=precision
+            model,
+            shifts,
+            accelerate=accelerate,
+            method=method,
+            order=order,
+            precision=precision,
+            psf_blur=psf_blur,
         )
         if forward.n_visits != n_visits:
             raise ValueError(f"shifts are for {forward.n_visits} visits, images for {n_visits}")

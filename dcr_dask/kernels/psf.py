@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import linalg, signal
+from scipy import linalg, ndimage, signal
 from scipy.special import erf
 
 __all__ = [
@@ -68,6 +68,8 @@ __all__ = [
     "min_model_core_fwhm_px",
     "model_psf_image",
     "psf_fwhm_px",
+    "psf_minor_variance",
+    "widen_images",
 ]
 
 #: FWHM of a Gaussian in units of its sigma, ``2·sqrt(2·ln 2)``.
@@ -192,6 +194,64 @@ def _adaptive_sigma2(psf: np.ndarray, offsets: np.ndarray) -> float:
             return new
         s2 = new
     return s2
+
+
+def psf_minor_variance(psf: np.ndarray) -> float:
+    """Variance of a PSF stamp along its narrowest axis: its width across DCR, px².
+
+    Elliptical adaptive second moments (the weight is the Gaussian of the
+    moments being measured, iterated to convergence and re-centred, so a
+    Gaussian stamp of covariance ``C`` gives back ``C``); the smaller
+    eigenvalue. A warp's PSF, measured on its stars, holds the chromatic smear
+    of DCR across the band along the parallactic direction (about 5 px in g
+    at airmass 2), which the DCR model makes itself from its sub-bands; the
+    width across it is the seeing alone.
+
+    Parameters
+    ----------
+    psf : numpy.ndarray
+        Odd, square, centred PSF stamp (any normalisation).
+
+    Returns
+    -------
+    float
+        px², the pixel's own 1/12 px² included (it cancels in the difference
+        of two stamps' variances).
+
+    Raises
+    ------
+    ValueError
+        If the stamp is not odd and square, or has no positive flux near its
+        centre.
+    """
+    psf = _check_stamp(psf)
+    size = psf.shape[0]
+    offsets = np.arange(-(size // 2), size // 2 + 1, dtype=np.float64)
+    yy, xx = np.meshgrid(offsets, offsets, indexing="ij")
+    s2 = _adaptive_sigma2(psf, offsets)
+    covariance = np.array([[s2, 0.0], [0.0, s2]])
+    cy = cx = 0.0
+    for _ in range(200):
+        inverse = np.linalg.inv(covariance)
+        dy, dx = yy - cy, xx - cx
+        quad = inverse[0, 0] * dy**2 + 2 * inverse[0, 1] * dy * dx + inverse[1, 1] * dx**2
+        weighted = psf * np.exp(-0.5 * quad)
+        total = weighted.sum()
+        if not total > 0:
+            raise ValueError("PSF image has no positive flux near its centre")
+        cy, cx = (weighted * yy).sum() / total, (weighted * xx).sum() / total
+        dy, dx = yy - cy, xx - cx
+        myy = (weighted * dy * dy).sum() / total
+        mxx = (weighted * dx * dx).sum() / total
+        mxy = (weighted * dy * dx).sum() / total
+        new = 2.0 * np.array([[myy, mxy], [mxy, mxx]])
+        if not (new[0, 0] > 0 and np.linalg.det(new) > 0):
+            raise ValueError("PSF image has no positive width")
+        done = np.abs(new - covariance).max() <= 1e-10 * np.abs(new).max()
+        covariance = new
+        if done:
+            break
+    return float(np.linalg.eigvalsh(covariance)[0])
 
 
 def psf_fwhm_px(psf: np.ndarray) -> float:
@@ -454,6 +514,53 @@ def convolve_block(images: np.ndarray, kernels: np.ndarray) -> np.ndarray:
         else:
             out[v] = signal.fftconvolve(images[v], kernel, mode="same")
     return out
+
+
+def widen_images(
+    images: np.ndarray, good: np.ndarray, variances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convolve each visit's image with a circular Gaussian, bad pixels left out.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(V, ny, nx)`` images, flux.
+    good : numpy.ndarray of bool
+        ``(V, ny, nx)`` good-pixel flags.
+    variances : numpy.ndarray
+        ``(V,)`` variance of each visit's Gaussian, px² (0: left as it is).
+
+    Returns
+    -------
+    images : numpy.ndarray of float32
+        The widened images, 0 where not good.
+    good : numpy.ndarray of bool
+        Pixels whose Gaussian (to 4 sigma) saw only good pixels, inside the
+        array: a bad pixel spoils its neighbourhood, and beyond the edges
+        nothing is known.
+    """
+    images = np.asarray(images)
+    good = np.asarray(good, dtype=bool)
+    variances = np.asarray(variances, dtype=np.float64)
+    if images.ndim != 3 or good.shape != images.shape or variances.shape != images.shape[:1]:
+        raise ValueError(
+            f"images {images.shape}, good {good.shape} and variances {variances.shape} "
+            "must be (V, ny, nx), (V, ny, nx) and (V,)"
+        )
+    out_images = np.array(images, dtype=np.float32)
+    out_good = good.copy()
+    for v, variance in enumerate(variances):
+        if not variance > 0:
+            continue
+        sigma = math.sqrt(float(variance))
+        weight = good[v].astype(np.float64)
+        flux = np.where(good[v], images[v], 0.0).astype(np.float64)
+        smooth = ndimage.gaussian_filter(flux, sigma, mode="constant", truncate=4.0)
+        seen = ndimage.gaussian_filter(weight, sigma, mode="constant", truncate=4.0)
+        keep = seen > 1.0 - 1e-6  # every pixel under the Gaussian (to 4 sigma) is good
+        out_images[v] = np.where(keep, smooth, 0.0)
+        out_good[v] = keep
+    return out_images, out_good
 
 
 def grow_mask_block(masks: np.ndarray, half_width: int) -> np.ndarray:

@@ -54,6 +54,7 @@ __all__ = [
     "fourier_phase",
     "fourier_phase_factors",
     "fourier_shift",
+    "gaussian_transfer",
     "shift_factors",
     "shift_image",
     "sinc_shift",
@@ -364,6 +365,32 @@ def shift_factors(
     return y_factors, x_factors
 
 
+def gaussian_transfer(frequencies: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """One axis of the transfer function of circular Gaussians, ``exp(−2π²σ²f²)``.
+
+    A circular Gaussian of variance ``σ²`` (px², per axis) is separable: its
+    2-D transfer function is the product of this factor along y and along x.
+
+    Parameters
+    ----------
+    frequencies : numpy.ndarray
+        ``(n,)`` frequencies along the axis, cycles per pixel
+        (``numpy.fft.fftfreq`` or ``rfftfreq`` of the padded length).
+    variances : numpy.ndarray
+        ``(K,)`` variances ``σ²``, px², >= 0 (0: the identity).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ``(K, n)`` factors.
+    """
+    variances = np.asarray(variances, dtype=np.float64)
+    if variances.ndim != 1 or not bool(np.all(variances >= 0)):
+        raise ValueError(f"blur variances must be a 1-D array of values >= 0, got {variances}")
+    f2 = np.asarray(frequencies, dtype=np.float64) ** 2
+    return np.exp(-2.0 * np.pi**2 * variances[:, None] * f2[None, :])
+
+
 #: Floating-point precisions of :class:`SpectralGrid`.
 SPECTRAL_PRECISIONS = ("single", "double")
 
@@ -462,6 +489,7 @@ class SpectralGrid:
         point_sets: Sequence[np.ndarray],
         method: ShiftMethod,
         scales: Sequence[float],
+        blurs: Sequence[float] | np.ndarray | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`factors` of many sets of shift points, with one transform for all.
 
@@ -477,6 +505,10 @@ class SpectralGrid:
             As :func:`shift_factors`.
         scales : sequence of float
             One scale per set, folded into its y factors.
+        blurs : sequence of float, optional
+            One variance ``σ²`` per set, px², of a circular Gaussian convolved
+            with the shifted image (:func:`gaussian_transfer`, folded into the
+            set's y and x factors; 0 leaves the set as it is). None: no blur.
 
         Returns
         -------
@@ -485,12 +517,18 @@ class SpectralGrid:
         """
         if len(point_sets) != len(scales):
             raise ValueError(f"{len(point_sets)} sets of shift points but {len(scales)} scales")
+        if blurs is not None and len(blurs) != len(point_sets):
+            raise ValueError(f"{len(point_sets)} sets of shift points but {len(blurs)} blurs")
         if not point_sets:
             return []
         points = [_as_shift_points(p) for p in point_sets]
         counts = [len(p) for p in points]
         y_factors, x_factors = shift_factors(self.fft_shape, np.concatenate(points), method)
         y_factors *= np.repeat(np.asarray(scales, dtype=np.float64), counts)[:, None]
+        if blurs is not None:
+            variances = np.repeat(np.asarray(blurs, dtype=np.float64), counts)
+            y_factors *= gaussian_transfer(np.fft.fftfreq(self.fft_shape[0]), variances)
+            x_factors *= gaussian_transfer(np.fft.rfftfreq(self.fft_shape[1]), variances)
         y_sets = np.split(y_factors.astype(self.complex_dtype), np.cumsum(counts)[:-1])
         x_sets = np.split(x_factors.astype(self.complex_dtype), np.cumsum(counts)[:-1])
         return list(zip(y_sets, x_sets, strict=True))

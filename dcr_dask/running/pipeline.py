@@ -93,13 +93,14 @@ from dcr_dask.graph.coadd_psf import (
 from dcr_dask.graph.compare_warp import CompareWarpSettings
 from dcr_dask.graph.cosmic_rays import CosmicRaySettings, find_cosmic_rays
 from dcr_dask.graph.detect import detect_sources
-from dcr_dask.graph.halos import halo_px
+from dcr_dask.graph.halos import halo_px, psf_blur_reach
 from dcr_dask.graph.interp import fallback_value, interpolate_holes
 from dcr_dask.graph.psf_matching import (
     PsfMatching,
     match_psfs,
     model_psf_sigma_px,
     psf_matching,
+    visit_psf_stamps,
 )
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint, file_record
@@ -116,7 +117,7 @@ from dcr_dask.io.warps import (
     visit_infos,
 )
 from dcr_dask.kernels import model as kernels
-from dcr_dask.kernels.psf import FWHM_PER_SIGMA
+from dcr_dask.kernels.psf import FWHM_PER_SIGMA, psf_minor_variance
 from dcr_dask.masks import ARTIFACT_VARIABLES, MaskPlanes
 from dcr_dask.physics.subbands import CoaddTransmission, DcrShifts
 from dcr_dask.running.cluster import dask_client
@@ -332,6 +333,9 @@ class _Run:
     halo: int = 0
     direct_sigma: float = 0.0
     psf_sigma: float = 0.0
+    psf_blur: np.ndarray | None = None  # psfForwardModel="gaussian": (visit,) px²
+    image_blur: np.ndarray | None = None  # and of the images sharper than the model
+    model_psf_variance: float | None = None  # and the model's PSF variance across DCR, px²
     fit_plan: _FitPlan = attrs.field(default=None)
     reference_fits: list[BlockFit] = attrs.field(factory=list)
     stored: xr.Dataset = attrs.field(default=None)
@@ -556,7 +560,12 @@ def _plan_fit(r: _Run) -> None:
     r.shifts = {block: r.dcr_shifts.at(*r.grid.centre(block)[::-1]) for block in r.grid.blocks()}
     r.settings = fit_settings(config)
     max_shift = max(float(np.abs(s.shifts_px).max()) for s in r.shifts.values())
-    r.halo = halo_px(max_shift, r.settings)
+    if config.psfForwardModel == "gaussian":
+        r.psf_blur, r.image_blur, r.model_psf_variance = _psf_blur(r)
+    max_blur = float(r.psf_blur.max()) if r.psf_blur is not None else 0.0
+    r.halo = halo_px(max_shift, r.settings, max_blur)
+    if r.image_blur is not None:
+        r.halo += psf_blur_reach(float(r.image_blur.max()))
     # the direct warps' median PSF sigma (the direct coadd that starts the fit, and a
     # given template)
     r.direct_sigma = _median_psf_sigma(r.ingested, config, r.matching)
@@ -666,6 +675,8 @@ def _fit_inputs_stage(r: _Run) -> None:
             r.planes,
             r.config,
             r.template_sigma,
+            psf_blur=r.psf_blur,
+            image_blur=r.image_blur,
         )
 
 
@@ -724,19 +735,53 @@ def _coadd_psf_stage(r: _Run) -> None:
         )
 
 
+def _visit_psf_fwhm(r: _Run) -> np.ndarray:
+    """``(visit,)`` PSF FWHM of each visit, px (NaN if unknown): measured on the PSF
+    stamp when matched here (adaptive moments), else the header's."""
+    if r.matching is not None:
+        return np.asarray(r.matching.input_fwhm_px, dtype=np.float64)
+    return np.array([np.nan if v.psf_fwhm_px is None else float(v.psf_fwhm_px) for v in r.visits])
+
+
+def _psf_blur(r: _Run) -> tuple[np.ndarray, np.ndarray, float]:
+    """``psfForwardModel="gaussian"``: the model's PSF width and each visit's blurs.
+
+    Widths are each visit's PSF variance across DCR
+    (:func:`dcr_dask.kernels.psf.psf_minor_variance` of its PSF stamp, or of the
+    Gaussian of its ``PSF-FWHM``). The model's is the median of the kept
+    visits'. Returns the variance, px², of each visit's template blur (wider
+    visits), of each visit's image blur (sharper visits), and the model's.
+    """
+    stamps = visit_psf_stamps(r.ingested)
+    variance = np.array([psf_minor_variance(stamp) for stamp in stamps])
+    kept = np.array([int(v.visit) not in r.quality.rejected for v in r.visits])
+    model = float(np.median(variance[kept] if kept.any() else variance))
+    blur = np.clip(variance - model, 0.0, None)
+    widen = np.clip(model - variance, 0.0, None)
+    log.info(
+        "psfForwardModel: the model's PSF is %.2f px wide across DCR (sigma); the templates "
+        "of %d visits are widened to their PSFs, the images of %d sharper visits to the "
+        "model's",
+        math.sqrt(model),
+        int((blur > 0).sum()),
+        int((widen > 0).sum()),
+    )
+    return blur, widen, model
+
+
 def _input_records(r: _Run) -> list[dict[str, Any]]:
     """The output's ``inputs``: one record per visit."""
     centre = next(iter(r.shifts.values()))
+    fwhm = _visit_psf_fwhm(r)
     return [
         {
             "visit": int(v.visit),
             "weight": float(r.weights_np[k]),
             "airmass": float(centre.geometry[k].airmass),
             "parallactic_angle_deg": float(centre.geometry[k].parallactic_angle_deg),
-            # measured on the PSF stamp when matched here (adaptive moments), else the header's
-            "psf_fwhm_px": (
-                float(r.matching.input_fwhm_px[k]) if r.matching is not None else v.psf_fwhm_px
-            ),
+            "psf_fwhm_px": None if not np.isfinite(fwhm[k]) else float(fwhm[k]),
+            "psf_blur_px2": None if r.psf_blur is None else float(r.psf_blur[k]),
+            "image_blur_px2": None if r.image_blur is None else float(r.image_blur[k]),
             "filename": v.filename,
             "rejected": r.quality.rejected.get(int(v.visit), ""),
         }
@@ -804,6 +849,8 @@ def _write(r: _Run) -> dict[str, Any]:
                 "artifact_pixels": artifact_pixels,
                 "input_warnings": r.input_warnings,
                 "band": r.visits[0].band,
+                # psfForwardModel="gaussian": the PSF the model is at (templates widen it)
+                "model_psf_variance_px2": r.model_psf_variance,
             },
         )
         metadata = _run_metadata(
@@ -1459,8 +1506,14 @@ def _fit_inputs(
     planes: MaskPlanes,
     config: DcrAssembleCoaddConfig,
     psf_sigma_px: float,
+    *,
+    psf_blur: np.ndarray | None = None,
+    image_blur: np.ndarray | None = None,
 ) -> tuple[FitInputs, np.ndarray]:
     """Lazy arrays of :class:`FitInputs` on the tile, and the visit weights.
+
+    ``psf_blur`` is :class:`FitInputs`' (``psfForwardModel="gaussian"``; the
+    reference fit of the PSF-matched warps has none).
 
     Without any ``convergenceMaskPlanes`` pixel in the warps (many users' warps
     carry no ``DETECTED`` plane), the reference finds no valid data and stops
@@ -1501,6 +1554,8 @@ def _fit_inputs(
         background=background,
         detected=template_detected,
         visit_weights=weights_np if use_weights else None,
+        psf_blur=psf_blur,
+        image_blur=image_blur,
     )
     return inputs, weights_np
 
