@@ -1195,8 +1195,8 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "convolved with the Gaussian that widens it to the model's, and templates of visits "
         "given later are widened to theirs). On GalSim g tiles 'gaussian' cut the bright-star "
         "centroid error of the held-out templates three times and the noise-free one of faint "
-        "stars two to five times, but in r it left worse matched differences "
-        "(benchmarks/README.md).",
+        "stars two times, but in r it left worse matched differences, above the plain "
+        "coadd's at airmass <= 1.15: an option for high DCR (benchmarks/README.md).",
         allowed=("none", "gaussian"),
         extension=True,
     )
