@@ -48,7 +48,6 @@ import numpy as np
 from dcr_dask.graph.halos import halo_px  # re-exported: its home is graph.halos
 from dcr_dask.kernels import convergence as conv
 from dcr_dask.kernels import model as kernels
-from dcr_dask.kernels.psf import widen_images
 from dcr_dask.kernels.regularize import background_noise
 from dcr_dask.kernels.shift import ShiftMethod
 from dcr_dask.physics.subbands import RunShifts
@@ -257,13 +256,10 @@ def _prepare_block(
     unsplit: np.ndarray,
     settings: FitSettings,
     visit_weights: np.ndarray | None,
-    image_blur: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Everything about a grown block that stays fixed through the iterations."""
     good = _pad(good, pad).astype(bool)
     images = np.where(good, _pad(images, pad), 0.0).astype(np.float32)
-    if image_blur is not None:
-        images, good = widen_images(images, good, image_blur)
     inverse_weight, n_image = kernels.subband_weights(
         good,
         unsplit,
@@ -461,10 +457,6 @@ class FitInputs:
     psf_blur : numpy.ndarray or None
         ``(V,)`` variance, px², of the Gaussian that widens the model's PSF to
         each visit's (``psfForwardModel="gaussian"``); None: no blur.
-    image_blur : numpy.ndarray or None
-        ``(V,)`` variance, px², of the Gaussian that widens each visit sharper
-        than the model to the model's PSF (its image is convolved before the
-        fit, :func:`dcr_dask.kernels.psf.widen_images`); None: none.
     """
 
     images: da.Array
@@ -476,7 +468,6 @@ class FitInputs:
     detected: da.Array
     visit_weights: np.ndarray | None = None
     psf_blur: np.ndarray | None = None
-    image_blur: np.ndarray | None = None
 
 
 class FitScratch(Protocol):
@@ -751,7 +742,6 @@ def _prepare_group(
             unsplit=shifts[block].unsplit_px,
             settings=settings,
             visit_weights=inputs.visit_weights,
-            image_blur=inputs.image_blur,
         )
     persisted = dict(zip(grown, dask.persist(*prepared.values()), strict=True))
     track(list(persisted.values()), f"{label}, inputs")

@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import linalg, ndimage, signal
+from scipy import linalg, signal
 from scipy.special import erf
 
 __all__ = [
@@ -69,7 +69,6 @@ __all__ = [
     "model_psf_image",
     "psf_fwhm_px",
     "psf_minor_variance",
-    "widen_images",
 ]
 
 #: FWHM of a Gaussian in units of its sigma, ``2·sqrt(2·ln 2)``.
@@ -514,53 +513,6 @@ def convolve_block(images: np.ndarray, kernels: np.ndarray) -> np.ndarray:
         else:
             out[v] = signal.fftconvolve(images[v], kernel, mode="same")
     return out
-
-
-def widen_images(
-    images: np.ndarray, good: np.ndarray, variances: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Convolve each visit's image with a circular Gaussian, bad pixels left out.
-
-    Parameters
-    ----------
-    images : numpy.ndarray
-        ``(V, ny, nx)`` images, flux.
-    good : numpy.ndarray of bool
-        ``(V, ny, nx)`` good-pixel flags.
-    variances : numpy.ndarray
-        ``(V,)`` variance of each visit's Gaussian, px² (0: left as it is).
-
-    Returns
-    -------
-    images : numpy.ndarray of float32
-        The widened images, 0 where not good.
-    good : numpy.ndarray of bool
-        Pixels whose Gaussian (to 4 sigma) saw only good pixels, inside the
-        array: a bad pixel spoils its neighbourhood, and beyond the edges
-        nothing is known.
-    """
-    images = np.asarray(images)
-    good = np.asarray(good, dtype=bool)
-    variances = np.asarray(variances, dtype=np.float64)
-    if images.ndim != 3 or good.shape != images.shape or variances.shape != images.shape[:1]:
-        raise ValueError(
-            f"images {images.shape}, good {good.shape} and variances {variances.shape} "
-            "must be (V, ny, nx), (V, ny, nx) and (V,)"
-        )
-    out_images = np.array(images, dtype=np.float32)
-    out_good = good.copy()
-    for v, variance in enumerate(variances):
-        if not variance > 0:
-            continue
-        sigma = math.sqrt(float(variance))
-        weight = good[v].astype(np.float64)
-        flux = np.where(good[v], images[v], 0.0).astype(np.float64)
-        smooth = ndimage.gaussian_filter(flux, sigma, mode="constant", truncate=4.0)
-        seen = ndimage.gaussian_filter(weight, sigma, mode="constant", truncate=4.0)
-        keep = seen > 1.0 - 1e-6  # every pixel under the Gaussian (to 4 sigma) is good
-        out_images[v] = np.where(keep, smooth, 0.0)
-        out_good[v] = keep
-    return out_images, out_good
 
 
 def grow_mask_block(masks: np.ndarray, half_width: int) -> np.ndarray:

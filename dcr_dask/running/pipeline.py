@@ -93,7 +93,7 @@ from dcr_dask.graph.coadd_psf import (
 from dcr_dask.graph.compare_warp import CompareWarpSettings
 from dcr_dask.graph.cosmic_rays import CosmicRaySettings, find_cosmic_rays
 from dcr_dask.graph.detect import detect_sources
-from dcr_dask.graph.halos import halo_px, psf_blur_reach
+from dcr_dask.graph.halos import halo_px
 from dcr_dask.graph.interp import fallback_value, interpolate_holes
 from dcr_dask.graph.psf_matching import (
     PsfMatching,
@@ -334,7 +334,6 @@ class _Run:
     direct_sigma: float = 0.0
     psf_sigma: float = 0.0
     psf_blur: np.ndarray | None = None  # psfForwardModel="gaussian": (visit,) px²
-    image_blur: np.ndarray | None = None  # and of the images sharper than the model
     model_psf_variance: float | None = None  # and the model's PSF variance across DCR, px²
     fit_plan: _FitPlan = attrs.field(default=None)
     reference_fits: list[BlockFit] = attrs.field(factory=list)
@@ -561,11 +560,9 @@ def _plan_fit(r: _Run) -> None:
     r.settings = fit_settings(config)
     max_shift = max(float(np.abs(s.shifts_px).max()) for s in r.shifts.values())
     if config.psfForwardModel == "gaussian":
-        r.psf_blur, r.image_blur, r.model_psf_variance = _psf_blur(r)
+        r.psf_blur, r.model_psf_variance = _psf_blur(r)
     max_blur = float(r.psf_blur.max()) if r.psf_blur is not None else 0.0
     r.halo = halo_px(max_shift, r.settings, max_blur)
-    if r.image_blur is not None:
-        r.halo += psf_blur_reach(float(r.image_blur.max()))
     # the direct warps' median PSF sigma (the direct coadd that starts the fit, and a
     # given template)
     r.direct_sigma = _median_psf_sigma(r.ingested, config, r.matching)
@@ -676,7 +673,6 @@ def _fit_inputs_stage(r: _Run) -> None:
             r.config,
             r.template_sigma,
             psf_blur=r.psf_blur,
-            image_blur=r.image_blur,
         )
 
 
@@ -743,30 +739,29 @@ def _visit_psf_fwhm(r: _Run) -> np.ndarray:
     return np.array([np.nan if v.psf_fwhm_px is None else float(v.psf_fwhm_px) for v in r.visits])
 
 
-def _psf_blur(r: _Run) -> tuple[np.ndarray, np.ndarray, float]:
-    """``psfForwardModel="gaussian"``: the model's PSF width and each visit's blurs.
+def _psf_blur(r: _Run) -> tuple[np.ndarray, float]:
+    """``psfForwardModel="gaussian"``: the model's PSF width and each visit's blur.
 
     Widths are each visit's PSF variance across DCR
     (:func:`dcr_dask.kernels.psf.psf_minor_variance` of its PSF stamp, or of the
-    Gaussian of its ``PSF-FWHM``). The model's is the median of the kept
-    visits'. Returns the variance, px², of each visit's template blur (wider
-    visits), of each visit's image blur (sharper visits), and the model's.
+    Gaussian of its ``PSF-FWHM``). The model's is the smallest of the kept
+    visits', so that no template is wider than its visit. Returns the
+    variance, px², of each visit's template blur (0 for a rejected visit
+    sharper than the model), and the model's.
     """
     stamps = visit_psf_stamps(r.ingested)
     variance = np.array([psf_minor_variance(stamp) for stamp in stamps])
     kept = np.array([int(v.visit) not in r.quality.rejected for v in r.visits])
-    model = float(np.median(variance[kept] if kept.any() else variance))
+    model = float(np.min(variance[kept] if kept.any() else variance))
     blur = np.clip(variance - model, 0.0, None)
-    widen = np.clip(model - variance, 0.0, None)
     log.info(
-        "psfForwardModel: the model's PSF is %.2f px wide across DCR (sigma); the templates "
-        "of %d visits are widened to their PSFs, the images of %d sharper visits to the "
-        "model's",
+        "psfForwardModel: the model is at the sharpest visit's PSF (sigma %.2f px across "
+        "DCR); the templates of %d visits are widened to their PSFs (sigma up to %.2f px)",
         math.sqrt(model),
         int((blur > 0).sum()),
-        int((widen > 0).sum()),
+        math.sqrt(float(blur.max())),
     )
-    return blur, widen, model
+    return blur, model
 
 
 def _input_records(r: _Run) -> list[dict[str, Any]]:
@@ -781,7 +776,6 @@ def _input_records(r: _Run) -> list[dict[str, Any]]:
             "parallactic_angle_deg": float(centre.geometry[k].parallactic_angle_deg),
             "psf_fwhm_px": None if not np.isfinite(fwhm[k]) else float(fwhm[k]),
             "psf_blur_px2": None if r.psf_blur is None else float(r.psf_blur[k]),
-            "image_blur_px2": None if r.image_blur is None else float(r.image_blur[k]),
             "filename": v.filename,
             "rejected": r.quality.rejected.get(int(v.visit), ""),
         }
@@ -1508,7 +1502,6 @@ def _fit_inputs(
     psf_sigma_px: float,
     *,
     psf_blur: np.ndarray | None = None,
-    image_blur: np.ndarray | None = None,
 ) -> tuple[FitInputs, np.ndarray]:
     """Lazy arrays of :class:`FitInputs` on the tile, and the visit weights.
 
@@ -1555,7 +1548,6 @@ def _fit_inputs(
         detected=template_detected,
         visit_weights=weights_np if use_weights else None,
         psf_blur=psf_blur,
-        image_blur=image_blur,
     )
     return inputs, weights_np
 
