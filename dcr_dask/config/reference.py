@@ -1189,14 +1189,13 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         "dcr_dask extension. Which PSF each visit's template is made at in the DCR fit: "
         "'none' (the reference: one model for every visit, so a visit whose seeing differs "
         "from the others' is fitted with the wrong width, which leaks into the sub-bands' "
-        "colours) or 'gaussian' (the model is at the median of the visits' PSF widths across "
-        "DCR; a wider visit's template is convolved with the Gaussian that widens the model "
-        "to its PSF and its residual back-projected through it, a sharper visit's image is "
-        "convolved with the Gaussian that widens it to the model's, and templates of visits "
-        "given later are widened to theirs). On GalSim g tiles 'gaussian' cut the bright-star "
-        "centroid error of the held-out templates three times and the noise-free one of faint "
-        "stars two times, but in r it left worse matched differences, above the plain "
-        "coadd's at airmass <= 1.15: an option for high DCR (benchmarks/README.md).",
+        "colours, and a template is at no visit's PSF) or 'gaussian' (the model is at the "
+        "sharpest visit's PSF width across DCR; each visit's template is convolved with the "
+        "Gaussian that widens it to the visit's PSF and its residual back-projected through "
+        "it, the update preconditioned per frequency; templates of visits given later are "
+        "widened to theirs). On GalSim tiles 'gaussian' halved the bright-star centroid "
+        "error in g and brought the raw templates 1.4-3.4 times closer to the visits, with "
+        "matched differences no better and a fit 1.3-1.7 times slower (benchmarks/README.md).",
         allowed=("none", "gaussian"),
         extension=True,
     )
