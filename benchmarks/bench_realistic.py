@@ -138,7 +138,6 @@ VARIANTS = {
     # each visit's template widened from the sharpest visit's PSF to its own (psfForwardModel)
     "psf gaussian": Variant(config={"psfForwardModel": "gaussian"}),
     "psf gaussian, ceiling": Variant(config={"psfForwardModel": "gaussian"}, inputs="noise_free"),
-    "psf none": Variant(config={"psfForwardModel": "none"}),
     "reference limits": Variant(
         config={
             "dcrNumSubfilters": 3,

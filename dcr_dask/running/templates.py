@@ -214,7 +214,7 @@ def matched_template(
     # one shift object: the band read once, each chunk's centre evaluated once
     shifts = dcr_shifts([visit], wcs, config, (ny, nx))
     blur = None
-    if "model_psf_variance_px2" in store.attrs:
+    if store.attrs.get("model_psf_variance_px2") is not None:  # null unless fitted with it
         variance = visit_psf_variance(visit) if psf_variance_px2 is None else psf_variance_px2
         blur = template_psf_blur(store, variance)
     template = forward_model_tile(
