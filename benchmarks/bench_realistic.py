@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--renderer", choices=["galsim", "sim", "both"], default="both")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--size", type=int, default=256, help="tile size, px")
-    parser.add_argument("--band", choices=["g", "r"], default="g")
+    parser.add_argument("--band", choices=["g", "r", "i", "z"], default="g")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(

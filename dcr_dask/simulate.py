@@ -1440,6 +1440,8 @@ _REALISTIC_BANDS = {
         _R_AIRMASSES,
         (1.74, 1.78),
     ),
+    "i": (756.0, 129.0, _R_AIRMASSES, (1.74, 1.78)),
+    "z": (868.0, 104.0, _R_AIRMASSES, (1.74, 1.78)),
 }
 
 
@@ -1454,10 +1456,12 @@ def realistic_spec(
         Tile size ``(ny, nx)``, pixels.
     seed : int
         Random seed.
-    band : {"g", "r"}
+    band : {"g", "r", "i", "z"}
         ``"g"``: 478 nm, 147 nm wide, the demo's 12 visits at airmass
         1.01-2.0 and two held out near 1.9. ``"r"``: 622 nm, 140 nm wide,
-        16 visits at airmass 1.01-1.8 and two held out near 1.76.
+        16 visits at airmass 1.01-1.8 and two held out near 1.76; ``"i"``
+        (756 nm, 129 nm) and ``"z"`` (868 nm, 104 nm) have r's visits, with
+        less DCR.
 
     Returns
     -------

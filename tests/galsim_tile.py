@@ -132,7 +132,12 @@ _DETECTION_PLANES = ("DETECTED", "DETECTED_NEGATIVE")
 
 #: Per band: LSST zero point of a 30 s exposure (mag giving 1 electron) and dark-sky
 #: brightness (mag/arcsec²), rounded from the LSST Science Book / SMTN-002.
-_BAND_PHOTOMETRY = {"g": (32.2, 22.26), "r": (32.06, 21.2)}
+_BAND_PHOTOMETRY = {
+    "g": (32.2, 22.26),
+    "r": (32.06, 21.2),
+    "i": (31.86, 20.46),
+    "z": (31.47, 19.61),
+}
 _G_AIRMASSES = (1.01, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.6, 1.75, 1.9, 2.0)
 _R_AIRMASSES = (
     *(1.01, 1.03, 1.06, 1.1, 1.14, 1.18, 1.23, 1.28),
@@ -152,7 +157,8 @@ class GalSimTileSpec:
     shape : tuple of int
         Tile size ``(ny, nx)``, pixels.
     band : str
-        ``"g"`` or ``"r"``: GalSim's ``LSST_<band>.dat`` bandpass, zero point and sky.
+        ``"g"``, ``"r"``, ``"i"`` or ``"z"``: GalSim's ``LSST_<band>.dat`` bandpass, zero
+        point and sky.
     airmasses : tuple of float
         Target airmass of each fitted visit; visits alternate east (first) and west.
     holdout_airmasses : tuple of float
@@ -281,12 +287,13 @@ class GalSimTileSpec:
 
 
 def band_spec(band: str = "g", **changes: object) -> GalSimTileSpec:
-    """The preset tile of a band: g (12 visits at airmass 1.01-2.0) or r (16 visits, <= 1.8).
+    """The preset tile of a band: g (12 visits at airmass 1.01-2.0), r, i or z (16, <= 1.8).
 
     Parameters
     ----------
     band : str
-        ``"g"`` or ``"r"``.
+        ``"g"``, ``"r"``, ``"i"`` or ``"z"``. DCR shrinks from g to z: in i and z
+        the sub-bands are the hardest to separate.
     **changes
         Fields of :class:`GalSimTileSpec` to override.
 
@@ -294,7 +301,8 @@ def band_spec(band: str = "g", **changes: object) -> GalSimTileSpec:
     -------
     GalSimTileSpec
     """
-    presets = {"g": {"airmasses": _G_AIRMASSES}, "r": {"airmasses": _R_AIRMASSES}}
+    presets = {"g": {"airmasses": _G_AIRMASSES}}
+    presets.update({band: {"airmasses": _R_AIRMASSES} for band in ("r", "i", "z")})
     if band not in presets:
         raise ValueError(f"band {band!r} has no preset; use one of {sorted(presets)}")
     fields = {"band": band, **presets[band], **changes}

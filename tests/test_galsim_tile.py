@@ -90,6 +90,20 @@ def test_buck_humidity_conversion_at_known_point():
     assert gt.relative_humidity_to_h2o_kpa(100.0, 20.0) == pytest.approx(2.339, abs=0.002)
 
 
+def test_band_presets_shrink_dcr_toward_the_red():
+    """g, r, i and z presets exist; the redder ones share r's visits; an unknown band is named."""
+    effective = {}
+    for band in ("g", "r", "i", "z"):
+        spec = gt.band_spec(band)
+        assert spec.zero_point > 30 and spec.sky_per_pixel > 0
+        effective[band] = gt.band_config(spec)["effectiveWavelength"]
+        if band != "g":
+            assert spec.airmasses == gt.band_spec("r").airmasses
+    assert effective["g"] < effective["r"] < effective["i"] < effective["z"]
+    with pytest.raises(ValueError, match="band 'y' has no preset"):
+        gt.band_spec("y")
+
+
 def test_dcr_reader_opens_the_tile(small_tile, small_files):
     from dcr_dask.io.warps import open_warps
 

@@ -338,8 +338,12 @@ def test_realistic_spec_renders_and_reads_back(tmp_path):
     red = realistic_spec(band="r")
     assert red.effective_wavelength_nm == 622.0 and red.bandwidth_nm == 140.0
     assert len(red.airmasses) == 16 and max(red.airmasses + red.holdout_airmasses) <= 1.8
-    with pytest.raises(ValueError, match="band 'z'"):
-        realistic_spec(band="z")
+    for band, wavelength in (("i", 756.0), ("z", 868.0)):
+        redder = realistic_spec(band=band)
+        assert redder.effective_wavelength_nm == wavelength
+        assert redder.airmasses == red.airmasses
+    with pytest.raises(ValueError, match="band 'y'"):
+        realistic_spec(band="y")
     tile = simulate_tile(spec)
     assert np.all(tile.psf_stamp_flux > 0.99)
     paths = write_simulation(tile, tmp_path)
