@@ -5,10 +5,11 @@ fits it through ``dcr_dask.running.pipeline.run`` on one local Dask cluster, and
 held-out visits' DCR-matched templates (``dcr_dask.running.templates.matched_template``)
 are scored against the held-out noise-free truth (benchmarks/_realistic_scoring.py):
 
-- ``bright``, ``faint``: RMS centroid error of isolated stars in the templates,
-  divided by the plain coadd's (lower is better). Classes are cuts in a star's
-  single-visit S/N (optimal filter, sky + source noise), equivalent to
-  g < 18.3 (bright) and 19 <= g <= 21.5 (faint) on the default GalSim g tile;
+- ``bright``, ``faint``, ``all``: RMS centroid error of isolated stars in the
+  templates, divided by the plain coadd's (lower is better). Classes are cuts in
+  a star's single-visit S/N (optimal filter, sky + source noise), equivalent to
+  g < 18.3 (bright), 19 <= g <= 21.5 (faint) and g <= 21.5 (all: both, and the
+  stars between them) on the default GalSim g tile;
 - ``tmpl rms``: RMS of (template - truth) over held-out source pixels (> 5 sky
   sigmas), relative to the plain coadd's. Neither template is matched to the
   held-out visit's PSF, so in r, where DCR is small, this mostly measures the
@@ -152,7 +153,17 @@ NOISE_ROW = "plain coadd noise"
 #: The row of the plain coadd with the truth artifacts left out, scored like a template: what
 #: perfect artifact rejection alone gives, without any DCR correction.
 CLEAN_ROW = "plain, no artifacts"
-COLUMNS = ("bright", "faint", "tmpl rms", "diff rms", "streak", "cosmic", "bright clip", "fit s")
+COLUMNS = (
+    "bright",
+    "faint",
+    "all",
+    "tmpl rms",
+    "diff rms",
+    "streak",
+    "cosmic",
+    "bright clip",
+    "fit s",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +177,10 @@ class Case:
 
 
 def snr_cuts(band: str) -> dict[str, tuple[float, float]]:
-    """S/N classes equivalent to g < 18.3 and 19 <= g <= 21.5 on the default GalSim g tile.
+    """S/N classes: g < 18.3, 19 <= g <= 21.5 and g <= 21.5 on the default GalSim g tile.
+
+    ``all`` holds the stars of both classes and those between them (18.3-19):
+    the issue's single centroid ratio over every star the faint limit keeps.
 
     S/N of a point source in a visit with the middle of the seeing range (0.8" at
     500 nm), the g zero point and sky of :mod:`galsim_tile`; ``band`` only names
@@ -184,7 +198,11 @@ def snr_cuts(band: str) -> dict[str, tuple[float, float]]:
         flux = 10.0 ** (-0.4 * (mag - spec.zero_point))
         return float(gt.point_source_snr(flux, psf.array, spec.sky_sigma, spec.gain))
 
-    return {"bright": (snr(18.3), np.inf), "faint": (snr(21.5), snr(19.0))}
+    return {
+        "bright": (snr(18.3), np.inf),
+        "faint": (snr(21.5), snr(19.0)),
+        "all": (snr(21.5), np.inf),
+    }
 
 
 def squeeze_airmasses(
