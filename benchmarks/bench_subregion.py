@@ -17,9 +17,14 @@ Settings:
   ``useProgressiveGain=False``, ``regularizeModelFrequency=0``,
   ``useModelWeights=False``: every block runs the same iterations with the same
   gains and no statistic of its own, the case in which the README says the
-  result does not depend on ``subregionSize`` (to float32 rounding).
+  result does not depend on ``subregionSize`` (to float32 rounding);
+- ``psf gaussian`` and ``psf gaussian, no stat.``: the same two with
+  ``psfForwardModel="gaussian"``, whose per-frequency preconditioner is a
+  filter over each whole block (docs/algorithm.md): how far it carries a
+  block's edge into its core at the pipeline's halo.
 
-Run: ``python benchmarks/bench_subregion.py [--size 256] [--small 64] [--seeds 1 2 3]``.
+Run: ``python benchmarks/bench_subregion.py [--size 256] [--small 64] [--seeds 1 2 3]
+[--settings NAME ...]``.
 """
 
 from __future__ import annotations
@@ -42,15 +47,18 @@ from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.running.cluster import dask_client
 from dcr_dask.simulate import realistic_spec, simulate_tile, write_simulation
 
+_NO_STATISTIC = {
+    "useConvergence": False,
+    "useProgressiveGain": False,
+    "regularizeModelFrequency": 0.0,
+    "useModelWeights": False,
+    "maxNumIter": 20,
+}
 SETTINGS = {
     "defaults": {},
-    "no per-block statistic": {
-        "useConvergence": False,
-        "useProgressiveGain": False,
-        "regularizeModelFrequency": 0.0,
-        "useModelWeights": False,
-        "maxNumIter": 20,
-    },
+    "no per-block statistic": _NO_STATISTIC,
+    "psf gaussian": {"psfForwardModel": "gaussian"},
+    "psf gaussian, no stat.": {**_NO_STATISTIC, "psfForwardModel": "gaussian"},
 }
 
 
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small", type=int, default=64, help="small subregions, px")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     print(machine_summary())
@@ -81,14 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     header = f"{'seed':>4} {'setting':24} {'max |d| / peak':>15} {'rms d / rms':>12} {'s':>6}"
     print(header)
     started = time.perf_counter()
-    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in SETTINGS}
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in args.settings}
     with dask_client(n_workers=args.workers, threads_per_worker=1) as client:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 tmp_path = Path(tmp)
                 tile = simulate_tile(realistic_spec((args.size, args.size), seed, "g"))
                 warps = write_simulation(tile, tmp_path / "sim")["warps"]
-                for name, overrides in SETTINGS.items():
+                for name in args.settings:
+                    overrides = SETTINGS[name]
                     t0 = time.perf_counter()
                     whole = _run(warps, overrides, args.size, tmp_path / f"{name}-w.zarr", client)
                     cut = _run(warps, overrides, args.small, tmp_path / f"{name}-c.zarr", client)
