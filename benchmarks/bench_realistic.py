@@ -124,6 +124,8 @@ VARIANTS = {
     "DETECTED on": Variant(inputs="detected"),
     "given template": Variant(static_template=True),
     "truth ceiling": Variant(inputs="noise_free"),
+    # the artifacts (CLIPPED) kept in the DCR fit, as the reference and the former defaults
+    "clipped in fit": Variant(config={"excludeClippedFromFit": False}),
     # the defaults without the direct warps' cosmic-ray search (CompareWarp alone)
     "no cosmic-ray search": Variant(config={"doFindCosmicRays": False}),
     # the defaults' fit with the reference's sub-bands and iteration limits, one step at a time

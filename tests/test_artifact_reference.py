@@ -13,7 +13,7 @@ from scipy import ndimage
 from test_compare_warp import SPEC  # the artifact tile of the CompareWarp tests
 
 import dcr_dask
-from dcr_dask.config import DcrAssembleCoaddConfig, many_artifacts_overrides
+from dcr_dask.config import DcrAssembleCoaddConfig, many_artifacts_overrides, reference_overrides
 from dcr_dask.errors import ConfigError
 from dcr_dask.graph.artifacts import _reference_arrays
 from dcr_dask.graph.assemble import TileGrid
@@ -21,6 +21,7 @@ from dcr_dask.graph.cosmic_rays import find_cosmic_rays
 from dcr_dask.graph.template import forward_model_tile
 from dcr_dask.io.warps import open_warps
 from dcr_dask.kernels import model as kernels
+from dcr_dask.running.pipeline import _fit_bad_planes
 from dcr_dask.settings import cosmic_ray_settings
 from dcr_dask.simulate import simulate_tile, write_simulation
 
@@ -33,7 +34,13 @@ from dcr_dask.simulate import simulate_tile, write_simulation
 #: protects more stars, and with them the cosmic rays inside them that the search finds).
 _COMPARE_WARP_ALONE = {"doFindCosmicRays": False, "detectTemplate": {"thresholdValue": 300.0}}
 MODES = {
-    "static": {"artifactReference": "static", **_COMPARE_WARP_ALONE},
+    # the reference's CompareWarp, clipped pixels kept in the fit as the reference does
+    "static": {
+        "artifactReference": "static",
+        "excludeClippedFromFit": False,
+        **_COMPARE_WARP_ALONE,
+    },
+    "static, default": {"artifactReference": "static", **_COMPARE_WARP_ALONE},
     "dcrTemplate": {"artifactReference": "dcrTemplate", **_COMPARE_WARP_ALONE},
     "dcrTemplate+": many_artifacts_overrides(),
 }
@@ -221,13 +228,27 @@ def test_the_artifacts_reference_keeps_the_flux_of_every_visit(runs):
     assert np.all(np.abs(ratio - 1.0) < 0.005)
 
 
+def test_fit_leaves_clipped_pixels_out_unless_the_reference_keeps_them():
+    config = DcrAssembleCoaddConfig()
+    assert "CLIPPED" in _fit_bad_planes(config)  # the default
+    assert _fit_bad_planes(config)[: len(config.badMaskPlanes)] == config.badMaskPlanes
+    config.update(**reference_overrides())
+    assert "CLIPPED" not in _fit_bad_planes(config)  # the reference keeps them in the fit
+    config.artifactReference = "dcrTemplate"
+    assert "CLIPPED" in _fit_bad_planes(config)  # against DCR templates, always out
+    config.badMaskPlanes = [*config.badMaskPlanes, "CLIPPED"]
+    assert _fit_bad_planes(config).count("CLIPPED") == 1
+
+
 @pytest.mark.slow
-def test_clipped_pixels_are_left_out_of_the_fit_only_with_dcr_templates(runs):
+def test_clipped_pixels_are_left_out_of_the_fit_unless_the_reference_keeps_them(runs):
     _, results, *_ = runs
     # share of the streak's clipped pixels with fewer visits behind them than elsewhere:
-    # none when clipped pixels stay in the fit (the reference); most when they are left
-    # out (not all: each sub-band sees them shifted, and neighbours fill the edges)
-    for mode, (low, high) in (("static", (0.0, 0.05)), ("dcrTemplate", (0.8, 1.0))):
+    # none when clipped pixels stay in the fit (the reference, kept by the "static" run);
+    # most when they are left out (the default, and always with DCR templates; not all:
+    # each sub-band sees them shifted, and neighbours fill the edges)
+    cases = (("static", (0.0, 0.05)), ("static, default", (0.8, 1.0)), ("dcrTemplate", (0.8, 1.0)))
+    for mode, (low, high) in cases:
         dataset = results[mode]
         clipped = dataset["artifacts"].values.astype(bool)
         n_image = dataset["n_image"].values.max(axis=0)  # visits behind each pixel
@@ -236,6 +257,10 @@ def test_clipped_pixels_are_left_out_of_the_fit_only_with_dcr_templates(runs):
         assert n_image[away].max() == len(SPEC.airmasses)
         lower = n_image[streak_pixels] < len(SPEC.airmasses)
         assert low <= lower.mean() <= high, (mode, lower.mean())
+    # the same artifacts either way: they are found before the fit
+    np.testing.assert_array_equal(
+        results["static"]["artifacts"].values, results["static, default"]["artifacts"].values
+    )
 
 
 @pytest.mark.slow

@@ -64,6 +64,7 @@ EXTENSIONS = {
     "startingModel": "directCoadd",
     "frequencyClamp": "smoothedColour",
     "psfForwardModel": "none",
+    "excludeClippedFromFit": True,
     "doFindCosmicRays": True,
     "cosmicRayMinSigma": 6.0,
     "cosmicRayCond3Fac": 2.5,

@@ -171,10 +171,14 @@ ACTS: dict[str, str] = {
     ),
     "artifactReference": (
         "tests/test_artifact_reference.py::"
-        "test_clipped_pixels_are_left_out_of_the_fit_only_with_dcr_templates"
+        "test_clipped_pixels_are_left_out_of_the_fit_unless_the_reference_keeps_them"
     ),
     "artifactTemplateError": (
         "tests/test_artifact_reference.py::test_template_error_must_be_a_fraction"
+    ),
+    "excludeClippedFromFit": (
+        "tests/test_artifact_reference.py::"
+        "test_clipped_pixels_are_left_out_of_the_fit_unless_the_reference_keeps_them"
     ),
     "startingModel": (
         "tests/test_pipeline.py::test_without_a_template_the_fit_starts_from_the_direct_coadd"

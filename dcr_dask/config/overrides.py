@@ -86,6 +86,8 @@ def reference_overrides() -> dict[str, Any]:
       colour).
     - ``psfForwardModel = "none"``: every visit's template at the model's one
       PSF (with ``"gaussian"``, each is widened to its visit's PSF).
+    - ``excludeClippedFromFit = False``: the artifacts (``CLIPPED``) stay in
+      the DCR fit, as in the reference; they are still left out of the coadd.
 
     Extensions that the reference has no counterpart of keep their defaults,
     which equal the reference's behaviour (``subbandShiftMode = "edges"``,
@@ -120,6 +122,7 @@ def reference_overrides() -> dict[str, Any]:
         "detectTemplate": {"thresholdValue": 300.0},
         "frequencyClamp": "planes",
         "psfForwardModel": "none",
+        "excludeClippedFromFit": False,
     }
 
 

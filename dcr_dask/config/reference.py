@@ -1093,6 +1093,20 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         extension=True,
     )
 
+    excludeClippedFromFit: bool = _scalar(
+        bool,
+        True,
+        "dcr_dask extension. Leave the artifacts (the CLIPPED pixels: CompareWarp's transients "
+        "and, with doFindCosmicRays, the cosmic rays) out of the DCR fit and its visit weights, "
+        "as they are left out of the coadd. The reference keeps them in the fit, because "
+        "against a static model DCR itself leaves residuals that may be clipped "
+        "(reference_overrides() sets False); with artifactReference='dcrTemplate' they are "
+        "always left out. Kept in, an artifact's leftover flux is fitted as a sub-band's "
+        "colour: on GalSim g tiles faint-star template centroids were 1.5 times worse "
+        "(benchmarks/README.md).",
+        extension=True,
+    )
+
     doFindCosmicRays: bool = _scalar(
         bool,
         True,

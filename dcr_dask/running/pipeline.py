@@ -975,11 +975,13 @@ REFERENCE_FIT_THRESHOLD = 0.001
 
 def _fit_bad_planes(config: DcrAssembleCoaddConfig) -> list[str]:
     """Planes whose pixels the DCR fit leaves out: ``badMaskPlanes``, and ``CLIPPED``
-    when the artifacts were found against DCR-matched templates (the reference keeps
-    clipped pixels in the fit; with ``artifactReference="dcrTemplate"`` they are
-    artifacts, not DCR residuals, and are left out)."""
+    with ``excludeClippedFromFit`` or when the artifacts were found against DCR-matched
+    templates (the reference keeps clipped pixels in the fit, since against its static
+    model DCR residuals may be clipped too; with ``artifactReference="dcrTemplate"``
+    they are artifacts, not DCR residuals, and are always left out)."""
     bad = list(config.badMaskPlanes)
-    if config.artifactReference == "dcrTemplate" and "CLIPPED" not in bad:
+    leave_out = config.excludeClippedFromFit or config.artifactReference == "dcrTemplate"
+    if leave_out and "CLIPPED" not in bad:
         bad.append("CLIPPED")
     return bad
 
