@@ -221,7 +221,7 @@ def galsim_clipped_run(galsim_run, tmp_path_factory):
 def test_artifacts_left_out_of_the_fit_keep_faint_stars_in_place(galsim_run, galsim_clipped_run):
     """excludeClippedFromFit (the default) against the reference's artifacts kept in the fit:
     the faint stars' held-out template centroids are better without the artifacts' leftover
-    flux (GalSim g, 5 seeds at 256 px: 0.081 against 0.115 of the plain coadd's error;
+    flux (GalSim g, 5 seeds at 256 px: 0.080 against 0.115 of the plain coadd's error;
     benchmarks/README.md), and the same pixels are clipped either way."""
     tile, paths, dataset = galsim_run
     _, _, kept = galsim_clipped_run
