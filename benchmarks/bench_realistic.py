@@ -43,7 +43,10 @@ faint stars, no DETECTED plane except in the ``DETECTED on`` variant). Variants:
 the defaults, the ``reference`` and ``many-artifacts`` presets
 (``dcr_dask.config.PRESETS``), the same warps with a DETECTED plane, a static
 template given (``--template``: the plain coadd), the truth ceiling
-(noise-free, artifact-free warps, defaults), the defaults with three
+(noise-free, artifact-free warps, defaults), the artifacts kept in the fit
+(``clipped in fit``: the reference's and the former defaults' way), the scene
+rendered with its noise but without the streak and the cosmic rays (``no
+artifacts``: what the artifacts cost the fit), the defaults with three
 sub-bands, then also with the reference's iteration limits (``minNumIter``,
 ``maxNumIter`` None, ``convergenceThreshold`` 0.001), and the frequency
 regularization's clamp on the smoothed ratio (``frequencyClamp="smoothed"``) and
@@ -108,7 +111,9 @@ class Variant:
     """One pipeline configuration: config overrides, which warps, and whether a template is given.
 
     ``inputs``: ``"base"`` (the warps, no DETECTED plane), ``"detected"`` (the same
-    warps with a DETECTED plane) or ``"noise_free"`` (noise-free, artifact-free warps).
+    warps with a DETECTED plane), ``"noise_free"`` (noise-free, artifact-free warps)
+    or ``"no_artifacts"`` (the scene with noise but no streak or cosmic ray, rendered
+    only when a chosen variant needs it).
     """
 
     config: dict = dataclasses.field(default_factory=dict)
@@ -126,6 +131,8 @@ VARIANTS = {
     "truth ceiling": Variant(inputs="noise_free"),
     # the artifacts (CLIPPED) kept in the DCR fit, as the reference and the former defaults
     "clipped in fit": Variant(config={"excludeClippedFromFit": False}),
+    # the same scene rendered with noise and without artifacts: what the artifacts cost
+    "no artifacts": Variant(inputs="no_artifacts"),
     # the defaults without the direct warps' cosmic-ray search (CompareWarp alone)
     "no cosmic-ray search": Variant(config={"doFindCosmicRays": False}),
     # the defaults' fit with the reference's sub-bands and iteration limits, one step at a time
@@ -245,6 +252,7 @@ def _galsim_case(
     band: str,
     directory: Path,
     seeing: tuple[float, float] | None = None,
+    no_artifacts: bool = False,
 ) -> Case:
     changes = {} if seeing is None else {"seeing_fwhm_arcsec": tuple(seeing)}
     spec = gt.band_spec(band, shape=(size, size), seed=seed, **changes)
@@ -255,6 +263,12 @@ def _galsim_case(
     clean = gt.render_tile(
         dataclasses.replace(spec, noise_free=True, streak_visit=None, cosmic_rays_per_visit=0)
     )
+    extra = {}
+    if no_artifacts:
+        quiet = gt.render_tile(
+            dataclasses.replace(spec, streak_visit=None, cosmic_rays_per_visit=0)
+        )
+        extra["no_artifacts"] = gt.write_tile(quiet, directory / "no_artifacts")["warps"]
     fitted = ~tile.holdout
     star_index = np.flatnonzero([s.is_star for s in tile.sources])
     truth = Truth(
@@ -273,6 +287,7 @@ def _galsim_case(
             "base": base["warps"],
             "detected": gt.write_tile(detected, directory / "detected")["warps"],
             "noise_free": gt.write_tile(clean, directory / "noise_free")["warps"],
+            **extra,
         },
         holdout=base["holdout"],
         truth=truth,
@@ -309,7 +324,7 @@ def sim_truth(tile) -> Truth:
     )
 
 
-def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
+def _sim_case(seed: int, size: int, band: str, directory: Path, no_artifacts: bool = False) -> Case:
     spec = realistic_spec((size, size), seed, band)
     spec = _squeezed(spec, attrs.evolve)
     tile = simulate_tile(spec)
@@ -317,11 +332,16 @@ def _sim_case(seed: int, size: int, band: str, directory: Path) -> Case:
     detected = simulate_tile(attrs.evolve(spec, detected_plane=True))
     clean = attrs.evolve(tile, images=tile.true_images.copy())
     truth = sim_truth(tile)
+    extra = {}
+    if no_artifacts:
+        quiet = simulate_tile(attrs.evolve(spec, streak_visits=(), cosmic_rays_per_visit=0))
+        extra["no_artifacts"] = write_simulation(quiet, directory / "no_artifacts")["warps"]
     return Case(
         warps={
             "base": base["warps"],
             "detected": write_simulation(detected, directory / "detected")["warps"],
             "noise_free": write_simulation(clean, directory / "noise_free")["warps"],
+            **extra,
         },
         holdout=base["holdout"],
         truth=truth,
@@ -390,7 +410,7 @@ def _run_variant(name, variant, case, size, client, scratch, plain_template) -> 
     templates = [warp_template(dataset, path) for path in case.holdout]
     clipped = dataset["artifacts"].sel(visit=case.truth.fitted_visits).values.astype(bool)
     scores = {"templates": templates, **artifact_scores(clipped, case.truth)}
-    if variant.inputs == "noise_free":  # no artifacts were rendered
+    if variant.inputs in ("noise_free", "no_artifacts"):  # no artifacts were rendered
         scores.update(streak=float("nan"), cosmic=float("nan"))
     scores["fit s"] = float(dataset.attrs["timings_s"]["fit_s"])
     return scores
@@ -450,8 +470,10 @@ def main(argv: list[str] | None = None) -> None:
             for renderer in renderers:
                 scratch = Path(tmp) / f"{renderer}-{seed}"
                 rendered = time.perf_counter()
-                seeing = {} if args.seeing is None else {"seeing": tuple(args.seeing)}
-                case = RENDERERS[renderer](seed, args.size, args.band, scratch, **seeing)
+                options = {} if args.seeing is None else {"seeing": tuple(args.seeing)}
+                if any(VARIANTS[name].inputs == "no_artifacts" for name in args.variants):
+                    options["no_artifacts"] = True
+                case = RENDERERS[renderer](seed, args.size, args.band, scratch, **options)
                 rendered = time.perf_counter() - rendered
                 stars = star_classes(case.truth, cuts)
                 plain_image = plain_coadd(open_warps(case.warps["base"]), BAD_PLANES)
