@@ -59,6 +59,7 @@ residuals and model updates are transient and returned as float64.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -309,6 +310,25 @@ class _Templates:
         return self.grid.invert(self._total)
 
 
+@functools.lru_cache(maxsize=8)
+def _preconditioner(
+    fft_shape: tuple[int, int], blur: bytes, weights: bytes, dtype: str
+) -> np.ndarray:
+    """:meth:`_BackProjection.preconditioner` for one block's FFT shape, blurs and
+    weights (float64 bytes), computed once per worker and reused by every iteration
+    (read-only)."""
+    variances = np.frombuffer(blur, dtype=np.float64)
+    w = np.frombuffer(weights, dtype=np.float64)
+    ny, nx = fft_shape
+    gy = gaussian_transfer(np.fft.fftfreq(ny), variances) ** 2
+    gx = gaussian_transfer(np.fft.rfftfreq(nx), variances) ** 2
+    share = np.einsum("v,vy,vx->yx", w, gy, gx)
+    floor = PRECONDITION_FLOOR * float(w.sum())
+    out = (float(w.sum()) / np.maximum(share, floor)).astype(np.dtype(dtype))
+    out.setflags(write=False)
+    return out
+
+
 class _BackProjection:
     """``Σ_v w_v shift(x_v, −unsplit_{v,s})`` for every sub-band, one visit at a time (step 3).
 
@@ -427,14 +447,14 @@ class _BackProjection:
         """
         if self._preconditioner is None:
             assert self.blur is not None
-            ny, nx = self.grid.fft_shape
-            gy = gaussian_transfer(np.fft.fftfreq(ny), self.blur) ** 2
-            gx = gaussian_transfer(np.fft.rfftfreq(nx), self.blur) ** 2
-            w = np.ones(len(self.blur)) if self.weights is None else np.asarray(self.weights)
-            share = np.einsum("v,vy,vx->yx", w, gy, gx)
-            floor = PRECONDITION_FLOOR * float(w.sum())
-            self._preconditioner = (float(w.sum()) / np.maximum(share, floor)).astype(
-                self.grid.real_dtype
+            blur = np.ascontiguousarray(self.blur, dtype=np.float64)
+            w = np.ones(len(blur)) if self.weights is None else np.asarray(self.weights)
+            w = np.ascontiguousarray(w, dtype=np.float64)
+            self._preconditioner = _preconditioner(
+                tuple(self.grid.fft_shape),
+                blur.tobytes(),
+                w.tobytes(),
+                np.dtype(self.grid.real_dtype).str,
             )
         return self._preconditioner
 
