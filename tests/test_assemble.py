@@ -124,6 +124,28 @@ def test_result_does_not_depend_on_the_subregion_size(tile, tmp_path, method, pr
     np.testing.assert_array_equal(n_whole, n_cut)
 
 
+def test_result_does_not_depend_on_the_groups(tile, tmp_path):
+    """Nine blocks fitted in one group, in groups of two (five groups, read and written
+    through the scratch store's two buffers each pass) and in groups of one: the same
+    model. The default convergence rules stay on, so blocks stop at different passes."""
+    config = _config(shiftMethod="sinc", shiftPrecision="double")
+    together, n_together, fits, _ = _fit(tile, config, 40, tmp_path / "one")
+    assert len({f.group for f in fits}) == 1
+    reference = np.sqrt(np.mean(together**2))
+    for per_group in (2, 1):
+        grouped, n_grouped, fits_grouped, _ = _fit(
+            tile, config, 40, tmp_path / f"by{per_group}", max_blocks_per_group=per_group
+        )
+        assert len({f.group for f in fits_grouped}) == -(-9 // per_group)
+        assert [f.iterations for f in fits_grouped] == [f.iterations for f in fits]
+        for ours, theirs in zip(fits_grouped, fits, strict=True):
+            assert ours.metrics == pytest.approx(theirs.metrics, rel=1e-5), ours.block
+        assert np.max(np.abs(grouped - together)) < 1e-6 * reference
+        np.testing.assert_array_equal(n_grouped, n_together)
+    # the blocks did not all stop at the same pass: stopped blocks are read from both buffers
+    assert len({f.iterations for f in fits}) > 1
+
+
 def test_single_precision_fit_follows_double(tile, tmp_path):
     fixed = dict(useProgressiveGain=False, useConvergence=False, minNumIter=1, maxNumIter=2)
     single, *_ = _fit(tile, _config(shiftPrecision="single", **fixed), 48, tmp_path / "single")

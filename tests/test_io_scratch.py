@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import pytest
 
 from dcr_dask.io.ownership import is_own
 from dcr_dask.io.scratch import ScratchModel
@@ -33,3 +34,25 @@ def test_windows_land_where_they_belong(tmp_path):
     assert model.dtype == np.float32 and n_image.dtype == np.uint16
     assert n_image[:, 0:5, 6:12].min() == 1 and n_image[:, 5:10, 0:6].min() == 2
     assert n_image[:, 0:5, 0:6].max() == 0
+
+
+def test_the_second_buffer_starts_empty_and_is_written_apart(tmp_path):
+    start = np.ones((2, 6, 6), np.float32)
+    scratch = ScratchModel(tmp_path / "model.zarr")
+    scratch.create(
+        da.from_array(start, chunks=(2, 3, 3)),
+        da.zeros((2, 6, 6), dtype=np.uint16, chunks=(2, 3, 3)),
+    )
+    np.testing.assert_array_equal(scratch.model(1).compute(), 0.0)
+    assert scratch.model(1).chunks == scratch.model(0).chunks
+    piece = np.full((2, 3, 3), 5.0, np.float32)
+    scratch.write_windows(
+        [(0, 3, 3, 6)],
+        [da.from_array(piece)],
+        [da.from_array(np.ones((2, 3, 3), np.uint16))],
+        buffer=1,
+    )
+    np.testing.assert_array_equal(scratch.model(0).compute(), start)
+    assert scratch.model(1).compute()[:, 0:3, 3:6].min() == 5.0
+    with pytest.raises(ValueError, match="buffers 0 and 1, not 2"):
+        scratch.model(2)

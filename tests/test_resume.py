@@ -21,9 +21,9 @@ import dcr_dask
 from dcr_dask.cli import main
 from dcr_dask.config import DcrAssembleCoaddConfig
 from dcr_dask.errors import OutputError, ResumeError
-from dcr_dask.graph import assemble
 from dcr_dask.io import checkpoint as checkpoint_module
 from dcr_dask.io.checkpoint import CHECKPOINT_NAME, Checkpoint, RunFingerprint
+from dcr_dask.io.scratch import ScratchModel
 from dcr_dask.running import pipeline
 from dcr_dask.simulate import SimulationSpec, simulate_tile, write_simulation
 
@@ -152,18 +152,19 @@ def test_a_run_terminated_after_compare_warp_resumes_from_there(
     assert resumed["stages"] == ["ingest", "psf_matched", "static_model", "artifact_masks"]
 
 
-def test_a_run_killed_mid_fit_resumes_from_its_last_written_group(
+def test_a_run_killed_mid_fit_resumes_from_its_last_written_pass(
     warps, scheduler, reference, tmp_path, monkeypatch, capsys
 ):
-    """Two interruptions of the fit, then the run that finishes it.
+    """Two interruptions of the fit (four groups of one block), then the run that finishes it.
 
-    1. A separate process is killed (SIGKILL: nothing cleans up) once group 2 of 4 is
-       logged. It is itself a resumed run: the work directory of a finished run with its
-       output gone, so it starts at the fit.
-    2. The next run (``--resume``) is interrupted (Ctrl-C) right after the next group's
-       cores reached the scratch store, before the record says so.
-    3. The last one puts that group back to the starting model, fits only the groups not
-       recorded, and gives the uninterrupted run's output bit for bit.
+    1. A separate process is killed (SIGKILL: nothing cleans up) once the fit's first pass
+       is logged. It is itself a resumed run: the work directory of a finished run with
+       its output gone, so it starts at the fit.
+    2. The next run (``--resume``) is interrupted (Ctrl-C) right after the first group of
+       its next pass reached the scratch store, before the record says so: the buffer
+       being written is half new.
+    3. The last one goes on from the recorded pass, reading the buffer that pass wrote,
+       and gives the uninterrupted run's output bit for bit.
     """
     output = tmp_path / "coadd.zarr"
     _copy_work(reference, output)
@@ -172,7 +173,7 @@ def test_a_run_killed_mid_fit_resumes_from_its_last_written_group(
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     try:
         for line in process.stderr:
-            if "group 2/4 (1 blocks) done" in line:
+            if "fit pass 1 over 4 groups done" in line:
                 process.send_signal(signal.SIGKILL)
                 break
     finally:
@@ -181,29 +182,28 @@ def test_a_run_killed_mid_fit_resumes_from_its_last_written_group(
     assert process.returncode == -signal.SIGKILL
     assert not output.exists()
     fit = _record(output)["stages"]["fit"]
-    done = sorted(int(k) for k in fit["done"])
-    assert done[:2] == [0, 1] and len(done) < 4
+    passes = fit["passes"]
+    assert passes >= 1
+    assert any(entry["stopped"] is None for entry in fit["blocks"])  # not finished
     assert fit["groups"] == [[[0, 0]], [[0, 1]], [[1, 0]], [[1, 1]]]
 
-    original = assemble._write_group
+    original = ScratchModel.write_windows
 
-    def cut_off(*args):
-        original(*args)
+    def cut_off(self, *args, **kwargs):
+        original(self, *args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(assemble, "_write_group", cut_off)
+    monkeypatch.setattr(ScratchModel, "write_windows", cut_off)
     assert main(_args(warps, output, scheduler, "--resume")) == 130
-    assert sorted(int(k) for k in _record(output)["stages"]["fit"]["done"]) == done
-    monkeypatch.setattr(assemble, "_write_group", original)
+    assert _record(output)["stages"]["fit"]["passes"] == passes
+    monkeypatch.setattr(ScratchModel, "write_windows", original)
     capsys.readouterr()
 
     assert main(_args(warps, output, scheduler, "--resume")) == 0
     err = capsys.readouterr().err
     assert "DCR fit (groups of subregions): taken from the interrupted run" in err
-    recorded = ", ".join(str(k + 1) for k in done)
-    assert f"resuming the fit: group(s) {recorded} of 4 were fitted by the interrupted run" in err
-    again = [k for k in range(4) if f"group {k + 1}/4 (1 blocks) done" in err]
-    assert again == list(range(len(done), 4))  # only the groups not recorded are fitted
+    assert f"resuming the fit after pass {passes} (" in err
+    assert "fit pass 1 over" not in err and f"fit pass {passes + 1} over 4 groups done" in err
     _assert_same_output(output, reference)
     assert not (_work(output) / "model.zarr").exists()
     assert "fit" not in _record(output)["stages"]

@@ -27,10 +27,13 @@ How the neighbours are seen
 
 Memory
     Blocks are processed in groups (:func:`plan_groups`) whose inputs fit in
-    the workers' memory. Each group is iterated to convergence and written to
-    a scratch Zarr store before the next one starts; blocks outside the group
-    are read from that store (initial or final values), as the reference
-    freezes the buffer around the subregion it fits.
+    the workers' memory. With one group, the inputs and the model stay on the
+    cluster through the passes. With several, each pass visits the groups in
+    turn: a group's inputs are prepared again, its blocks read the previous
+    pass's model from one buffer of a scratch Zarr store and write the new
+    cores to the other. Every block therefore sees its neighbours at the same
+    pass whatever the groups, unlike the reference, which fits its subregions
+    one after another against a frozen buffer.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "BlockFit",
     "FitScratch",
     "FitSettings",
+    "FitState",
     "TileGrid",
     "block_memory_bytes",
     "fit_tile",
@@ -471,25 +475,29 @@ class FitInputs:
 
 
 class FitScratch(Protocol):
-    """Where the fit keeps its model between groups (:class:`dcr_dask.io.scratch.ScratchModel`).
+    """Where the fit keeps its model between passes (:class:`dcr_dask.io.scratch.ScratchModel`).
 
-    The graph layer writes and reads it only through these methods, so the fit
-    knows nothing of files.
+    It holds two buffers of the model (0 and 1: a pass of several groups reads
+    one and writes the other) and ``n_image``. The graph layer writes and reads
+    it only through these methods, so the fit knows nothing of files.
     """
 
     def create(self, model: da.Array, n_image: da.Array) -> None:
-        """Write the whole starting ``model`` and ``n_image``."""
+        """Write the whole starting ``model`` (buffer 0) and ``n_image``; buffer 1 starts empty."""
 
     def write_windows(
         self,
         windows: Sequence[tuple[int, int, int, int]],
         model: Sequence[da.Array],
         n_image: Sequence[da.Array],
+        *,
+        buffer: int = 0,
     ) -> None:
-        """Write pieces of the model and ``n_image`` at ``(y0, y1, x0, x1)`` windows."""
+        """Write pieces of the model (into ``buffer``) and ``n_image`` at
+        ``(y0, y1, x0, x1)`` windows."""
 
-    def model(self) -> da.Array:
-        """The stored model planes, lazily."""
+    def model(self, buffer: int = 0) -> da.Array:
+        """The model planes of ``buffer``, lazily."""
 
     def n_image(self) -> da.Array:
         """The stored ``n_image``, lazily."""
@@ -500,6 +508,75 @@ def _initial_planes(
 ) -> np.ndarray:
     """One block of the starting model ``T/S`` (:func:`dcr_dask.kernels.model.initial_model`)."""
     return kernels.initial_model(template, template_variance, n_subfilters)[0]
+
+
+@attrs.define
+class FitState:
+    """Where the fit stands after a number of passes over every group of blocks.
+
+    It is all a run needs to go on from there (with the scratch store): the
+    plan of groups, the passes done, each block's convergence history, and the
+    blocks that stopped.
+
+    Attributes
+    ----------
+    groups : list of list of (int, int)
+        The groups of blocks, in the order each pass visits them.
+    passes : int
+        Passes done: after ``passes`` passes the model is in the scratch store's
+        buffer ``passes % 2`` (every stopped block is in both buffers).
+    metrics, gains : dict
+        Each block's metrics (one per model state measured) and gains.
+    stopped : dict of (int, int) to BlockFit
+        The blocks that stopped, with how their fit went.
+    """
+
+    groups: list[list[tuple[int, int]]]
+    passes: int = 0
+    metrics: dict[tuple[int, int], list[float]] = attrs.Factory(dict)
+    gains: dict[tuple[int, int], list[float]] = attrs.Factory(dict)
+    stopped: dict[tuple[int, int], BlockFit] = attrs.Factory(dict)
+
+    @classmethod
+    def start(cls, groups: list[list[tuple[int, int]]]) -> FitState:
+        """The state before the first pass."""
+        blocks = [b for group in groups for b in group]
+        return cls(groups, 0, {b: [] for b in blocks}, {b: [] for b in blocks}, {})
+
+    @property
+    def finished(self) -> bool:
+        """Whether every block has stopped."""
+        return all(b in self.stopped for group in self.groups for b in group)
+
+    def as_dict(self, grid: TileGrid) -> dict[str, Any]:
+        """JSON-ready record (for the run's checkpoint)."""
+        return {
+            "groups": [[list(b) for b in group] for group in self.groups],
+            "passes": self.passes,
+            "blocks": [
+                {
+                    "block": list(b),
+                    "metrics": [float(m) for m in self.metrics[b]],
+                    "gains": [float(g) for g in self.gains[b]],
+                    "stopped": self.stopped[b].as_dict(grid) if b in self.stopped else None,
+                }
+                for group in self.groups
+                for b in group
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> FitState:
+        """Read back :meth:`as_dict`'s record."""
+        groups = [[(int(i), int(j)) for i, j in group] for group in record["groups"]]
+        state = cls(groups, int(record["passes"]))
+        for entry in record["blocks"]:
+            block = (int(entry["block"][0]), int(entry["block"][1]))
+            state.metrics[block] = [float(m) for m in entry["metrics"]]
+            state.gains[block] = [float(g) for g in entry["gains"]]
+            if entry["stopped"] is not None:
+                state.stopped[block] = BlockFit.from_dict(entry["stopped"])
+        return state
 
 
 def fit_tile(
@@ -513,10 +590,20 @@ def fit_tile(
     memory_budget_bytes: float | None = None,
     max_blocks_per_group: int | None = None,
     groups: Sequence[Sequence[tuple[int, int]]] | None = None,
-    finished: Mapping[int, Sequence[BlockFit]] | None = None,
-    on_group_done: Callable[[int, list[list[tuple[int, int]]], list[BlockFit]], None] | None = None,
+    resume: FitState | None = None,
+    on_pass_done: Callable[[FitState], None] | None = None,
 ) -> tuple[da.Array, da.Array, list[BlockFit]]:
     """Fit the DCR model over the whole tile.
+
+    Every pass steps every block still being fitted once, each reading its
+    halo from the model of the previous pass (a Jacobi sweep), so the result
+    does not depend on where the tile is cut nor on how the blocks are grouped.
+    With one group, the model stays on the cluster between passes. With more
+    (a tile whose blocks' inputs do not fit in memory at once), each pass
+    visits the groups one after another, prepares a group's inputs again,
+    reads the previous pass's model from one buffer of the scratch store and
+    writes the new one to the other, and records the pass (``on_pass_done``),
+    so that an interrupted run goes on from the last pass written.
 
     Parameters
     ----------
@@ -530,7 +617,7 @@ def fit_tile(
     settings : FitSettings
         The fit's settings.
     scratch : FitScratch
-        The scratch store of the model (created here):
+        The scratch store of the model (created here unless resuming):
         :class:`dcr_dask.io.scratch.ScratchModel` in a run.
     halo : int
         Halo of every block, pixels (:func:`dcr_dask.graph.halos.halo_px`).
@@ -540,19 +627,15 @@ def fit_tile(
         At most this many blocks in a group (:func:`plan_groups`); with neither
         bound, all blocks are fitted together.
     groups : sequence of sequence of (int, int), optional
-        The groups of blocks, in the order they are fitted; default
-        :func:`plan_groups` with ``memory_budget_bytes``. A resumed run gives
-        the interrupted run's plan: where the groups are cut changes the result.
-    finished : mapping of int to sequence of BlockFit, optional
-        Groups (by their index in ``groups``) that an interrupted run fitted and
-        wrote to ``scratch``, with their fits: they are not fitted again. The
-        scratch store is kept, and every block of the other groups is set back
-        to the starting model (a group whose write was cut off starts again from
-        where an uninterrupted fit starts it), so the result is the same, bit for
-        bit, as without the interruption.
-    on_group_done : callable, optional
-        Called as ``on_group_done(index, groups, fits)`` once a group's cores are
-        written to ``scratch``.
+        The groups of blocks; default :func:`plan_groups` with
+        ``memory_budget_bytes`` and ``max_blocks_per_group``.
+    resume : FitState, optional
+        Where an interrupted run's fit stood (its last recorded pass), with
+        ``scratch`` as it left it: the fit goes on from there, to the same
+        result, bit for bit, as without the interruption. Its groups are used.
+    on_pass_done : callable, optional
+        Called with the :class:`FitState` once a pass is in ``scratch`` (after
+        every pass with several groups; once at the end with one).
 
     Returns
     -------
@@ -566,15 +649,14 @@ def fit_tile(
     """
     S = settings.n_subfilters
     n_visits = inputs.images.shape[0]
-    if groups is None:
+    if resume is not None:
+        groups = resume.groups
+    elif groups is None:
         bytes_per_block = block_memory_bytes(grid, halo, n_visits, S)
         groups = plan_groups(grid, bytes_per_block, memory_budget_bytes, max_blocks_per_group)
     plan: list[list[tuple[int, int]]] = [[(int(i), int(j)) for i, j in group] for group in groups]
     if sorted(b for group in plan for b in group) != sorted(grid.blocks()):
         raise ValueError("the groups do not hold every block of the grid exactly once")
-    finished = {int(k): list(v) for k, v in (finished or {}).items()}
-    _start_scratch(inputs, grid, S, plan, finished, scratch)
-    stored = scratch.model()
     log.info(
         "fitting %d blocks of %s px (halo %d px) in %d group(s), %d visits, %d sub-bands, "
         "%s shifts",
@@ -586,48 +668,34 @@ def fit_tile(
         S,
         settings.method,
     )
-    if finished:
+    if resume is None:
+        state = FitState.start(plan)
+        _start_scratch(inputs, grid, S, scratch)
+    else:
+        state = FitState.from_dict(resume.as_dict(grid))
         log.info(
-            "resuming the fit: group(s) %s of %d were fitted by the interrupted run",
-            ", ".join(str(k + 1) for k in sorted(finished)),
-            len(plan),
+            "resuming the fit after pass %d (%d of %d blocks stopped)",
+            state.passes,
+            len(state.stopped),
+            len(list(grid.blocks())),
         )
-    fits: list[BlockFit] = []
-    for number, group in enumerate(plan, start=1):
-        if number - 1 in finished:
-            fits += [attrs.evolve(fit, group=number - 1) for fit in finished[number - 1]]
-            continue
-        started = time.perf_counter()
-        label = f"fit group {number}/{len(plan)}"
-        done = [
-            attrs.evolve(fit, group=number - 1)
-            for fit in _fit_group(
-                inputs, grid, shifts, settings, scratch, stored, group, halo, label
-            )
-        ]
-        fits += done
-        if on_group_done is not None:
-            on_group_done(number - 1, plan, done)
-        log.info(
-            "group %d/%d (%d blocks) done in %.1f s",
-            number,
-            len(plan),
-            len(group),
-            time.perf_counter() - started,
-        )
+    if not state.finished:
+        if len(plan) == 1:
+            _fit_in_memory(inputs, grid, shifts, settings, scratch, state, halo)
+        else:
+            _fit_by_groups(inputs, grid, shifts, settings, scratch, state, halo, on_pass_done)
+        if on_pass_done is not None and len(plan) == 1:
+            on_pass_done(state)
+    group_of = {b: k for k, group in enumerate(plan) for b in group}
+    fits = [attrs.evolve(state.stopped[b], group=group_of[b]) for group in plan for b in group]
     return scratch.model(), scratch.n_image(), fits
 
 
 def _start_scratch(
-    inputs: FitInputs,
-    grid: TileGrid,
-    n_subfilters: int,
-    groups: list[list[tuple[int, int]]],
-    finished: Mapping[int, Sequence[BlockFit]],
-    scratch: FitScratch,
+    inputs: FitInputs, grid: TileGrid, n_subfilters: int, scratch: FitScratch
 ) -> None:
     """The starting model ``T/S`` (:func:`dcr_dask.kernels.model.initial_model`) into
-    ``scratch``: the whole tile, or, resuming, every block of the groups not finished."""
+    ``scratch``, with ``n_image`` zero."""
     S = n_subfilters
     initial = da.map_blocks(
         _initial_planes,
@@ -639,85 +707,168 @@ def _start_scratch(
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
     )
-    if finished:
-        # the finished groups' cores stay; every other block starts again from the start
-        again = [b for k, group in enumerate(groups) if k not in finished for b in group]
-        zeros = {
-            b: da.zeros((S, *_block_shape(grid, b)), dtype=np.uint16, chunks=-1) for b in again
-        }
-        _write_group(initial, zeros, grid, again, scratch)
-    else:
-        ny, nx = grid.shape
-        scratch.create(initial, da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)))
+    ny, nx = grid.shape
+    scratch.create(initial, da.zeros((S, ny, nx), dtype=np.uint16, chunks=((S,), *grid.chunks)))
 
 
-def _fit_group(
+def _step_task(
+    block: tuple[int, int],
+    state: FitState,
+    model: da.Array,
+    prepared: Any,
+    grown: _Grown,
+    shifts: Mapping[tuple[int, int], RunShifts],
+    settings: FitSettings,
+    inputs: FitInputs,
+) -> Any:
+    """The lazy pass of one block: its new core, the metric and the gain."""
+    return dask.delayed(_fit_step, pure=True, nout=3)(
+        model[:, grown.ys, grown.xs],
+        prepared,
+        pad=grown.pad,
+        core=grown.core,
+        shifts=shifts[block].shifts_px,
+        unsplit=shifts[block].unsplit_px,
+        metrics=list(state.metrics[block]),
+        gains=list(state.gains[block]),
+        settings=settings,
+        visit_weights=inputs.visit_weights,
+        buffer_px=shifts[block].buffer_px,
+        psf_blur=inputs.psf_blur,
+    )
+
+
+def _record_pass(
+    state: FitState,
+    numbers: Mapping[tuple[int, int], tuple[float, float]],
+    settings: FitSettings,
+) -> list[tuple[int, int]]:
+    """Add one pass's metrics (and the gains of the blocks going on) to ``state``; the
+    blocks that go on."""
+    going_on = []
+    for block, (metric, gain) in numbers.items():
+        state.metrics[block].append(metric)
+        fit = _stopped(block, state.metrics[block], state.gains[block], settings)
+        if fit is not None:
+            state.stopped[block] = fit
+            continue
+        log.info(
+            "block %s iteration %d: metric %.5g, gain %.3f",
+            block,
+            len(state.metrics[block]),
+            metric,
+            gain,
+        )
+        state.gains[block].append(gain)
+        going_on.append(block)
+    return going_on
+
+
+def _fit_in_memory(
     inputs: FitInputs,
     grid: TileGrid,
     shifts: Mapping[tuple[int, int], RunShifts],
     settings: FitSettings,
     scratch: FitScratch,
-    stored: da.Array,
-    group: Sequence[tuple[int, int]],
+    state: FitState,
     halo: int,
-    label: str,
-) -> list[BlockFit]:
-    """Fit the blocks of one group to their own stopping criteria, then write their
-    cores to ``scratch``; blocks outside the group are read from ``stored``."""
+) -> None:
+    """Every block in one group: the inputs and the model stay on the cluster through the
+    passes, and the final model is written to ``scratch`` once."""
+    (group,) = state.groups
     grown = {block: _grown(grid, block, halo) for block in group}
-    prepared = _prepare_group(inputs, shifts, settings, grown, label)
+    prepared = _prepare_group(inputs, shifts, settings, grown, "fit")
     S = settings.n_subfilters
+    stored = scratch.model(0)
     current: dict[tuple[int, int], da.Array] = {}
-    metrics: dict[tuple[int, int], list[float]] = {block: [] for block in group}
-    gains: dict[tuple[int, int], list[float]] = {block: [] for block in group}
-    done: dict[tuple[int, int], BlockFit] = {}
-    active = list(group)
+    active = [b for b in group if b not in state.stopped]
     while active:
         model = _assemble_model(grid, stored, current, S)
         results = {
-            block: dask.delayed(_fit_step, pure=True, nout=3)(
-                model[:, grown[block].ys, grown[block].xs],
-                prepared[block],
-                pad=grown[block].pad,
-                core=grown[block].core,
-                shifts=shifts[block].shifts_px,
-                unsplit=shifts[block].unsplit_px,
-                metrics=list(metrics[block]),
-                gains=list(gains[block]),
-                settings=settings,
-                visit_weights=inputs.visit_weights,
-                buffer_px=shifts[block].buffer_px,
-                psf_blur=inputs.psf_blur,
-            )
-            for block in active
+            b: _step_task(b, state, model, prepared[b], grown[b], shifts, settings, inputs)
+            for b in active
         }
         persisted = dict(zip(active, dask.persist(*results.values()), strict=True))
-        track(list(persisted.values()), f"{label}, iteration {len(metrics[active[0]]) + 1}")
-        numbers = dask.compute({block: (r[1], r[2]) for block, r in persisted.items()})[0]
-        still = []
+        track(list(persisted.values()), f"fit, iteration {state.passes + 1}")
+        numbers = dask.compute({b: (r[1], r[2]) for b, r in persisted.items()})[0]
+        active = _record_pass(state, numbers, settings)
         for block in active:
-            metric, gain = numbers[block]
-            metrics[block].append(metric)
-            fit = _stopped(block, metrics[block], gains[block], settings)
-            if fit is not None:
-                done[block] = fit
-                continue
-            log.info(
-                "block %s iteration %d: metric %.5g, gain %.3f",
-                block,
-                len(metrics[block]),
-                metric,
-                gain,
-            )
-            gains[block].append(gain)
             current[block] = da.from_delayed(
                 persisted[block][0], shape=(S, *_block_shape(grid, block)), dtype=np.float32
             )
-            still.append(block)
-        active = still
+        state.passes += 1
     final = _assemble_model(grid, stored, current, S)
-    _write_group(final, _n_image_cores(grid, grown, prepared, S), grid, group, scratch)
-    return [done[block] for block in group]
+    windows = [grid.bounds(block) for block in group]
+    n_image = _n_image_cores(grid, grown, prepared, S)
+    scratch.write_windows(
+        windows,
+        [final[:, y0:y1, x0:x1] for y0, y1, x0, x1 in windows],
+        [n_image[block] for block in group],
+        buffer=0,
+    )
+
+
+def _fit_by_groups(
+    inputs: FitInputs,
+    grid: TileGrid,
+    shifts: Mapping[tuple[int, int], RunShifts],
+    settings: FitSettings,
+    scratch: FitScratch,
+    state: FitState,
+    halo: int,
+    on_pass_done: Callable[[FitState], None] | None,
+) -> None:
+    """Several groups: each pass visits them in turn, reading the previous pass's model
+    from one buffer of ``scratch`` and writing the new one to the other.
+
+    A block that stops keeps the model its metric was measured on, which is in
+    the buffer read; it is written to the other one too, so that every stopped
+    block is in both buffers and is never written again.
+    """
+    S = settings.n_subfilters
+    n_groups = len(state.groups)
+    while not state.finished:
+        started = time.perf_counter()
+        read, write = state.passes % 2, (state.passes + 1) % 2
+        stored = scratch.model(read)
+        for number, group in enumerate(state.groups, start=1):
+            active = [b for b in group if b not in state.stopped]
+            if not active:
+                continue
+            grown = {block: _grown(grid, block, halo) for block in active}
+            label = f"fit iteration {state.passes + 1}, group {number}/{n_groups}"
+            prepared = _prepare_group(inputs, shifts, settings, grown, label)
+            results = {
+                b: _step_task(b, state, stored, prepared[b], grown[b], shifts, settings, inputs)
+                for b in active
+            }
+            persisted = dict(zip(active, dask.persist(*results.values()), strict=True))
+            track(list(persisted.values()), label)
+            numbers = dask.compute({b: (r[1], r[2]) for b, r in persisted.items()})[0]
+            going_on = set(_record_pass(state, numbers, settings))
+            windows = [grid.bounds(block) for block in active]
+            pieces = [
+                da.from_delayed(
+                    persisted[b][0], shape=(S, *_block_shape(grid, b)), dtype=np.float32
+                )
+                if b in going_on
+                else stored[:, y0:y1, x0:x1]
+                for b, (y0, y1, x0, x1) in zip(active, windows, strict=True)
+            ]
+            n_image = _n_image_cores(grid, grown, prepared, S)
+            scratch.write_windows(windows, pieces, [n_image[b] for b in active], buffer=write)
+            # the group's inputs and results go from the cluster before the next group's come
+            del prepared, results, persisted, pieces, n_image
+        state.passes += 1
+        if on_pass_done is not None:
+            on_pass_done(state)
+        log.info(
+            "fit pass %d over %d groups done in %.1f s (%d blocks going on)",
+            state.passes,
+            n_groups,
+            time.perf_counter() - started,
+            sum(1 for group in state.groups for b in group if b not in state.stopped),
+        )
 
 
 def _prepare_group(
@@ -813,20 +964,3 @@ def _assemble_model(
                 row.append(stored[:, y0:y1, x0:x1])
         rows.append(row)
     return da.block(rows)
-
-
-def _write_group(
-    final: da.Array,
-    n_image_pieces: Mapping[tuple[int, int], da.Array],
-    grid: TileGrid,
-    group: Sequence[tuple[int, int]],
-    scratch: FitScratch,
-) -> None:
-    """Write the cores of the blocks of ``group`` (from ``final`` and ``n_image_pieces``)
-    into the scratch store."""
-    windows = [grid.bounds(block) for block in group]
-    scratch.write_windows(
-        windows,
-        [final[:, y0:y1, x0:x1] for y0, y1, x0, x1 in windows],
-        [n_image_pieces[block] for block in group],
-    )

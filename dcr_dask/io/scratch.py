@@ -1,12 +1,13 @@
-"""The DCR fit's scratch store: the model planes and ``n_image``, written group by group.
+"""The DCR fit's scratch store: two buffers of the model planes, and ``n_image``.
 
 The fit (:func:`dcr_dask.graph.assemble.fit_tile`) keeps its model in a Zarr
 store of the work directory, so that a tile larger than memory is fitted one
-group of subregions at a time and an interrupted run goes on from the last
-group written. This module is that store's only reader and writer; the graph
-layer sees it through the :class:`~dcr_dask.graph.assemble.FitScratch`
-protocol. The store carries dcr_dask's writer mark, so that only a store
-dcr_dask wrote is ever deleted there.
+group of subregions at a time (each pass reads one buffer and writes the
+other) and an interrupted run goes on from the last pass written. This
+module is that store's only reader and writer; the graph layer sees it
+through the :class:`~dcr_dask.graph.assemble.FitScratch` protocol. The
+store carries dcr_dask's writer mark, so that only a store dcr_dask wrote is
+ever deleted there.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ Window = tuple[int, int, int, int]
 
 
 class ScratchModel:
-    """The fit's scratch Zarr store at ``path`` (``model`` float32, ``n_image`` uint16).
+    """The fit's scratch Zarr store at ``path``.
+
+    It holds ``model`` and ``model_1`` (float32: buffers 0 and 1 of the model
+    planes) and ``n_image`` (uint16).
 
     Parameters
     ----------
@@ -43,7 +47,8 @@ class ScratchModel:
         return f"ScratchModel({str(self.path)!r})"
 
     def create(self, model: da.Array, n_image: da.Array) -> None:
-        """Write the whole ``(S, ny, nx)`` starting ``model`` and ``n_image``, marked as dcr_dask's.
+        """Write the whole ``(S, ny, nx)`` starting ``model`` (buffer 0) and ``n_image``,
+        marked as dcr_dask's; buffer 1 is made empty (zero, no chunk written).
 
         Parameters
         ----------
@@ -57,9 +62,28 @@ class ScratchModel:
             ds.attrs[WRITER_ATTR] = writer()
             mode: Literal["a", "w"] = "a" if (self.path / "zarr.json").exists() else "w"
             ds.to_zarr(self.path, mode=mode, zarr_format=3, consolidated=False)
+        import zarr
+
+        root = zarr.open_group(str(self.path), mode="r+")
+        first = root["model"]
+        assert isinstance(first, zarr.Array)  # written just above
+        root.create_array(
+            _BUFFERS[1],
+            shape=first.shape,
+            chunks=first.chunks,
+            dtype=np.float32,
+            fill_value=0.0,
+            dimension_names=("subfilter", "y", "x"),
+            overwrite=True,
+        )
 
     def write_windows(
-        self, windows: Sequence[Window], model: Sequence[da.Array], n_image: Sequence[da.Array]
+        self,
+        windows: Sequence[Window],
+        model: Sequence[da.Array],
+        n_image: Sequence[da.Array],
+        *,
+        buffer: int = 0,
     ) -> None:
         """Write the ``(S, wy, wx)`` model and ``n_image`` pieces of each window, at once.
 
@@ -69,9 +93,12 @@ class ScratchModel:
             ``(y0, y1, x0, x1)`` of each piece on the tile.
         model, n_image : sequence of dask.array.Array
             One piece of each per window.
+        buffer : {0, 1}
+            The model buffer written.
         """
         import zarr
 
+        name = _buffer(buffer)
         root = zarr.open_group(str(self.path), mode="r+")
         sources: list[da.Array] = []
         targets: list[_Region] = []
@@ -80,17 +107,27 @@ class ScratchModel:
         ):
             where = (slice(None), slice(y0, y1), slice(x0, x1))
             sources += [model_piece.astype(np.float32), n_image_piece]
-            targets += [_Region(root["model"], where), _Region(root["n_image"], where)]
+            targets += [_Region(root[name], where), _Region(root["n_image"], where)]
         # dask types ``targets`` as array-likes; it only needs their ``__setitem__``
         da.store(sources, targets, lock=False)  # type: ignore[arg-type]
 
-    def model(self) -> da.Array:
-        """The stored ``(S, ny, nx)`` model planes, lazily."""
-        return da.from_zarr(str(self.path), component="model")
+    def model(self, buffer: int = 0) -> da.Array:
+        """The ``(S, ny, nx)`` model planes of ``buffer`` (0 or 1), lazily."""
+        return da.from_zarr(str(self.path), component=_buffer(buffer))
 
     def n_image(self) -> da.Array:
         """The stored ``(S, ny, nx)`` ``n_image``, lazily."""
         return da.from_zarr(str(self.path), component="n_image")
+
+
+#: The Zarr arrays of the model's buffers 0 and 1.
+_BUFFERS = ("model", "model_1")
+
+
+def _buffer(buffer: int) -> str:
+    if buffer not in (0, 1):
+        raise ValueError(f"the scratch store has model buffers 0 and 1, not {buffer!r}")
+    return _BUFFERS[buffer]
 
 
 class _Region:

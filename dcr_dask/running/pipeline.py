@@ -71,6 +71,7 @@ from dcr_dask.graph.assemble import (
     BlockFit,
     FitInputs,
     FitSettings,
+    FitState,
     TileGrid,
     fit_tile,
 )
@@ -677,23 +678,22 @@ def _fit_inputs_stage(r: _Run) -> None:
 
 
 def _fit(r: _Run) -> None:
-    """The iterative DCR fit, group of subregions by group, each group recorded in the
-    checkpoint when written (a resumed run goes on from the first group not done)."""
+    """The iterative DCR fit, each pass over several groups of subregions recorded in the
+    checkpoint once written (a resumed run goes on from the last pass recorded)."""
     with r.stage("fit_s", "the DCR fit"):
         r.scratch = r.work / "model.zarr"
         fit_done = r.stages.reuse("fit", r.scratch)
-        if fit_done is None:
+        resume = None
+        if fit_done is not None and "passes" in fit_done:
+            resume = FitState.from_dict(fit_done)
+        else:
+            # nothing recorded, or a record of an earlier version's fit (by groups)
+            if fit_done is not None:
+                r.stages.reused.remove("fit")
             _remove_own(r.scratch)
-        finished = {
-            int(k): [BlockFit.from_dict(f) for f in records]
-            for k, records in (fit_done or {}).get("done", {}).items()
-        }
 
-        def group_done(index: int, groups: list, group_fits: list[BlockFit]) -> None:
-            done = {str(k): [f.as_dict(r.grid) for f in v] for k, v in finished.items()}
-            done[str(index)] = [f.as_dict(r.grid) for f in group_fits]
-            finished[index] = group_fits
-            r.stages.done("fit", groups=[[list(b) for b in g] for g in groups], done=done)
+        def pass_done(state: FitState) -> None:
+            r.stages.done("fit", **state.as_dict(r.grid))
 
         r.model, r.n_image, r.fits = fit_tile(
             r.inputs,
@@ -704,9 +704,8 @@ def _fit(r: _Run) -> None:
             halo=r.halo,
             memory_budget_bytes=r.memory_budget_bytes,
             max_blocks_per_group=r.max_blocks_per_group,
-            groups=fit_done["groups"] if fit_done else None,
-            finished=finished,
-            on_group_done=group_done,
+            resume=resume,
+            on_pass_done=pass_done,
         )
 
 
