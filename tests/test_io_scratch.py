@@ -56,3 +56,27 @@ def test_the_second_buffer_starts_empty_and_is_written_apart(tmp_path):
     assert scratch.model(1).compute()[:, 0:3, 3:6].min() == 5.0
     with pytest.raises(ValueError, match="buffers 0 and 1, not 2"):
         scratch.model(2)
+
+
+def test_a_blocks_prepared_inputs_are_kept_whole_and_read_back(tmp_path):
+    scratch = ScratchModel(tmp_path / "model.zarr")
+    scratch.create(
+        da.zeros((2, 4, 4), dtype=np.float32, chunks=(2, 2, 2)),
+        da.zeros((2, 4, 4), dtype=np.uint16, chunks=(2, 2, 2)),
+    )
+    prepared = {
+        "images": np.arange(48, dtype=np.float32).reshape(3, 4, 4),
+        "good": np.eye(4, dtype=bool)[None].repeat(3, 0),
+        "n_image": np.ones((2, 4, 4), np.uint16),
+    }
+    assert not scratch.has_inputs((1, 0))
+    assert scratch.save_inputs((1, 0), prepared) is prepared
+    assert scratch.has_inputs((1, 0)) and not scratch.has_inputs((0, 1))
+    back = scratch.load_inputs((1, 0))
+    assert sorted(back) == sorted(prepared)
+    for name, array in prepared.items():
+        assert back[name].dtype == array.dtype
+        np.testing.assert_array_equal(back[name], array)
+    # nothing half-written is left beside it, and the model store still reads
+    assert [p.name for p in (tmp_path / "model.zarr" / "fit_inputs").iterdir()] == ["1_0.npz"]
+    np.testing.assert_array_equal(scratch.model().compute(), 0.0)

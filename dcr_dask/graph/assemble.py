@@ -502,6 +502,17 @@ class FitScratch(Protocol):
     def n_image(self) -> da.Array:
         """The stored ``n_image``, lazily."""
 
+    def has_inputs(self, block: tuple[int, int]) -> bool:
+        """Whether a block's prepared inputs are kept (:meth:`save_inputs`)."""
+
+    def save_inputs(
+        self, block: tuple[int, int], prepared: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Keep a block's prepared inputs (on a worker) and return them."""
+
+    def load_inputs(self, block: tuple[int, int]) -> dict[str, np.ndarray]:
+        """A block's kept prepared inputs (on a worker)."""
+
 
 def _initial_planes(
     template: np.ndarray, template_variance: np.ndarray, n_subfilters: int
@@ -837,7 +848,7 @@ def _fit_by_groups(
                 continue
             grown = {block: _grown(grid, block, halo) for block in active}
             label = f"fit iteration {state.passes + 1}, group {number}/{n_groups}"
-            prepared = _prepare_group(inputs, shifts, settings, grown, label)
+            prepared = _prepare_group(inputs, shifts, settings, grown, label, keep=scratch)
             results = {
                 b: _step_task(b, state, stored, prepared[b], grown[b], shifts, settings, inputs)
                 for b in active
@@ -877,12 +888,22 @@ def _prepare_group(
     settings: FitSettings,
     grown: Mapping[tuple[int, int], _Grown],
     label: str,
+    keep: FitScratch | None = None,
 ) -> dict[tuple[int, int], Any]:
-    """Each block's fixed inputs (:func:`_prepare_block`), persisted on the cluster."""
+    """Each block's fixed inputs (:func:`_prepare_block`), persisted on the cluster.
+
+    With ``keep`` (several groups, whose inputs are needed again at every
+    pass), a block's inputs are prepared once and kept in the scratch store,
+    then read back from there: preparing them again would read and mask the
+    visits, rebuild the detection and shift the good-pixel flags at every pass.
+    """
     prepared = {}
     for block, g in grown.items():
+        if keep is not None and keep.has_inputs(block):
+            prepared[block] = dask.delayed(keep.load_inputs, pure=False)(block)
+            continue
         pix = (slice(None), g.ys, g.xs)
-        prepared[block] = dask.delayed(_prepare_block, pure=True)(
+        made = dask.delayed(_prepare_block, pure=True)(
             inputs.images[pix],
             inputs.good[pix],
             inputs.convergence_mask[pix],
@@ -894,6 +915,7 @@ def _prepare_group(
             settings=settings,
             visit_weights=inputs.visit_weights,
         )
+        prepared[block] = made if keep is None else dask.delayed(keep.save_inputs)(block, made)
     persisted = dict(zip(grown, dask.persist(*prepared.values()), strict=True))
     track(list(persisted.values()), f"{label}, inputs")
     return persisted

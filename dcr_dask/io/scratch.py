@@ -12,6 +12,8 @@ ever deleted there.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +34,9 @@ class ScratchModel:
     """The fit's scratch Zarr store at ``path``.
 
     It holds ``model`` and ``model_1`` (float32: buffers 0 and 1 of the model
-    planes) and ``n_image`` (uint16).
+    planes) and ``n_image`` (uint16), and, when the fit runs in several groups,
+    each block's prepared inputs (``fit_inputs/<i>_<j>.npz``), so that a pass
+    reads them instead of preparing them again.
 
     Parameters
     ----------
@@ -119,6 +123,69 @@ class ScratchModel:
         """The stored ``(S, ny, nx)`` ``n_image``, lazily."""
         return da.from_zarr(str(self.path), component="n_image")
 
+    def _inputs_file(self, block: tuple[int, int]) -> Path:
+        return self.path / _INPUTS_DIR / f"{int(block[0])}_{int(block[1])}.npz"
+
+    def has_inputs(self, block: tuple[int, int]) -> bool:
+        """Whether a block's prepared fit inputs are kept (:meth:`save_inputs`).
+
+        Parameters
+        ----------
+        block : (int, int)
+            The block's index on the tile grid.
+
+        Returns
+        -------
+        bool
+        """
+        return self._inputs_file(block).is_file()
+
+    def save_inputs(
+        self, block: tuple[int, int], prepared: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Keep a block's prepared fit inputs (uncompressed ``.npz``) and return them.
+
+        The file appears whole or not at all (written beside, then renamed), so
+        an interrupted run never reads half of one.
+
+        Parameters
+        ----------
+        block : (int, int)
+            The block's index on the tile grid.
+        prepared : dict of str to numpy.ndarray
+            Its inputs, as :func:`dcr_dask.graph.assemble` prepares them.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``prepared``, unchanged.
+        """
+        target = self._inputs_file(block)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.stem}.{os.getpid()}.{threading.get_ident()}.part")
+        with open(partial, "wb") as handle:
+            np.savez(handle, **prepared)  # type: ignore[arg-type]  # numpy types kwds as its flag
+        os.replace(partial, target)
+        return prepared
+
+    def load_inputs(self, block: tuple[int, int]) -> dict[str, np.ndarray]:
+        """A block's kept prepared fit inputs (:meth:`save_inputs`).
+
+        Parameters
+        ----------
+        block : (int, int)
+            The block's index on the tile grid.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+        """
+        with np.load(self._inputs_file(block), allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+
+
+#: The directory, inside the store, of the blocks' prepared fit inputs (several groups).
+_INPUTS_DIR = "fit_inputs"
 
 #: The Zarr arrays of the model's buffers 0 and 1.
 _BUFFERS = ("model", "model_1")
