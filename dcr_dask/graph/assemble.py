@@ -489,12 +489,12 @@ class FitScratch(Protocol):
         self,
         windows: Sequence[tuple[int, int, int, int]],
         model: Sequence[da.Array],
-        n_image: Sequence[da.Array],
+        n_image: Sequence[da.Array] | None,
         *,
         buffer: int = 0,
     ) -> None:
-        """Write pieces of the model (into ``buffer``) and ``n_image`` at
-        ``(y0, y1, x0, x1)`` windows."""
+        """Write pieces of the model (into ``buffer``) and of ``n_image`` (unless None)
+        at ``(y0, y1, x0, x1)`` windows."""
 
     def model(self, buffer: int = 0) -> da.Array:
         """The model planes of ``buffer``, lazily."""
@@ -848,7 +848,13 @@ def _fit_by_groups(
                 continue
             grown = {block: _grown(grid, block, halo) for block in active}
             label = f"fit iteration {state.passes + 1}, group {number}/{n_groups}"
-            prepared = _prepare_group(inputs, shifts, settings, grown, label, keep=scratch)
+            first = state.passes == 0
+            if first:
+                # prepared (or, resuming, read back), kept, and their n_image written
+                prepared = _prepare_group(inputs, shifts, settings, grown, label, keep=scratch)
+            else:
+                # read back inside each block's step: no round trip of their own
+                prepared = {b: dask.delayed(scratch.load_inputs, pure=False)(b) for b in active}
             results = {
                 b: _step_task(b, state, stored, prepared[b], grown[b], shifts, settings, inputs)
                 for b in active
@@ -866,8 +872,13 @@ def _fit_by_groups(
                 else stored[:, y0:y1, x0:x1]
                 for b, (y0, y1, x0, x1) in zip(active, windows, strict=True)
             ]
-            n_image = _n_image_cores(grid, grown, prepared, S)
-            scratch.write_windows(windows, pieces, [n_image[b] for b in active], buffer=write)
+            n_image = _n_image_cores(grid, grown, prepared, S) if first else None
+            scratch.write_windows(
+                windows,
+                pieces,
+                None if n_image is None else [n_image[b] for b in active],
+                buffer=write,
+            )
             # the group's inputs and results go from the cluster before the next group's come
             del prepared, results, persisted, pieces, n_image
         state.passes += 1

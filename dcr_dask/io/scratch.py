@@ -85,7 +85,7 @@ class ScratchModel:
         self,
         windows: Sequence[Window],
         model: Sequence[da.Array],
-        n_image: Sequence[da.Array],
+        n_image: Sequence[da.Array] | None,
         *,
         buffer: int = 0,
     ) -> None:
@@ -95,8 +95,10 @@ class ScratchModel:
         ----------
         windows : sequence of (int, int, int, int)
             ``(y0, y1, x0, x1)`` of each piece on the tile.
-        model, n_image : sequence of dask.array.Array
-            One piece of each per window.
+        model : sequence of dask.array.Array
+            One piece per window.
+        n_image : sequence of dask.array.Array or None
+            One piece per window; None leaves ``n_image`` as it is.
         buffer : {0, 1}
             The model buffer written.
         """
@@ -106,12 +108,16 @@ class ScratchModel:
         root = zarr.open_group(str(self.path), mode="r+")
         sources: list[da.Array] = []
         targets: list[_Region] = []
+        counts: Sequence[da.Array | None] = [None] * len(windows) if n_image is None else n_image
         for (y0, y1, x0, x1), model_piece, n_image_piece in zip(
-            windows, model, n_image, strict=True
+            windows, model, counts, strict=True
         ):
             where = (slice(None), slice(y0, y1), slice(x0, x1))
-            sources += [model_piece.astype(np.float32), n_image_piece]
-            targets += [_Region(root[name], where), _Region(root["n_image"], where)]
+            sources.append(model_piece.astype(np.float32))
+            targets.append(_Region(root[name], where))
+            if n_image_piece is not None:
+                sources.append(n_image_piece)
+                targets.append(_Region(root["n_image"], where))
         # dask types ``targets`` as array-likes; it only needs their ``__setitem__``
         da.store(sources, targets, lock=False)  # type: ignore[arg-type]
 
