@@ -136,3 +136,17 @@ def test_every_module_the_algorithm_names_exists():
         except ModuleNotFoundError:
             module, _, attribute = name.rpartition(".")
             assert hasattr(importlib.import_module(module), attribute), name
+
+
+def test_no_unfilled_placeholder_is_left_in_the_prose():
+    """A figure written as a ``{name}`` template and never filled in (the README's status
+    once read "all stars {g_all}"): outside code, no ``{word}`` is left in the documents."""
+    documents = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "benchmarks").glob("*.md")),
+    ]
+    for path in documents:
+        prose = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+        prose = re.sub(r"`[^`\n]*`", "", prose)
+        assert re.findall(r"\{[a-z_]+\}", prose) == [], path.name
