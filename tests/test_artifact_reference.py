@@ -222,6 +222,7 @@ def test_the_artifacts_reference_keeps_the_flux_of_every_visit(runs):
     work = out / "dcrTemplate.zarr.work"
     matched = xr.open_zarr(work / "psf_matched.zarr", consolidated=False)["image"].values
     templates = xr.open_zarr(work / "dcr_reference.zarr", consolidated=False)["image"].values
+    assert not (work / "reference_model.zarr").exists()  # its fit's scratch (and kept inputs)
     clean = [v for v in range(len(matched)) if v not in SPEC.streak_visits]
     ratio = templates[clean].sum(axis=(1, 2)) / matched[clean].sum(axis=(1, 2))
     print("template / PSF-matched flux per visit:", np.round(ratio, 4))

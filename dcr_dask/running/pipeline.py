@@ -1072,6 +1072,7 @@ def _artifacts_against_dcr_templates(
         coords={"visit": psf_matched["visit"].values},
     )
     reference = _checkpoint(reference, work / "dcr_reference.zarr", client)
+    _remove_own(scratch)  # the templates are in the store now; the fit's scratch is not needed
     found = find_artifacts(
         psf_matched,
         reference,
