@@ -643,7 +643,8 @@ def fit_tile(
     resume : FitState, optional
         Where an interrupted run's fit stood (its last recorded pass), with
         ``scratch`` as it left it: the fit goes on from there, to the same
-        result, bit for bit, as without the interruption. Its groups are used.
+        result, bit for bit, as without the interruption. Its groups are used,
+        and it is brought up to date in place.
     on_pass_done : callable, optional
         Called with the :class:`FitState` once a pass is in ``scratch`` (after
         every pass with several groups; once at the end with one).
@@ -683,7 +684,7 @@ def fit_tile(
         state = FitState.start(plan)
         _start_scratch(inputs, grid, S, scratch)
     else:
-        state = FitState.from_dict(resume.as_dict(grid))
+        state = resume
         log.info(
             "resuming the fit after pass %d (%d of %d blocks stopped)",
             state.passes,
