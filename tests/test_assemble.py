@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dcr_dask.config import DcrAssembleCoaddConfig
+from dcr_dask.graph import assemble
 from dcr_dask.graph.assemble import FitInputs, TileGrid, fit_tile, halo_px, plan_groups
 from dcr_dask.io.scratch import ScratchModel
 from dcr_dask.masks import run_layout
@@ -144,6 +145,31 @@ def test_result_does_not_depend_on_the_groups(tile, tmp_path):
         np.testing.assert_array_equal(n_grouped, n_together)
     # the blocks did not all stop at the same pass: stopped blocks are read from both buffers
     assert len({f.iterations for f in fits}) > 1
+
+
+@pytest.mark.parametrize("passes_per_task", [3, 40])
+def test_a_one_block_tile_runs_several_passes_per_task(
+    tile, tmp_path, monkeypatch, passes_per_task
+):
+    """A tile of one block runs its passes several to a task: the same model bit for bit,
+    the same metrics, gains and stop as one pass per task, whether the stop falls inside
+    a batch (3) or the batch holds every pass (40)."""
+    config = _config(shiftMethod="sinc")
+    monkeypatch.setattr(assemble, "PASSES_PER_TASK", 1)
+    one, n_one, fits_one, _ = _fit(tile, config, 96, tmp_path / "one")
+    monkeypatch.setattr(assemble, "PASSES_PER_TASK", passes_per_task)
+    calls = []
+    passes = assemble._fit_passes
+    monkeypatch.setattr(
+        assemble, "_fit_passes", lambda *a, **k: calls.append(k["n_passes"]) or passes(*a, **k)
+    )
+    batched, n_batched, fits_batched, _ = _fit(tile, config, 96, tmp_path / "batched")
+    ((fit,),) = [fits_one]
+    assert fit.iterations >= 3 and fit.reason in ("converged", "diverged", "max iterations")
+    assert len(calls) == -(-len(fit.metrics[1:]) // passes_per_task)
+    np.testing.assert_array_equal(batched, one)
+    np.testing.assert_array_equal(n_batched, n_one)
+    assert fits_batched == fits_one
 
 
 def test_single_precision_fit_follows_double(tile, tmp_path):

@@ -794,6 +794,14 @@ def _fit_in_memory(
     stored = scratch.model(0)
     current: dict[tuple[int, int], da.Array] = {}
     active = [b for b in group if b not in state.stopped]
+    if len(group) == 1 and active and PASSES_PER_TASK > 1:
+        # one block is the whole tile: no halo to exchange between passes, so
+        # several passes run in one task (the same passes, without a round trip
+        # through the scheduler each)
+        current = _fit_alone(
+            group[0], inputs, grid, shifts, settings, state, stored, prepared, halo
+        )
+        active = []
     while active:
         model = _assemble_model(grid, stored, current, S)
         results = {
@@ -818,6 +826,103 @@ def _fit_in_memory(
         [n_image[block] for block in group],
         buffer=0,
     )
+
+
+#: Passes of a one-block tile run in one task (:func:`_fit_alone`): few enough that
+#: the progress bar still moves, enough that the scheduler's cost per pass is small.
+PASSES_PER_TASK = 8
+
+
+def _fit_passes(
+    model: np.ndarray,
+    prepared: dict[str, np.ndarray],
+    *,
+    n_passes: int,
+    metrics: list[float],
+    gains: list[float],
+    settings: FitSettings,
+    **step: Any,
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Up to ``n_passes`` passes of :func:`_fit_step` on a block that is the whole tile.
+
+    Stops where :func:`_record_pass` would stop the block, keeping the model
+    whose metric stopped it. Returns the model and each pass's (metric, gain),
+    for the client to record exactly as if each pass had been a task.
+    """
+    metrics, gains = list(metrics), list(gains)
+    done: list[tuple[float, float]] = []
+    for _ in range(n_passes):
+        new, metric, gain = _fit_step(
+            model, prepared, metrics=metrics, gains=gains, settings=settings, **step
+        )
+        done.append((metric, gain))
+        metrics.append(metric)
+        stop, _ = conv.should_stop(
+            metrics,
+            threshold=settings.convergence_threshold,
+            min_iter=settings.min_iter,
+            max_iter=settings.max_iter,
+            use_convergence=settings.use_convergence,
+        )
+        if stop:
+            break
+        gains.append(gain)
+        model = new
+    return model, done
+
+
+def _fit_alone(
+    block: tuple[int, int],
+    inputs: FitInputs,
+    grid: TileGrid,
+    shifts: Mapping[tuple[int, int], RunShifts],
+    settings: FitSettings,
+    state: FitState,
+    stored: da.Array,
+    prepared: dict[tuple[int, int], Any],
+    halo: int,
+) -> dict[tuple[int, int], da.Array]:
+    """The fit of a tile of one block, :data:`PASSES_PER_TASK` passes per task.
+
+    The passes are those of the loop in :func:`_fit_in_memory` (the same
+    model, bit for bit, the same metrics, gains and log); returns the block's
+    fitted model (empty if no pass was kept).
+    """
+    S = settings.n_subfilters
+    grown = _grown(grid, block, halo)
+    y0, y1, x0, x1 = grid.bounds(block)
+    model: Any = stored[:, y0:y1, x0:x1]
+    current: dict[tuple[int, int], da.Array] = {}
+    while block not in state.stopped:
+        task = dask.delayed(_fit_passes, pure=True, nout=2)(
+            model,
+            prepared[block],
+            n_passes=PASSES_PER_TASK,
+            metrics=list(state.metrics[block]),
+            gains=list(state.gains[block]),
+            settings=settings,
+            pad=grown.pad,
+            core=grown.core,
+            shifts=shifts[block].shifts_px,
+            unsplit=shifts[block].unsplit_px,
+            visit_weights=inputs.visit_weights,
+            buffer_px=shifts[block].buffer_px,
+            psf_blur=inputs.psf_blur,
+        )
+        (persisted,) = dask.persist(task)
+        track([persisted], f"fit, iterations {state.passes + 1}-")
+        done = dask.compute(persisted[1])[0]
+        kept = 0
+        for metric, gain in done:
+            going_on = _record_pass(state, {block: (metric, gain)}, settings)
+            state.passes += 1
+            kept += bool(going_on)
+        if kept:
+            model = persisted[0]
+            current[block] = da.from_delayed(
+                model, shape=(S, *_block_shape(grid, block)), dtype=np.float32
+            )
+    return current
 
 
 def _fit_by_groups(
