@@ -322,3 +322,22 @@ def test_no_submit_command_is_a_clear_error(tmp_path, monkeypatch, kind, command
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ClusterError, match=f"{command} is not on PATH"), dask_client(cluster=kind):
         pass
+
+
+def _trim_threshold():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(65536, None), (1 << 20, str(1 << 20))])
+def test_local_workers_keep_the_allocator_adaptive_unless_told(monkeypatch, configured, expected):
+    """distributed's own MALLOC_TRIM_THRESHOLD_ (65536) is not given to a local cluster's
+    workers, whose glibc then reuses the fit's large arrays; a value the user configured
+    is kept."""
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    with dask.config.set({key: configured}), dask_client(n_workers=1) as client:
+        (seen,) = client.run(_trim_threshold).values()
+        assert dask.config.get(key) == configured
+    assert seen == expected

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
@@ -312,6 +313,35 @@ def _remote_client(address: str, security: Security | None) -> Iterator[Client]:
         yield remote
 
 
+#: ``distributed.nanny.pre-spawn-environ``'s ``MALLOC_TRIM_THRESHOLD_`` as distributed
+#: ships it: glibc then gives every array above 128 KiB its own fresh pages
+#: (``mmap``), so each large temporary of the fit's update costs page faults.
+_DISTRIBUTED_TRIM_THRESHOLD = 65536
+
+
+def worker_environ() -> dict[str, Any]:
+    """The environment a local cluster's nannies give their workers.
+
+    distributed's ``pre-spawn-environ``, except that its ``MALLOC_TRIM_THRESHOLD_``
+    is dropped while it is distributed's own 65536, so that the workers' glibc
+    keeps its adaptive thresholds: large arrays freed by one step of the fit
+    are reused by the next instead of being mapped afresh (issue 17: the fit's
+    update took about a fifth less CPU). A value the user set in the Dask
+    configuration, or ``MALLOC_TRIM_THRESHOLD_`` in the environment (which the
+    workers inherit), is kept.
+
+    Returns
+    -------
+    dict
+        The mapping for ``distributed.nanny.pre-spawn-environ`` (a None value
+        unsets a variable).
+    """
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    if str(environ.get("MALLOC_TRIM_THRESHOLD_")) == str(_DISTRIBUTED_TRIM_THRESHOLD):
+        environ["MALLOC_TRIM_THRESHOLD_"] = None
+    return environ
+
+
 @contextlib.contextmanager
 def _local_client(
     *,
@@ -324,8 +354,9 @@ def _local_client(
     tls_options: dict[str, Any] = {}
     if security is not None:
         tls_options = {"protocol": "tls://", "security": security}
-    with (
-        LocalCluster(
+    # the nannies read their workers' environment when they are made
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             memory_limit=memory_limit,
@@ -333,7 +364,9 @@ def _local_client(
             host=_LOOPBACK,
             dashboard_address=f"{_LOOPBACK}:0",
             **tls_options,
-        ) as cluster,
+        )
+    with (
+        cluster,
         Client(cluster, security=security) as local,
     ):
         log.info(
