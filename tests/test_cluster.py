@@ -2,6 +2,7 @@
 and their validation, the job scripts dask-jobqueue would submit, and the option
 checks of `dask_client` and `dcr-dask run`."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +27,11 @@ from dcr_dask.running.cluster import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+# what a nanny gives its workers, printed by a fresh Python
+_NANNY_ENVIRON = (
+    "from distributed.nanny import _get_env_variables; "
+    'print(_get_env_variables("distributed.nanny.pre-spawn-environ"))'
+)
 BAND = ["--set", "effectiveWavelength=478", "--set", "bandwidth=147"]
 
 
@@ -167,6 +173,16 @@ def test_the_slurm_job_script_follows_the_specification(tmp_path):
     ):
         assert directive in lines, (directive, script)
     assert "module load python/3.12" in lines and "export OMP_NUM_THREADS=1" in lines
+    # the workers' nanny drops distributed's MALLOC_TRIM_THRESHOLD_, as on a local cluster
+    (keep,) = [line for line in lines if "PRE_SPAWN_ENVIRON" in line]
+    assert lines.index(keep) > lines.index("export OMP_NUM_THREADS=1")
+    environ = subprocess.run(
+        ["bash", "-c", f"{keep} && {sys.executable} -c '{_NANNY_ENVIRON}'"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ and "OMP_NUM_THREADS" in environ
     command = lines[-1]
     assert command.startswith(f"{sys.executable} -m distributed.cli.dask_worker tcp://127.0.0.1:")
     for part in ("--nthreads 2", "--nworkers 2", "--memory-limit 3.00GiB"):

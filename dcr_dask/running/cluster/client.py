@@ -83,7 +83,7 @@ def make_jobqueue_cluster(spec: ClusterSpec, *, security: Security | None = None
         "processes": spec.processes,
         "memory": spec.memory,
         "walltime": spec.walltime,
-        "job_script_prologue": list(spec.job_script_prologue),
+        "job_script_prologue": [*spec.job_script_prologue, _KEEP_ALLOCATOR_ADAPTIVE],
         "interface": spec.interface,
         "local_directory": spec.local_directory,
         "log_directory": spec.log_directory,
@@ -317,6 +317,14 @@ def _remote_client(address: str, security: Security | None) -> Iterator[Client]:
 #: ships it: glibc then gives every array above 128 KiB its own fresh pages
 #: (``mmap``), so each large temporary of the fit's update costs page faults.
 _DISTRIBUTED_TRIM_THRESHOLD = 65536
+
+
+#: The job script's line that does what :func:`worker_environ` does for a local
+#: cluster: the nanny drops distributed's ``MALLOC_TRIM_THRESHOLD_`` (a value the
+#: job exports itself, e.g. in ``job_script_prologue``, still reaches the workers).
+_KEEP_ALLOCATOR_ADAPTIVE = (
+    "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
+)
 
 
 def worker_environ() -> dict[str, Any]:
