@@ -148,6 +148,8 @@ VARIANTS = {
     # each visit's template widened from the sharpest visit's PSF to its own (psfForwardModel)
     "psf gaussian": Variant(config={"psfForwardModel": "gaussian"}),
     "psf gaussian, ceiling": Variant(config={"psfForwardModel": "gaussian"}, inputs="noise_free"),
+    # the model at the k-th sharpest visit's PSF, k = ceil(0.2 N) (psfModelQuantile)
+    "psf gaussian q0.2": Variant(config={"psfForwardModel": "gaussian", "psfModelQuantile": 0.2}),
     "reference limits": Variant(
         config={
             "dcrNumSubfilters": 3,

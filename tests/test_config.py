@@ -64,6 +64,7 @@ EXTENSIONS = {
     "startingModel": "directCoadd",
     "frequencyClamp": "smoothedColour",
     "psfForwardModel": "none",
+    "psfModelQuantile": 0.0,
     "excludeClippedFromFit": True,
     "doFindCosmicRays": True,
     "cosmicRayMinSigma": 6.0,

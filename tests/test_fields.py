@@ -183,6 +183,9 @@ ACTS: dict[str, str] = {
     "startingModel": (
         "tests/test_pipeline.py::test_without_a_template_the_fit_starts_from_the_direct_coadd"
     ),
+    "psfModelQuantile": (
+        "tests/test_psf_forward.py::test_the_model_is_at_the_quantile_of_the_kept_widths"
+    ),
     "convergenceMaskPlanes": (
         "tests/test_pipeline.py::test_warps_without_a_detected_plane_still_converge"
     ),

@@ -269,6 +269,25 @@ def test_the_model_is_at_the_sharpest_kept_width_and_each_visit_is_widened_to_it
     assert blur[3] == 0.0
 
 
+@pytest.mark.parametrize(
+    ("quantile", "k"), [(0.0, 1), (0.2, 1), (0.25, 1), (0.26, 2), (0.5, 2), (0.75, 3), (1.0, 4)]
+)
+def test_the_model_is_at_the_quantile_of_the_kept_widths(quantile: float, k: int) -> None:
+    """psfModelQuantile: the model at the k-th sharpest of the 4 kept visits, k =
+    ceil(quantile x 4) (at least 1); visits sharper than it get no blur, wider ones are
+    widened to their own PSF; the field is checked and reaches the run."""
+    fwhm = [4.0, 3.0, 5.0, 2.0, 6.0]
+    blur, model = pipeline._psf_blur(_run_like(fwhm, rejected=(103,)), quantile=quantile)
+    variance = np.array([psf_minor_variance(gaussian_stamp(f)) for f in fwhm])
+    kept = np.sort(variance[[0, 1, 2, 4]])
+    assert model == pytest.approx(kept[k - 1])
+    np.testing.assert_allclose(blur, np.clip(variance - model, 0, None))
+    assert (blur == 0).sum() == k + 1  # the k sharpest kept ones and the rejected 103
+    for bad in (-0.1, 1.5):
+        with pytest.raises(Exception, match="psfModelQuantile"):
+            DcrAssembleCoaddConfig(psfModelQuantile=bad).validate()
+
+
 def test_a_visit_without_a_psf_width_is_named() -> None:
     with pytest.raises(ValueError, match=r"visit 101 has neither a PSF HDU nor a positive"):
         pipeline._psf_blur(_run_like([4.0, np.nan, 3.0]))
@@ -285,7 +304,10 @@ def test_template_blur_needs_a_store_fitted_with_it_and_the_visits_psf(caplog) -
 
 
 @pytest.mark.slow
-def test_a_run_records_the_models_psf_and_widens_templates_to_each_visits(tmp_path) -> None:
+@pytest.mark.parametrize("quantile", [0.0, 0.5])
+def test_a_run_records_the_models_psf_and_widens_templates_to_each_visits(
+    tmp_path, quantile: float
+) -> None:
     from distributed import Client, LocalCluster
 
     spec = attrs.evolve(default_demo_spec(shape=(96, 96)), detected_plane=False)
@@ -297,6 +319,7 @@ def test_a_run_records_the_models_psf_and_widens_templates_to_each_visits(tmp_pa
         bandwidth=147.0,
         subregionSize=[96, 96],
         psfForwardModel="gaussian",
+        psfModelQuantile=quantile,
         maxNumIter=4,
     )
     with (
@@ -312,8 +335,10 @@ def test_a_run_records_the_models_psf_and_widens_templates_to_each_visits(tmp_pa
     stamps = [
         psf_minor_variance(p) for p in open_warps(paths["warps"], need_psf=True)["psf"].values
     ]
-    assert model == pytest.approx(min(stamps))
-    np.testing.assert_allclose(blur, np.array(stamps) - model, atol=1e-9)
+    k = max(1, math.ceil(quantile * len(stamps)))
+    assert model == pytest.approx(sorted(stamps)[k - 1])
+    np.testing.assert_allclose(blur, np.clip(np.array(stamps) - model, 0, None), atol=1e-9)
+    assert (blur == 0).sum() == k
     assert blur.min() == 0.0 and blur.max() > 0.1
     visit = tile.visits[int(np.flatnonzero(tile.holdout)[0])]
     sharp = matched_template(dataset, visit, psf_variance_px2=model).values

@@ -1214,6 +1214,19 @@ class DcrAssembleCoaddConfig(CompareWarpAssembleCoaddConfig):
         extension=True,
     )
 
+    psfModelQuantile: float = _scalar(
+        float,
+        0.0,
+        "dcr_dask extension. With psfForwardModel='gaussian': which of the kept visits' PSF "
+        "widths across DCR the model is at, as a quantile of them: 0 (the default) the "
+        "sharpest, 0.2 the k-th sharpest with k = ceil(0.2 x the number of visits). Every "
+        "visit at least as wide as the model is widened to its own PSF; one sharper than "
+        "it is fitted at the model's width. Above 0, a single visit in much better seeing "
+        "than the rest no longer forces every other visit to be deconvolved to its PSF.",
+        checks=(Check(lambda value: 0 <= value <= 1, "must be in [0, 1]"),),
+        extension=True,
+    )
+
     def setDefaults(self) -> None:
         """Apply the DCR task's computed defaults on top of CompareWarp's.
 

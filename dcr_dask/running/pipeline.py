@@ -561,7 +561,7 @@ def _plan_fit(r: _Run) -> None:
     r.settings = fit_settings(config)
     max_shift = max(float(np.abs(s.shifts_px).max()) for s in r.shifts.values())
     if config.psfForwardModel == "gaussian":
-        r.psf_blur, r.model_psf_variance = _psf_blur(r)
+        r.psf_blur, r.model_psf_variance = _psf_blur(r, quantile=config.psfModelQuantile)
     max_blur = float(r.psf_blur.max()) if r.psf_blur is not None else 0.0
     r.halo = halo_px(max_shift, r.settings, max_blur)
     # the direct warps' median PSF sigma (the direct coadd that starts the fit, and a
@@ -738,27 +738,35 @@ def _visit_psf_fwhm(r: _Run) -> np.ndarray:
     return np.array([np.nan if v.psf_fwhm_px is None else float(v.psf_fwhm_px) for v in r.visits])
 
 
-def _psf_blur(r: _Run) -> tuple[np.ndarray, float]:
+def _psf_blur(r: _Run, quantile: float = 0.0) -> tuple[np.ndarray, float]:
     """``psfForwardModel="gaussian"``: the model's PSF width and each visit's blur.
 
     Widths are each visit's PSF variance across DCR
     (:func:`dcr_dask.kernels.psf.psf_minor_variance` of its PSF stamp, or of the
-    Gaussian of its ``PSF-FWHM``). The model's is the smallest of the kept
-    visits', so that no template is wider than its visit. Returns the
-    variance, px², of each visit's template blur (0 for a rejected visit
-    sharper than the model), and the model's.
+    Gaussian of its ``PSF-FWHM``). The model's is the k-th smallest of the kept
+    visits', k = max(1, ceil(``quantile`` x their number)) (``psfModelQuantile``;
+    0: the sharpest, so that no template is wider than its visit). Returns the
+    variance, px², of each visit's template blur (0 for a visit sharper than the
+    model), and the model's.
     """
     stamps = visit_psf_stamps(r.ingested)
     variance = np.array([psf_minor_variance(stamp) for stamp in stamps])
     kept = np.array([int(v.visit) not in r.quality.rejected for v in r.visits])
-    model = float(np.min(variance[kept] if kept.any() else variance))
+    widths = np.sort(variance[kept] if kept.any() else variance)
+    k = max(1, math.ceil(quantile * widths.size - 1e-9))
+    model = float(widths[k - 1])
     blur = np.clip(variance - model, 0.0, None)
+    sharper = int((kept & (variance < model)).sum())
     log.info(
-        "psfForwardModel: the model is at the sharpest visit's PSF (sigma %.2f px across "
-        "DCR); the templates of %d visits are widened to their PSFs (sigma up to %.2f px)",
+        "psfForwardModel: the model is at the PSF of the visit %d of %d in sharpness "
+        "(sigma %.2f px across DCR); the templates of %d visits are widened to their PSFs "
+        "(sigma up to %.2f px), %d kept visits are sharper than the model",
+        k,
+        widths.size,
         math.sqrt(model),
         int((blur > 0).sum()),
         math.sqrt(float(blur.max())),
+        sharper,
     )
     return blur, model
 
