@@ -64,7 +64,7 @@ EXTENSIONS = {
     "startingModel": "directCoadd",
     "frequencyClamp": "smoothedColour",
     "psfForwardModel": "none",
-    "psfModelQuantile": 0.0,
+    "psfModelQuantile": 0.2,
     "excludeClippedFromFit": True,
     "doFindCosmicRays": True,
     "cosmicRayMinSigma": 6.0,

@@ -262,7 +262,7 @@ def test_the_minor_axis_variance_ignores_a_smear_along_one_axis() -> None:
 
 def test_the_model_is_at_the_sharpest_kept_width_and_each_visit_is_widened_to_its_own() -> None:
     fwhm = [4.0, 3.0, 5.0, 2.0, 6.0]
-    blur, model = pipeline._psf_blur(_run_like(fwhm, rejected=(103,)))
+    blur, model = pipeline._psf_blur(_run_like(fwhm, rejected=(103,)), quantile=0.0)
     variance = np.array([psf_minor_variance(gaussian_stamp(f)) for f in fwhm])
     assert model == pytest.approx(variance[1])  # visit 103 is sharper, but rejected
     np.testing.assert_allclose(blur, np.clip(variance - model, 0, None))
@@ -290,7 +290,7 @@ def test_the_model_is_at_the_quantile_of_the_kept_widths(quantile: float, k: int
 
 def test_a_visit_without_a_psf_width_is_named() -> None:
     with pytest.raises(ValueError, match=r"visit 101 has neither a PSF HDU nor a positive"):
-        pipeline._psf_blur(_run_like([4.0, np.nan, 3.0]))
+        pipeline._psf_blur(_run_like([4.0, np.nan, 3.0]), quantile=0.2)
 
 
 def test_template_blur_needs_a_store_fitted_with_it_and_the_visits_psf(caplog) -> None:

@@ -738,14 +738,15 @@ def _visit_psf_fwhm(r: _Run) -> np.ndarray:
     return np.array([np.nan if v.psf_fwhm_px is None else float(v.psf_fwhm_px) for v in r.visits])
 
 
-def _psf_blur(r: _Run, quantile: float = 0.0) -> tuple[np.ndarray, float]:
+def _psf_blur(r: _Run, *, quantile: float) -> tuple[np.ndarray, float]:
     """``psfForwardModel="gaussian"``: the model's PSF width and each visit's blur.
 
     Widths are each visit's PSF variance across DCR
     (:func:`dcr_dask.kernels.psf.psf_minor_variance` of its PSF stamp, or of the
     Gaussian of its ``PSF-FWHM``). The model's is the k-th smallest of the kept
     visits', k = max(1, ceil(``quantile`` x their number)) (``psfModelQuantile``;
-    0: the sharpest, so that no template is wider than its visit). Returns the
+    0: the sharpest, so that no template is wider than its visit; a visit sharper
+    than the model is fitted at the model's width). Returns the
     variance, px², of each visit's template blur (0 for a visit sharper than the
     model), and the model's.
     """
