@@ -857,14 +857,7 @@ def _fit_passes(
         )
         done.append((metric, gain))
         metrics.append(metric)
-        stop, _ = conv.should_stop(
-            metrics,
-            threshold=settings.convergence_threshold,
-            min_iter=settings.min_iter,
-            max_iter=settings.max_iter,
-            use_convergence=settings.use_convergence,
-        )
-        if stop:
+        if _should_stop(metrics, settings)[0]:
             break
         gains.append(gain)
         model = new
@@ -1038,17 +1031,22 @@ def _prepare_group(
     return persisted
 
 
-def _stopped(
-    block: tuple[int, int], history: list[float], gains: list[float], settings: FitSettings
-) -> BlockFit | None:
-    """The block's fit if its metric ``history`` says it stops (logged), else None."""
-    stop, reason = conv.should_stop(
+def _should_stop(history: list[float], settings: FitSettings) -> tuple[bool, str]:
+    """:func:`dcr_dask.kernels.convergence.should_stop` with the fit's settings."""
+    return conv.should_stop(
         history,
         threshold=settings.convergence_threshold,
         min_iter=settings.min_iter,
         max_iter=settings.max_iter,
         use_convergence=settings.use_convergence,
     )
+
+
+def _stopped(
+    block: tuple[int, int], history: list[float], gains: list[float], settings: FitSettings
+) -> BlockFit | None:
+    """The block's fit if its metric ``history`` says it stops (logged), else None."""
+    stop, reason = _should_stop(history, settings)
     if not stop:
         return None
     n_done = len(history) - 1
