@@ -737,17 +737,30 @@ def _step_task(
     return dask.delayed(_fit_step, pure=True, nout=3)(
         model[:, grown.ys, grown.xs],
         prepared,
-        pad=grown.pad,
-        core=grown.core,
-        shifts=shifts[block].shifts_px,
-        unsplit=shifts[block].unsplit_px,
-        metrics=list(state.metrics[block]),
-        gains=list(state.gains[block]),
         settings=settings,
-        visit_weights=inputs.visit_weights,
-        buffer_px=shifts[block].buffer_px,
-        psf_blur=inputs.psf_blur,
+        **_step_arguments(block, state, grown, shifts, inputs),
     )
+
+
+def _step_arguments(
+    block: tuple[int, int],
+    state: FitState,
+    grown: _Grown,
+    shifts: Mapping[tuple[int, int], RunShifts],
+    inputs: FitInputs,
+) -> dict[str, Any]:
+    """The block's keyword arguments of :func:`_fit_step` other than its settings."""
+    return {
+        "pad": grown.pad,
+        "core": grown.core,
+        "shifts": shifts[block].shifts_px,
+        "unsplit": shifts[block].unsplit_px,
+        "metrics": list(state.metrics[block]),
+        "gains": list(state.gains[block]),
+        "visit_weights": inputs.visit_weights,
+        "buffer_px": shifts[block].buffer_px,
+        "psf_blur": inputs.psf_blur,
+    }
 
 
 def _record_pass(
@@ -798,8 +811,9 @@ def _fit_in_memory(
         # one block is the whole tile: no halo to exchange between passes, so
         # several passes run in one task (the same passes, without a round trip
         # through the scheduler each)
+        block = group[0]
         current = _fit_alone(
-            group[0], inputs, grid, shifts, settings, state, stored, prepared, halo
+            block, inputs, grid, shifts, settings, state, stored, prepared[block], grown[block]
         )
         active = []
     while active:
@@ -872,8 +886,8 @@ def _fit_alone(
     settings: FitSettings,
     state: FitState,
     stored: da.Array,
-    prepared: dict[tuple[int, int], Any],
-    halo: int,
+    prepared: Any,
+    grown: _Grown,
 ) -> dict[tuple[int, int], da.Array]:
     """The fit of a tile of one block, :data:`PASSES_PER_TASK` passes per task.
 
@@ -882,25 +896,16 @@ def _fit_alone(
     fitted model (empty if no pass was kept).
     """
     S = settings.n_subfilters
-    grown = _grown(grid, block, halo)
     y0, y1, x0, x1 = grid.bounds(block)
     model: Any = stored[:, y0:y1, x0:x1]
     current: dict[tuple[int, int], da.Array] = {}
     while block not in state.stopped:
         task = dask.delayed(_fit_passes, pure=True, nout=2)(
             model,
-            prepared[block],
+            prepared,
             n_passes=PASSES_PER_TASK,
-            metrics=list(state.metrics[block]),
-            gains=list(state.gains[block]),
             settings=settings,
-            pad=grown.pad,
-            core=grown.core,
-            shifts=shifts[block].shifts_px,
-            unsplit=shifts[block].unsplit_px,
-            visit_weights=inputs.visit_weights,
-            buffer_px=shifts[block].buffer_px,
-            psf_blur=inputs.psf_blur,
+            **_step_arguments(block, state, grown, shifts, inputs),
         )
         (persisted,) = dask.persist(task)
         track([persisted], f"fit, iterations {state.passes + 1}-")
