@@ -145,10 +145,10 @@ VARIANTS = {
     "smoothed clamp, factor 2": Variant(
         config={"frequencyClamp": "smoothed", "regularizeModelFrequency": 2.0}
     ),
-    # each visit's template widened from the model's PSF to its own (psfForwardModel), the
-    # model at the k-th sharpest visit's PSF, k = ceil(0.2 N) (psfModelQuantile's default)
-    "psf gaussian": Variant(config={"psfForwardModel": "gaussian"}),
-    "psf gaussian, ceiling": Variant(config={"psfForwardModel": "gaussian"}, inputs="noise_free"),
+    # one model PSF for every visit's template (psfForwardModel="none": the reference's, the
+    # default until session 38; the defaults widen each visit's template to its own PSF)
+    "psf none": Variant(config={"psfForwardModel": "none"}),
+    "psf none, ceiling": Variant(config={"psfForwardModel": "none"}, inputs="noise_free"),
     # the model at the sharpest visit's PSF (psfModelQuantile = 0, the default until session 37)
     "psf gaussian q0": Variant(config={"psfForwardModel": "gaussian", "psfModelQuantile": 0.0}),
     "reference limits": Variant(

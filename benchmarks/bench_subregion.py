@@ -16,12 +16,14 @@ Settings:
 - ``no per-block statistic``: ``useConvergence=False``,
   ``useProgressiveGain=False``, ``regularizeModelFrequency=0``,
   ``useModelWeights=False``: every block runs the same iterations with the same
-  gains and no statistic of its own, the case in which the README says the
-  result does not depend on ``subregionSize`` (to float32 rounding);
-- ``psf gaussian`` and ``psf gaussian, no stat.``: the same two with
-  ``psfForwardModel="gaussian"``, whose per-frequency preconditioner is a
-  filter over each whole block (docs/algorithm.md): how far it carries a
-  block's edge into its core at the pipeline's halo.
+  gains and no statistic of its own;
+- ``psf none`` and ``psf none, no stat.``: the same two with
+  ``psfForwardModel="none"`` (the reference's; the default, ``"gaussian"``,
+  has a per-frequency preconditioner that is a filter over each whole block,
+  docs/algorithm.md): ``psf none, no stat.`` is the case in which the README
+  says the result does not depend on ``subregionSize`` (to float32 rounding),
+  and the two ``no stat.`` rows side by side show how far the
+  preconditioner carries a block's edge into its core at the pipeline's halo.
 
 Run: ``python benchmarks/bench_subregion.py [--size 256] [--small 64] [--seeds 1 2 3]
 [--settings NAME ...]``.
@@ -57,8 +59,8 @@ _NO_STATISTIC = {
 SETTINGS = {
     "defaults": {},
     "no per-block statistic": _NO_STATISTIC,
-    "psf gaussian": {"psfForwardModel": "gaussian"},
-    "psf gaussian, no stat.": {**_NO_STATISTIC, "psfForwardModel": "gaussian"},
+    "psf none": {"psfForwardModel": "none"},
+    "psf none, no stat.": {**_NO_STATISTIC, "psfForwardModel": "none"},
 }
 
 

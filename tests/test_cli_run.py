@@ -15,7 +15,7 @@ from conftest import cli_spec
 
 from dcr_dask.cli import main
 from dcr_dask.io.store import open_output
-from dcr_dask.running.templates import matched_template
+from dcr_dask.running.templates import matched_template, visit_file_psf_variance
 from dcr_dask.simulate import simulate_tile, write_simulation
 
 pytestmark = pytest.mark.slow
@@ -149,7 +149,12 @@ def test_template_command_writes_the_matched_template(simulation, local_run, tmp
         )
         == 0
     )
-    expected = matched_template(open_output(local_run), tile.visits[-1]).values
+    # the model is at a sharp visit's PSF (psfForwardModel="gaussian"): the command widens
+    # the template to the held-out visit's PSF, read from its file
+    store = open_output(local_run)
+    variance = visit_file_psf_variance(holdout, tile.visits[-1])
+    assert variance is not None and variance > store.attrs["model_psf_variance_px2"]
+    expected = matched_template(store, tile.visits[-1], psf_variance_px2=variance).values
     with fits.open(output) as hdus:
         np.testing.assert_allclose(hdus["IMAGE"].data, expected, rtol=1e-6, atol=1e-4)
         assert hdus[0].header["EXPID"] == tile.visits[-1].visit

@@ -10,6 +10,7 @@ true PSFs, its FWHM measured with the same definition (:func:`dcr_dask.kernels.p
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 
 import numpy as np
@@ -29,7 +30,7 @@ from dcr_dask.graph.psf_matching import visit_psf_stamps
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.store import open_output
 from dcr_dask.io.warps import open_warps
-from dcr_dask.kernels.psf import psf_fwhm_px
+from dcr_dask.kernels.psf import psf_fwhm_px, psf_minor_variance
 from dcr_dask.kernels.psf_stars import moffat_image
 from dcr_dask.running.pipeline import metadata_path
 from dcr_dask.settings import psf_measurement
@@ -105,6 +106,43 @@ def test_the_coadd_psf_fwhm_is_within_5_percent_of_the_truth(simulation, warps):
     sharp = coadd_psf_from_inputs(warps, [1.0, 0.05, 1.0])  # visit 1001 has the widest PSF
     wide = coadd_psf_from_inputs(warps, [0.05, 1.0, 0.05])
     assert wide.fwhm_px > 1.1 * sharp.fwhm_px
+
+
+def test_at_the_models_width_only_the_sharper_visits_enter_widened_to_it(warps, caplog):
+    stamps = visit_psf_stamps(warps)
+    variance = np.array([psf_minor_variance(stamp) for stamp in stamps])
+    order = np.argsort(variance)
+    visits = [int(v) for v in warps["visit"].values]
+    weights = [1.0, 2.0, 3.0]
+
+    # the model at the middle visit's width: the sharpest is widened to it, the widest left out
+    model = float(variance[order[1]])
+    psf = coadd_psf_from_inputs(warps, weights, model_variance=model)
+    assert psf.method == "model"
+    assert psf.record["visits"] == sorted(visits[k] for k in order[:2])
+    widened = dict(zip(psf.record["visits"], psf.record["widened_px2"], strict=True))
+    assert widened[visits[order[1]]] == 0.0
+    assert widened[visits[order[0]]] == pytest.approx(model - variance[order[0]])
+    assert psf.record["model_psf_variance_px2"] == model
+    # its width across DCR is the model's, within the Gaussian approximation of the widening
+    assert psf_minor_variance(psf.image) == pytest.approx(model, rel=0.05)
+    everyone = coadd_psf_from_inputs(warps, weights)
+    assert psf.fwhm_px < everyone.fwhm_px  # not the mean of all visits, which is wider
+    assert psf.image.sum() == pytest.approx(1.0)
+
+    # at the sharpest width: that visit alone, as it is
+    sharpest = coadd_psf_from_inputs(warps, weights, model_variance=float(variance[order[0]]))
+    assert sharpest.record["visits"] == [visits[order[0]]]
+    assert sharpest.record["widened_px2"] == [0.0]
+    np.testing.assert_allclose(sharpest.image, combine_psfs([stamps[order[0]]], [1.0]))
+
+    # the visits at the model's width rejected: the sharpest one left, with a warning
+    left = [visits[k] for k in order[:2]]
+    with caplog.at_level(logging.WARNING, logger="dcr_dask.graph.coadd_psf"):
+        fallback = coadd_psf_from_inputs(warps, weights, rejected=left, model_variance=model)
+    assert "no visit of the coadd is at or below the model's PSF width" in caplog.text
+    assert fallback.record["visits"] == [visits[order[2]]]
+    assert fallback.record["widened_px2"] == [0.0]
 
 
 def test_rejected_zero_weight_and_off_centre_visits_are_left_out(warps):
@@ -246,10 +284,19 @@ def test_a_run_stores_and_exports_the_coadd_psf_measured_with_do_calculate_psf(
     assert record["fwhm_px"] == pytest.approx(psf_fwhm_px(psf.values), rel=1e-6)
 
     weights = [r["weight"] for r in store.attrs["inputs"]]
-    truth = psf_fwhm_px(true_psf(tile, weights))
-    assert record["fwhm_px"] == pytest.approx(truth, rel=0.05), (record, truth)
+    # psfForwardModel="gaussian" (the default): the model, so the coadd, is at the k-th
+    # sharpest visit's width, k = ceil(0.2 x 3) = 1: the sharpest visit's PSF, not the mean
+    model_variance = store.attrs["model_psf_variance_px2"]
+    sharpest = int(np.argmin(tile.seeing_fwhm_px))
+    at_model = [w if k == sharpest else 0.0 for k, w in enumerate(weights)]
+    truth = psf_fwhm_px(true_psf(tile, at_model))
+    mean = psf_fwhm_px(true_psf(tile, weights))
+    assert truth < 0.92 * mean  # the two truths are 10 % apart on this tile: 5 % tells them apart
+    assert record["fwhm_px"] == pytest.approx(truth, rel=0.05), (record, truth, mean)
     # the combination of the inputs, made by the same run with the weights it recorded
-    combined = coadd_psf_from_inputs(warps, weights)
+    combined = coadd_psf_from_inputs(warps, weights, model_variance=model_variance)
+    assert combined.method == "model"
+    assert combined.record["visits"] == [int(warps["visit"].values[sharpest])]
     assert record["inputs_fwhm_px"] == pytest.approx(combined.fwhm_px, rel=1e-9)
     assert record["inputs_fwhm_px"] == pytest.approx(truth, rel=0.05)
     assert psf.shape != combined.image.shape  # doCalculatePsf acts: not the combination

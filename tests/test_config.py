@@ -63,7 +63,7 @@ EXTENSIONS = {
     "detectModelSources": SourceDetectionConfig(apply_defaults=False),
     "startingModel": "directCoadd",
     "frequencyClamp": "smoothedColour",
-    "psfForwardModel": "none",
+    "psfForwardModel": "gaussian",
     "psfModelQuantile": 0.2,
     "excludeClippedFromFit": True,
     "doFindCosmicRays": True,

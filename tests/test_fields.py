@@ -397,7 +397,7 @@ FIT_CHANGES = {
     "maxNumIter": 5,
     "useConvergence": False,
     "frequencyClamp": "smoothed",
-    "psfForwardModel": "gaussian",
+    "psfForwardModel": "none",
 }
 
 

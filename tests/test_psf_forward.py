@@ -221,8 +221,9 @@ def test_the_fit_halo_grows_by_twice_the_blur_reach() -> None:
     assert halos.halo_px(2.0, settings, 2.25) == halos.halo_px(2.0, settings) + 12
 
 
-def test_the_field_reaches_the_fit_settings_and_the_reference_preset_turns_it_off() -> None:
-    config = DcrAssembleCoaddConfig(psfForwardModel="gaussian")
+def test_gaussian_is_the_default_and_the_reference_preset_turns_it_off() -> None:
+    config = DcrAssembleCoaddConfig()
+    assert config.psfForwardModel == "gaussian"
     assert fit_settings(config).psf_forward_model == "gaussian"
     config.update(**PRESETS["reference"]())
     assert config.psfForwardModel == "none"

@@ -22,6 +22,11 @@ dcr_dask makes both, for the whole tile at one point, its centre
   pixels (a warp is resampled onto the tile, its PSF with it), or a Gaussian
   of its ``PSF-FWHM`` when it has none; dcr_dask holds one PSF per visit, so
   the coadd PSF does not vary over the tile.
+- **model** (the same function, with ``psfForwardModel="gaussian"``): the
+  sub-band models are at one PSF width across DCR, the k-th sharpest kept
+  visit's (``model_psf_variance_px2``), not at the visits' mean; only the
+  visits at or below that width enter, each stamp widened to it by a
+  Gaussian, with the same weights.
 - **measured** (``doCalculatePsf``, :func:`measure_coadd_psf`): the bright
   isolated unmasked stars of the coadd (its central 2048² pixels at most)
   are found with ``detectPsfSources``'s threshold and fitted with a
@@ -48,9 +53,10 @@ import attrs
 import dask.array as da
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 from dcr_dask.graph.psf_matching import visit_psf_stamps
-from dcr_dask.kernels.psf import psf_fwhm_px
+from dcr_dask.kernels.psf import psf_fwhm_px, psf_minor_variance
 from dcr_dask.kernels.psf_stars import MIN_STARS, fit_psf_stars, moffat_image, robust_keep
 from dcr_dask.masks import MaskPlanes
 
@@ -84,6 +90,11 @@ DESCRIPTIONS = {
         "weighted mean of the PSF stamps of the visits that entered the coadd, each "
         "normalised to sum 1, with the run's visit weights (inputs[].weight), at the tile centre"
     ),
+    "model": (
+        "weighted mean of the PSF stamps of the visits that entered the coadd at or below "
+        "the DCR model's PSF width across DCR (psfForwardModel='gaussian'), each widened "
+        "to that width by a Gaussian and normalised to sum 1, at the tile centre"
+    ),
     "measured": (
         "pixel-integrated Moffat profile with the median FWHM and index of the bright "
         "isolated stars of the coadd (doCalculatePsf)"
@@ -103,7 +114,9 @@ class CoaddPsf:
     fwhm_px : float
         Its FWHM (:func:`dcr_dask.kernels.psf.psf_fwhm_px`), pixels.
     method : str
-        ``"inputs"`` (the weighted combination) or ``"measured"``.
+        ``"inputs"`` (the weighted combination), ``"model"`` (the combination
+        at the DCR model's PSF width, ``psfForwardModel="gaussian"``) or
+        ``"measured"``.
     centre_yx : tuple of float
         Tile pixel ``(y, x)`` where it applies: the tile centre.
     record : dict
@@ -219,8 +232,17 @@ def coadd_psf_from_inputs(
     *,
     rejected: Sequence[int] = (),
     covers_centre: Sequence[bool] | None = None,
+    model_variance: float | None = None,
 ) -> CoaddPsf:
     """The weighted combination of the visits' PSFs at the tile centre (module docstring).
+
+    With ``psfForwardModel="gaussian"`` the sub-band models, and so the coadd,
+    are at one PSF width across DCR, ``model_variance``, sharper than most
+    visits: a mean of every visit's PSF would be too wide for it. Then only the
+    visits at or below that width enter, each stamp widened to it by the
+    Gaussian of variance ``model_variance`` minus its own
+    (:func:`dcr_dask.kernels.psf.psf_minor_variance`), as the fit treats
+    them.
 
     Parameters
     ----------
@@ -234,13 +256,21 @@ def coadd_psf_from_inputs(
     covers_centre : sequence of bool, optional
         ``(visit,)`` which visits see the tile centre (:func:`centre_coverage`);
         None takes every visit as covering it.
+    model_variance : float, optional
+        The DCR model's PSF variance across DCR, px² (``model_psf_variance_px2``
+        of the output store). None: every visit's PSF as it is.
 
     Returns
     -------
     CoaddPsf
-        ``method = "inputs"``; its record lists the visits combined with their
-        weights normalised to sum 1, and ``covering_centre`` (False when no
-        entering visit covered the centre and all were used).
+        ``method = "inputs"`` (``"model"`` with ``model_variance``); its record
+        lists the visits combined with their weights normalised to sum 1, and
+        ``covering_centre`` (False when no entering visit covered the centre
+        and all were used); with ``model_variance`` also
+        ``model_psf_variance_px2`` and each combined visit's ``widened_px2``.
+        When no entering visit is at or below the model's width (the visits
+        that were are rejected or of weight 0), the sharpest entering visit
+        is used as it is and ``widened_px2`` is 0 for it.
 
     Raises
     ------
@@ -260,6 +290,31 @@ def coadd_psf_from_inputs(
             "no visit enters the coadd PSF: every visit is rejected or has weight 0 "
             f"(weights {weights.tolist()})"
         )
+    stamps = visit_psf_stamps(warps)
+    record: dict[str, Any] = {}
+    widen = np.zeros(visits.size)
+    method = "inputs"
+    if model_variance is not None:
+        method = "model"
+        variance = np.full(visits.size, np.inf)
+        for k in np.nonzero(entering)[0]:
+            variance[k] = psf_minor_variance(stamps[k])
+        at_model = entering & (variance <= model_variance * (1 + 1e-9))
+        if not at_model.any():
+            sharpest = int(np.argmin(variance))
+            log.warning(
+                "no visit of the coadd is at or below the model's PSF width (variance "
+                "%.3f px²); the coadd PSF is the sharpest visit's (%d, %.3f px²)",
+                model_variance,
+                int(visits[sharpest]),
+                variance[sharpest],
+            )
+            at_model = np.zeros(visits.size, dtype=bool)
+            at_model[sharpest] = True
+        else:
+            widen[at_model] = model_variance - variance[at_model]
+        entering = at_model
+        record["model_psf_variance_px2"] = float(model_variance)
     covering = entering
     if covers_centre is not None:
         covering = entering & np.asarray(covers_centre, dtype=bool)
@@ -271,21 +326,34 @@ def coadd_psf_from_inputs(
             int(entering.sum()),
         )
         covering = entering
-    stamps = visit_psf_stamps(warps)
     used = np.nonzero(covering)[0]
-    image = combine_psfs([stamps[k] for k in used], weights[used])
+    image = combine_psfs([_widened(stamps[k], widen[k]) for k in used], weights[used])
     ny, nx = warps.sizes["y"], warps.sizes["x"]
     share = weights[used] / weights[used].sum()
+    record = {
+        "visits": [int(visits[k]) for k in used],
+        "weights": [float(w) for w in share],
+        "covering_centre": covered,
+        **record,
+    }
+    if model_variance is not None:
+        record["widened_px2"] = [float(max(widen[k], 0.0)) for k in used]
     return CoaddPsf(
         image=image,
         fwhm_px=psf_fwhm_px(image),
-        method="inputs",
+        method=method,
         centre_yx=((ny - 1) / 2.0, (nx - 1) / 2.0),
-        record={
-            "visits": [int(visits[k]) for k in used],
-            "weights": [float(w) for w in share],
-            "covering_centre": covered,
-        },
+        record=record,
+    )
+
+
+def _widened(stamp: np.ndarray, variance: float) -> np.ndarray:
+    """``stamp`` convolved with the circular Gaussian of ``variance`` px² (same size,
+    zeros beyond its edge); itself for a variance <= 0."""
+    if not variance > 0:
+        return stamp
+    return ndimage.gaussian_filter(
+        np.asarray(stamp, dtype=np.float64), math.sqrt(variance), mode="constant", truncate=4.0
     )
 
 

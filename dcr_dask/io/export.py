@@ -23,7 +23,7 @@ HDU   EXTNAME    dtype   content
 
 The ``PSF`` HDU is the one a warp may carry (an odd square stamp summing to
 1, ``EXTTYPE = 'PSF'``), with ``PSFFWHM`` (pixels) and ``PSFMETH``
-(``inputs`` or ``measured``); it has no WCS (its pixels are offsets).
+(``inputs``, ``model`` or ``measured``); it has no WCS (its pixels are offsets).
 
 Every image HDU carries the tile WCS from the store's ``wcs_header`` and the
 afw keywords ``EXTTYPE``, ``INHERIT``, ``LTV1``/``LTV2`` and the alternate ``A`` WCS
@@ -140,7 +140,7 @@ def _psf_hdu(ds: Any) -> fits.ImageHDU | None:
     if "fwhm_px" in attrs:
         header["PSFFWHM"] = (float(attrs["fwhm_px"]), "[pixel] FWHM, adaptive second moments")
     if "method" in attrs:
-        header["PSFMETH"] = (str(attrs["method"]), "inputs: visits' PSFs combined; measured")
+        header["PSFMETH"] = (str(attrs["method"]), "inputs/model: visits' PSFs combined; measured")
     return fits.ImageHDU(np.asarray(ds["psf"].values, dtype=np.float32), header=header)
 
 

@@ -727,6 +727,7 @@ def _coadd_psf_stage(r: _Run) -> None:
             r.planes,
             r.config,
             r.active,
+            model_variance=r.model_psf_variance,
         )
 
 
@@ -1455,16 +1456,21 @@ def _coadd_psf(
     planes: MaskPlanes,
     config: DcrAssembleCoaddConfig,
     client: Any,
+    *,
+    model_variance: float | None = None,
 ) -> CoaddPsf:
     """The coadd's PSF (:mod:`dcr_dask.graph.coadd_psf`): the visits' PSFs at the tile centre
-    combined with the run's weights; with ``doCalculatePsf``, measured on the stars of
-    the coadd (the sum of the sub-band ``model``, over its central window), keeping the
-    combination with a warning when too few stars are measured."""
+    combined with the run's weights (with ``psfForwardModel="gaussian"``, those at or
+    below the model's width ``model_variance``, widened to it); with
+    ``doCalculatePsf``, measured on the stars of the coadd (the sum of the sub-band
+    ``model``, over its central window), keeping the combination with a warning when
+    too few stars are measured."""
     combined = coadd_psf_from_inputs(
         ingested,
         weights,
         rejected=list(rejected),
         covers_centre=compute(centre_coverage(ingested), client),
+        model_variance=model_variance,
     )
     if not config.doCalculatePsf:
         log.info("coadd PSF: %.2f px FWHM (the visits' PSFs combined)", combined.fwhm_px)
