@@ -30,7 +30,7 @@ from dcr_dask.graph.psf_matching import visit_psf_stamps
 from dcr_dask.io.export import export_fits
 from dcr_dask.io.store import open_output
 from dcr_dask.io.warps import open_warps
-from dcr_dask.kernels.psf import psf_fwhm_px, psf_minor_variance
+from dcr_dask.kernels.psf import psf_fwhm_px, psf_minor_variance, round_psf
 from dcr_dask.kernels.psf_stars import moffat_image
 from dcr_dask.running.pipeline import metadata_path
 from dcr_dask.settings import psf_measurement
@@ -312,3 +312,28 @@ def test_a_run_stores_and_exports_the_coadd_psf_measured_with_do_calculate_psf(
             np.testing.assert_array_equal(hdul["PSF"].data, psf.values)
             assert hdul["PSF"].header["PSFMETH"] == "measured"
             assert hdul["PSF"].header["PSFFWHM"] == pytest.approx(record["fwhm_px"])
+
+
+def test_round_psf_keeps_the_profile_across_dcr_and_removes_the_smear():
+    # an elliptical Moffat stretched 1.8 times along 30 degrees and off centre by (0.6, -0.4)
+    size, angle, stretch, centre = 41, np.radians(30.0), 1.8, (20.6, 19.6)
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    dy, dx = yy - centre[0], xx - centre[1]
+    along = dy * np.sin(angle) + dx * np.cos(angle)
+    across = dy * np.cos(angle) - dx * np.sin(angle)
+    radius2 = (along / stretch) ** 2 + across**2
+    alpha, beta = 3.5, 3.0  # FWHM 3.6 px across, 6.4 px along
+    stamp = 5.0 * (1.0 + radius2 / alpha**2) ** -beta
+    round_ = round_psf(stamp)
+    assert round_.shape == stamp.shape and round_.sum() == pytest.approx(1.0)
+    # round: the same variance along every axis, the stamp's width across DCR
+    minor = psf_minor_variance(stamp)
+    assert psf_minor_variance(round_) == pytest.approx(minor, rel=0.02)
+    assert psf_fwhm_px(round_) < 0.8 * psf_fwhm_px(stamp)
+    # the unstretched profile, centred: what a coadd without the smear would show
+    offsets = np.arange(size) - size // 2
+    truth = (1.0 + (offsets[:, None] ** 2 + offsets[None, :] ** 2) / alpha**2) ** -beta
+    truth /= truth.sum()
+    assert np.abs(round_ - truth).max() < 0.02 * truth.max()
+    # a round, centred stamp is left as it is
+    np.testing.assert_allclose(round_psf(truth), truth, atol=1e-6 * truth.max())

@@ -24,8 +24,9 @@ dcr_dask makes both, for the whole tile at one point, its centre
   the coadd PSF does not vary over the tile.
 - **model** (the same function, with ``psfForwardModel="gaussian"``): the
   sub-band models are at one PSF width across DCR, the k-th sharpest kept
-  visit's (``model_psf_variance_px2``), not at the visits' mean; only the
-  visits at or below that width enter, each stamp widened to it by a
+  visit's (``model_psf_variance_px2``), not at the visits' mean, and
+  without DCR's smear; only the visits at or below that width enter, each
+  stamp made round at its width across DCR and widened to the model's by a
   Gaussian, with the same weights.
 - **measured** (``doCalculatePsf``, :func:`measure_coadd_psf`): the bright
   isolated unmasked stars of the coadd (its central 2048² pixels at most)
@@ -56,7 +57,7 @@ import xarray as xr
 from scipy import ndimage
 
 from dcr_dask.graph.psf_matching import visit_psf_stamps
-from dcr_dask.kernels.psf import psf_fwhm_px, psf_minor_variance
+from dcr_dask.kernels.psf import psf_fwhm_px, psf_minor_variance, round_psf
 from dcr_dask.kernels.psf_stars import MIN_STARS, fit_psf_stars, moffat_image, robust_keep
 from dcr_dask.masks import MaskPlanes
 
@@ -92,8 +93,9 @@ DESCRIPTIONS = {
     ),
     "model": (
         "weighted mean of the PSF stamps of the visits that entered the coadd at or below "
-        "the DCR model's PSF width across DCR (psfForwardModel='gaussian'), each widened "
-        "to that width by a Gaussian and normalised to sum 1, at the tile centre"
+        "the DCR model's PSF width across DCR (psfForwardModel='gaussian'), each made round "
+        "at its width across DCR, widened to the model's by a Gaussian and normalised to "
+        "sum 1, at the tile centre"
     ),
     "measured": (
         "pixel-integrated Moffat profile with the median FWHM and index of the bright "
@@ -239,9 +241,11 @@ def coadd_psf_from_inputs(
     With ``psfForwardModel="gaussian"`` the sub-band models, and so the coadd,
     are at one PSF width across DCR, ``model_variance``, sharper than most
     visits: a mean of every visit's PSF would be too wide for it. Then only the
-    visits at or below that width enter, each stamp widened to it by the
-    Gaussian of variance ``model_variance`` minus its own
-    (:func:`dcr_dask.kernels.psf.psf_minor_variance`), as the fit treats
+    visits at or below that width enter. Each stamp is made round at its width
+    across DCR (:func:`dcr_dask.kernels.psf.round_psf`: the coadd has no DCR
+    smear, which a visit's PSF measured on its stars holds), then widened to
+    the model's width by the Gaussian of variance ``model_variance`` minus its
+    own (:func:`dcr_dask.kernels.psf.psf_minor_variance`), as the fit treats
     them.
 
     Parameters
@@ -327,7 +331,13 @@ def coadd_psf_from_inputs(
         )
         covering = entering
     used = np.nonzero(covering)[0]
-    image = combine_psfs([_widened(stamps[k], widen[k]) for k in used], weights[used])
+    if model_variance is not None:
+        # the coadd has no DCR smear: each stamp round at its width across DCR, then widened
+        image = combine_psfs(
+            [_widened(round_psf(stamps[k]), widen[k]) for k in used], weights[used]
+        )
+    else:
+        image = combine_psfs([stamps[k] for k in used], weights[used])
     ny, nx = warps.sizes["y"], warps.sizes["x"]
     share = weights[used] / weights[used].sum()
     record = {

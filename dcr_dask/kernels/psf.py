@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import linalg, signal
+from scipy import linalg, ndimage, signal
 from scipy.special import erf
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "model_psf_image",
     "psf_fwhm_px",
     "psf_minor_variance",
+    "round_psf",
 ]
 
 #: FWHM of a Gaussian in units of its sigma, ``2·sqrt(2·ln 2)``.
@@ -223,7 +224,57 @@ def psf_minor_variance(psf: np.ndarray) -> float:
         If the stamp is not odd and square, or has no positive flux near its
         centre.
     """
+    covariance, _ = _adaptive_covariance(_check_stamp(psf))
+    return float(np.linalg.eigvalsh(covariance)[0])
+
+
+def round_psf(psf: np.ndarray) -> np.ndarray:
+    """A PSF stamp made round at its width across DCR, and centred.
+
+    A warp's PSF, measured on its stars, is stretched along the parallactic
+    direction by DCR's chromatic smear; a DCR coadd has no such smear. The
+    stamp is resampled (cubic spline) through the linear map that takes its
+    elliptical adaptive moments (:func:`psf_minor_variance`) to round ones of
+    the smaller eigenvalue, about their centroid: the radial profile (core
+    and wings) is kept, the major axis is shrunk to the minor axis's width,
+    and the centroid is moved to the stamp's centre. An ellipticity of the
+    seeing itself is removed as well, which a DCR model cannot tell from the
+    smear.
+
+    Parameters
+    ----------
+    psf : numpy.ndarray
+        Odd, square, centred PSF stamp (any positive sum).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 stamp of the same shape, summing to 1.
+
+    Raises
+    ------
+    ValueError
+        If the stamp is not odd and square, or has no positive flux near its
+        centre.
+    """
     psf = _check_stamp(psf)
+    covariance, (cy, cx) = _adaptive_covariance(psf)
+    values, vectors = np.linalg.eigh(covariance)
+    # output offsets u map to input offsets centroid + A u, A = C^(1/2) / sigma_minor
+    matrix = vectors @ np.diag(np.sqrt(values / values[0])) @ vectors.T
+    centre = np.array([psf.shape[0] // 2, psf.shape[1] // 2], dtype=np.float64)
+    offset = centre + np.array([cy, cx]) - matrix @ centre
+    out = ndimage.affine_transform(psf, matrix, offset=offset, order=3, mode="constant")
+    total = out.sum()
+    if not total > 0:
+        raise ValueError("PSF image has no positive flux near its centre")
+    return out / total
+
+
+def _adaptive_covariance(psf: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Elliptical adaptive second moments of a checked stamp: the covariance (px², the
+    weight being the Gaussian of it, iterated to convergence) and the centroid (y, x)
+    in pixels from the stamp's centre."""
     size = psf.shape[0]
     offsets = np.arange(-(size // 2), size // 2 + 1, dtype=np.float64)
     yy, xx = np.meshgrid(offsets, offsets, indexing="ij")
@@ -250,7 +301,7 @@ def psf_minor_variance(psf: np.ndarray) -> float:
         covariance = new
         if done:
             break
-    return float(np.linalg.eigvalsh(covariance)[0])
+    return covariance, (float(cy), float(cx))
 
 
 def psf_fwhm_px(psf: np.ndarray) -> float:
