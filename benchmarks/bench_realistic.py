@@ -151,6 +151,9 @@ VARIANTS = {
     "psf none, ceiling": Variant(config={"psfForwardModel": "none"}, inputs="noise_free"),
     # the model at the sharpest visit's PSF (psfModelQuantile = 0, the default until session 37)
     "psf gaussian q0": Variant(config={"psfForwardModel": "gaussian", "psfModelQuantile": 0.0}),
+    # the defaults stopped at 30 iterations (minNumIter's default): what the fit's last
+    # iterations buy with psfForwardModel="gaussian", which often runs to maxNumIter (60)
+    "30 iterations": Variant(config={"maxNumIter": 30}),
     "reference limits": Variant(
         config={
             "dcrNumSubfilters": 3,
