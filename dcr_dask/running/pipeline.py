@@ -1473,7 +1473,12 @@ def _coadd_psf(
         model_variance=model_variance,
     )
     if not config.doCalculatePsf:
-        log.info("coadd PSF: %.2f px FWHM (the visits' PSFs combined)", combined.fwhm_px)
+        how = (
+            "the PSFs of the visits at or below the model's width, widened to it"
+            if combined.method == "model"
+            else "the visits' PSFs combined"
+        )
+        log.info("coadd PSF: %.2f px FWHM (%s)", combined.fwhm_px, how)
         return combined
     wy, wx = measurement_window(model.shape[1:])
     image, variance, mask = compute(
