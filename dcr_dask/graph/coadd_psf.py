@@ -54,10 +54,9 @@ import attrs
 import dask.array as da
 import numpy as np
 import xarray as xr
-from scipy import ndimage
 
 from dcr_dask.graph.psf_matching import visit_psf_stamps
-from dcr_dask.kernels.psf import psf_fwhm_px, psf_minor_variance, round_psf
+from dcr_dask.kernels.psf import gaussian_blur, psf_fwhm_px, psf_minor_variance, round_psf
 from dcr_dask.kernels.psf_stars import MIN_STARS, fit_psf_stars, moffat_image, robust_keep
 from dcr_dask.masks import MaskPlanes
 
@@ -317,6 +316,9 @@ def coadd_psf_from_inputs(
             at_model[sharpest] = True
         else:
             widen[at_model] = model_variance - variance[at_model]
+            # the coadd has no DCR smear: each stamp round at its width across DCR, widened
+            for k in np.nonzero(at_model)[0]:
+                stamps[k] = gaussian_blur(round_psf(stamps[k]), widen[k])
         entering = at_model
         record["model_psf_variance_px2"] = float(model_variance)
     covering = entering
@@ -331,13 +333,7 @@ def coadd_psf_from_inputs(
         )
         covering = entering
     used = np.nonzero(covering)[0]
-    if model_variance is not None:
-        # the coadd has no DCR smear: each stamp round at its width across DCR, then widened
-        image = combine_psfs(
-            [_widened(round_psf(stamps[k]), widen[k]) for k in used], weights[used]
-        )
-    else:
-        image = combine_psfs([stamps[k] for k in used], weights[used])
+    image = combine_psfs([stamps[k] for k in used], weights[used])
     ny, nx = warps.sizes["y"], warps.sizes["x"]
     share = weights[used] / weights[used].sum()
     record = {
@@ -354,16 +350,6 @@ def coadd_psf_from_inputs(
         method=method,
         centre_yx=((ny - 1) / 2.0, (nx - 1) / 2.0),
         record=record,
-    )
-
-
-def _widened(stamp: np.ndarray, variance: float) -> np.ndarray:
-    """``stamp`` convolved with the circular Gaussian of ``variance`` px² (same size,
-    zeros beyond its edge); itself for a variance <= 0."""
-    if not variance > 0:
-        return stamp
-    return ndimage.gaussian_filter(
-        np.asarray(stamp, dtype=np.float64), math.sqrt(variance), mode="constant", truncate=4.0
     )
 
 

@@ -68,6 +68,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from dcr_dask.kernels import regularize
+from dcr_dask.kernels.psf import gaussian_blur
 from dcr_dask.kernels.regularize import background_noise
 from dcr_dask.kernels.shift import (
     SHIFT_METHODS,
@@ -220,16 +221,6 @@ def _as_blur(psf_blur: np.ndarray | None, n_visits: int) -> np.ndarray | None:
     return blur
 
 
-def _gaussian_blur(image: np.ndarray, variance: float) -> np.ndarray:
-    """``image`` convolved with a circular Gaussian of ``variance`` px² (zeros outside;
-    the ``"spline"`` path of the per-visit PSF blur), float64."""
-    if variance <= 0:
-        return np.asarray(image, dtype=np.float64)
-    return ndimage.gaussian_filter(
-        np.asarray(image, dtype=np.float64), np.sqrt(variance), mode="constant", truncate=4.0
-    )
-
-
 def _per_visit(sets: list, n_subfilters: int) -> list[list]:
     """A visit-major flat list of per-sub-band factor sets, cut into one list per visit."""
     return [sets[v : v + n_subfilters] for v in range(0, len(sets), n_subfilters)]
@@ -304,7 +295,7 @@ class _Templates:
             # None only for a model of 0 sub-bands, which nothing here rejects (the config's
             # dcrNumSubfilters is >= 2); the spectral branch gives zeros for it.
             if self.blur is not None and out is not None:
-                out = _gaussian_blur(out, float(self.blur[v]))
+                out = gaussian_blur(out, float(self.blur[v]))
             return out  # type: ignore[return-value]
         self.grid.combine(self._total, self.spectra, self._factor_sets[v])
         return self.grid.invert(self._total)
@@ -388,7 +379,7 @@ class _BackProjection:
             if self.weights is not None:
                 image = image * weight
             if self.blur is not None:
-                image = _gaussian_blur(image, float(self.blur[v]))
+                image = gaussian_blur(image, float(self.blur[v]))
             coefficients = spline_prefilter(image, self.order)
             for s, point in enumerate(self.unsplit[v]):
                 self.totals[s] += spline_translate(coefficients, -point, self.order)

@@ -61,6 +61,7 @@ __all__ = [
     "SHARPENING_TOLERANCE",
     "convolve_block",
     "delta_kernel",
+    "gaussian_blur",
     "gaussian_psf_image",
     "grow_mask_block",
     "matching_kernel",
@@ -226,6 +227,28 @@ def psf_minor_variance(psf: np.ndarray) -> float:
     """
     covariance, _ = _adaptive_covariance(_check_stamp(psf))
     return float(np.linalg.eigvalsh(covariance)[0])
+
+
+def gaussian_blur(image: np.ndarray, variance: float) -> np.ndarray:
+    """An image convolved with a circular Gaussian, zeros beyond its edges.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D image (a block, or a PSF stamp).
+    variance : float
+        The Gaussian's variance, px²; <= 0 leaves the image as it is.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the same shape (the Gaussian truncated at 4 sigma).
+    """
+    if variance <= 0:
+        return np.asarray(image, dtype=np.float64)
+    return ndimage.gaussian_filter(
+        np.asarray(image, dtype=np.float64), math.sqrt(variance), mode="constant", truncate=4.0
+    )
 
 
 def round_psf(psf: np.ndarray) -> np.ndarray:
